@@ -59,6 +59,13 @@ class BuildFileError(UserError):
     """A problem in a BUILD.toml (syntax, unknown rule or attribute, bad value)."""
 
 
+class RuleError(BuildFileError):
+    """Raised by a rule implementation about its target's attributes (`mb.RuleError`).
+
+    The engine adds the target's BUILD.toml location.
+    """
+
+
 class ConfigError(UserError):
     """A problem in MB.toml or in a command-line option."""
 

@@ -1,0 +1,5 @@
+import sys
+
+from mb.cli import main
+
+sys.exit(main())

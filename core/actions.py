@@ -1,0 +1,90 @@
+"""Actions and their keys (SPEC §4).
+
+An action's key is a blake3 digest over a canonical JSON encoding of: the
+rule's name and version, the plugin's name and version, the command line
+(tools by name only) or the Python function's identity and its module's
+source digest, the params, the declared environment, the names (never the
+values) of secret variables, the declared output paths, and the digests of
+every input (by workspace-relative path) and every tool. Absolute paths,
+timestamps, URLs and secret values are never part of it, so the same key in
+another copy of the workspace, or on another machine, means the same action.
+
+The part that does not depend on file contents is digested once at analysis
+(`static_digest`); the final key adds the input and tool digests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from mb.context import ActionSpec, Tool
+from mb.digest import digest_value
+from mb.labels import Label
+
+#: Bump when the key encoding changes, so old cache entries stop matching.
+KEY_SCHEMA: Final = 1
+
+
+@attrs.frozen
+class Action:
+    """One unit of work: an `ActionSpec` plus who declared it."""
+
+    index: int
+    owner: Label
+    spec: ActionSpec
+    rule: str
+    rule_version: str
+    plugin: str
+    plugin_version: str
+    tags: tuple[str, ...]
+    #: The digest of the function's module source (Python actions only).
+    function_digest: str = ""
+    static_digest: str = ""
+
+    @property
+    def cacheable(self) -> bool:
+        return "no-cache" not in self.tags
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+
+def static_components(action: Action) -> dict[str, Any]:
+    """The key's components that are known at analysis time (recorded for `mb explain`)."""
+    spec = action.spec
+    return {
+        "schema": KEY_SCHEMA,
+        "rule": [action.rule, action.rule_version],
+        "plugin": [action.plugin, action.plugin_version],
+        "kind": spec.kind,
+        "argv": [{"tool": p.name} if isinstance(p, Tool) else p for p in spec.argv],
+        "function": (
+            [spec.function.module, spec.function.qualname, action.function_digest]
+            if spec.function else None
+        ),
+        "params": spec.params,
+        "env": [list(pair) for pair in spec.env],
+        "secret_env": list(spec.secret_env),
+        "inputs": list(spec.inputs),
+        "outputs": list(spec.outputs),
+        "tools": [tool.name for tool in spec.tools],
+        "network": "requires-network" in action.tags,
+    }
+
+
+def with_static_digest(action: Action) -> Action:
+    return attrs.evolve(action, static_digest=digest_value(static_components(action)))
+
+
+def action_key(action: Action, input_digests: Mapping[str, str],
+               tool_digests: Mapping[str, str]) -> str:
+    """The action's key from its static digest and the digests of what it reads."""
+    return digest_value({
+        "static": action.static_digest,
+        "inputs": dict(input_digests),
+        "tools": dict(tool_digests),
+    })

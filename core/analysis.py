@@ -1,0 +1,305 @@
+"""Analysis: BUILD.toml targets -> converted attributes -> rule implementations -> actions.
+
+Packages are loaded on demand and every target of a loaded package is
+converted at once, so all mistakes of a file are reported in one run. Rule
+implementations run lazily: when a rule asks for the paths of a label
+(`ctx.paths`), that target is analysed first. A label met again while it is
+still being analysed is a cycle, reported in order.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+from cattrs.errors import ClassValidationError
+
+from mb.actions import Action, with_static_digest
+from mb.attrs_convert import closest, describe_path, errors_of, structure
+from mb.buildfile import RawTarget, SourceFile, parse_build_file
+from mb.context import RuleContext, TargetOptions
+from mb.errors import BuildFileError, CycleError, LabelError, MultipleErrors, UserError
+from mb.labels import Label, Pattern
+from mb.plugins import Plugins
+from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
+from mb.workspace import Workspace
+
+
+@attrs.frozen
+class CommonAttrs:
+    """SPEC §2 attributes every rule accepts, converted as strictly as the rule's own."""
+
+    tags: tuple[str, ...] = ()
+    resources: dict[str, int] = attrs.field(factory=dict)
+    timeout: float | None = None
+    retries: int | None = None
+    description: str = ""
+
+
+@attrs.frozen
+class Target:
+    """A converted target: its rule, typed attributes and common options."""
+
+    label: Label
+    rule: RuleDef
+    attributes: Any
+    options: TargetOptions
+    raw: RawTarget
+    source: SourceFile
+
+
+@attrs.define
+class AnalyzedTarget:
+    target: Target
+    actions: list[Action]
+    outputs: list[str]
+    default_outputs: list[str]
+    #: Targets this one read through a label, in first-use order.
+    deps: list[Label]
+    #: Source files (workspace-relative) this one reads.
+    sources: list[str]
+
+    @property
+    def label(self) -> Label:
+        return self.target.label
+
+
+class Analysis:
+    """Loads packages and analyses targets for one build; results are memoised."""
+
+    def __init__(self, workspace: Workspace, plugins: Plugins, digest_source: Any) -> None:
+        self.workspace = workspace
+        self.plugins = plugins
+        self._digest_source = digest_source  # (abs path) -> digest; the stat cache
+        self.packages: dict[str, dict[str, Target]] = {}
+        self.analyzed: dict[Label, AnalyzedTarget] = {}
+        self.actions: list[Action] = []
+        self.producers: dict[str, Action] = {}
+        self._in_progress: list[Label] = []
+        self._current: list[AnalyzedTarget] = []
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+
+    # --- packages ----------------------------------------------------------------
+
+    def package(self, package: str) -> dict[str, Target]:
+        if package in self.packages:
+            return self.packages[package]
+        path = self.workspace.build_file(package)
+        display = os.path.join(package, "BUILD.toml") if package else "BUILD.toml"
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise LabelError(f"no package '{package}': {display} does not exist") from None
+        source = SourceFile(display, text)
+        targets: dict[str, Target] = {}
+        errors: list[UserError] = []
+        for raw in parse_build_file(source):
+            try:
+                targets[raw.name] = self._convert(Label(package, raw.name), raw, source)
+            except MultipleErrors as exc:
+                errors.extend(exc.errors)
+            except UserError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0] if len(errors) == 1 else MultipleErrors(errors)
+        self.packages[package] = targets
+        return targets
+
+    def _convert(self, label: Label, raw: RawTarget, source: SourceFile) -> Target:
+        rules = self.plugins.rules()
+        rule = rules.get(raw.rule)
+        if rule is None:
+            hint = closest(raw.rule, list(rules))
+            names = ", ".join(sorted(rules))
+            message = f"unknown rule {raw.rule!r}"
+            message += f"; did you mean {hint!r}? (rules: {names})" if hint else f" (rules: {names})"
+            raise source.error((raw.name, "rule"), message)
+        common_raw = {k: v for k, v in raw.attributes.items() if k in COMMON_ATTRIBUTES}
+        rule_raw = {k: v for k, v in raw.attributes.items() if k not in COMMON_ATTRIBUTES}
+        errors: list[UserError] = []
+        common = self._structure(common_raw, CommonAttrs, label, raw, source, errors)
+        attributes = self._structure(rule_raw, rule.attrs_class, label, raw, source, errors)
+        if errors:
+            raise errors[0] if len(errors) == 1 else MultipleErrors(errors)
+        options = TargetOptions(tags=common.tags, resources=common.resources,
+                                timeout=common.timeout, retries=common.retries,
+                                description=common.description)
+        return Target(label=label, rule=rule, attributes=attributes, options=options,
+                      raw=raw, source=source)
+
+    def _structure(self, raw_attrs: dict[str, Any], cls: type, label: Label, raw: RawTarget,
+                   source: SourceFile, errors: list[UserError]) -> Any:
+        try:
+            return structure(raw_attrs, cls, label.package)
+        except ClassValidationError as exc:
+            for path, message in errors_of(exc, cls):
+                errors.append(self._attribute_error(path, message, raw, source, cls))
+        except (ValueError, TypeError) as exc:  # an attrs validator of the rule
+            errors.append(source.error((raw.name,), f"target '{raw.name}': {exc}"))
+        return None
+
+    def _attribute_error(self, path: tuple[str | int, ...], message: str, raw: RawTarget,
+                         source: SourceFile, cls: type) -> UserError:
+        key_path = (raw.name, *path)
+        if message.startswith("unknown:"):
+            allowed = [*message.split(":", 1)[1].split(","), *COMMON_ATTRIBUTES]
+            allowed = [a for a in allowed if a]
+            word = str(path[-1])
+            hint = closest(word, allowed)
+            text = f"unknown attribute '{word}' for rule '{raw.rule}'"
+            text += f"; did you mean '{hint}'?" if hint else f" (attributes: {', '.join(allowed)})"
+            return source.error(key_path, text)
+        if message == "missing":
+            return source.error((raw.name,), f"target '{raw.name}' (rule '{raw.rule}') is "
+                                f"missing the required attribute {describe_path(path)}")
+        return source.error(key_path, f"{describe_path(path)} {message}")
+
+    # --- patterns ----------------------------------------------------------------
+
+    def expand(self, patterns: Iterable[Pattern]) -> list[Label]:
+        """Labels of the targets matched by command-line patterns (manual left out)."""
+        labels: dict[Label, None] = {}
+        for pattern in patterns:
+            if pattern.label is not None:
+                self.target(pattern.label)
+                labels[pattern.label] = None
+                continue
+            packages = [p for p in self.workspace.packages if pattern.matches_package(p)]
+            if not packages and pattern.all_in_package:
+                packages = [pattern.package]
+            if not packages:
+                raise LabelError(f"pattern '{pattern}' matches no package")
+            for package in packages:
+                for name, target in self.package(package).items():
+                    if "manual" not in target.options.tags:
+                        labels[target.label] = None
+        return list(labels)
+
+    def target(self, label: Label) -> Target:
+        targets = self.package(label.package)
+        found = targets.get(label.name)
+        if found is None:
+            hint = closest(label.name, list(targets))
+            raise LabelError(
+                f"no target '{label.name}' in package '{label.package}' ({label})"
+                + (f"; did you mean ':{hint}'?" if hint else ""))
+        return found
+
+    # --- analysis ----------------------------------------------------------------
+
+    def analyze(self, label: Label) -> AnalyzedTarget:
+        done = self.analyzed.get(label)
+        if done is not None:
+            return done
+        if label in self._in_progress:
+            cycle = self._in_progress[self._in_progress.index(label):] + [label]
+            target = self.target(cycle[0])
+            raise CycleError([str(l) for l in cycle], target.source.location((cycle[0].name,)))
+        target = self.target(label)
+        self._in_progress.append(label)
+        result = AnalyzedTarget(target=target, actions=[], outputs=[], default_outputs=[],
+                                deps=[], sources=[])
+        self._current.append(result)
+        try:
+            ctx = RuleContext(label, self, target.options, self.workspace.config.providers,
+                              target.source.display_path)
+            try:
+                target.rule.impl(ctx, target.attributes)
+            except BuildFileError as exc:
+                if exc.location is None:
+                    exc.location = target.source.location((label.name,))
+                raise
+            result.outputs = list(ctx.declared_outputs)
+            result.default_outputs = (
+                list(ctx.default_outputs) if ctx.default_outputs is not None
+                else list(ctx.declared_outputs))
+            for spec in ctx.actions:
+                result.actions.append(self._add_action(target, spec))
+        finally:
+            self._in_progress.pop()
+            self._current.pop()
+        self.analyzed[label] = result
+        return result
+
+    def _add_action(self, target: Target, spec: Any) -> Action:
+        function_digest = ""
+        if spec.function is not None and spec.function.source_path:
+            function_digest = self._digest_source(spec.function.source_path)
+        action = with_static_digest(Action(
+            index=len(self.actions), owner=target.label, spec=spec, rule=target.rule.name,
+            rule_version=target.rule.version, plugin=target.rule.plugin,
+            plugin_version=target.rule.plugin_version, tags=target.options.tags,
+            function_digest=function_digest))
+        for path in spec.outputs:
+            other = self.producers.get(path)
+            if other is not None:
+                raise target.source.error(
+                    (target.label.name,),
+                    f"output {path} of {target.label} is also an output of {other.owner}; "
+                    "give one of them another name")
+            self.producers[path] = action
+        self.actions.append(action)
+        return action
+
+    # --- the resolver RuleContext uses -------------------------------------------
+
+    def paths_of(self, label: Label) -> tuple[str, ...]:
+        """What a label stands for: a target's default outputs, an output file, or a source."""
+        current = self._current[-1] if self._current else None
+        targets = self.package(label.package)
+        if label.name in targets:
+            dep = self.analyze(label)
+            if current is not None and label not in current.deps:
+                current.deps.append(label)
+            return tuple(dep.default_outputs)
+        path = label.path()
+        if os.path.exists(os.path.join(self.workspace.root, path)):
+            if current is not None and path not in current.sources:
+                current.sources.append(path)
+            return (path,)
+        producer = self._find_output(label.package, path)
+        if producer is not None:
+            if current is not None and producer.label not in current.deps:
+                current.deps.append(producer.label)
+            return (path,)
+        # A missing source: an error when the build needs it (or a placeholder).
+        if current is not None and path not in current.sources:
+            current.sources.append(path)
+        return (path,)
+
+    def _find_output(self, package: str, path: str) -> AnalyzedTarget | None:
+        for name, target in self.package(package).items():
+            if target.label in self._in_progress:
+                continue
+            analyzed = self.analyze(target.label)
+            if path in analyzed.outputs:
+                return analyzed
+        return None
+
+    def closure(self, labels: Iterable[Label]) -> list[AnalyzedTarget]:
+        """The analysed targets `labels` need, dependencies first."""
+        order: list[AnalyzedTarget] = []
+        seen: set[Label] = set()
+
+        def visit(label: Label) -> None:
+            stack = [(label, False)]
+            while stack:
+                current, expanded = stack.pop()
+                if expanded:
+                    order.append(self.analyzed[current])
+                    continue
+                if current in seen:
+                    continue
+                seen.add(current)
+                stack.append((current, True))
+                for dep in reversed(self.analyze(current).deps):
+                    if dep not in seen:
+                        stack.append((dep, False))
+
+        for label in labels:
+            visit(label)
+        return order

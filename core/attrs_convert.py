@@ -1,0 +1,186 @@
+"""The strict cattrs converter, and turning its errors into `(key path, message)` pairs.
+
+cattrs' default converter coerces silently (`"false"` becomes True, `3`
+becomes `"3"`); a build file with a wrong type must be an error instead, so
+every primitive here has a hook that checks the type and nothing more.
+`mb.File`, `mb.Files` and `mb.Label` are parsed relative to the package being
+read, which is passed through a context variable because cattrs hooks take
+no extra arguments.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+from collections.abc import Iterator
+from typing import Any, Final, Union
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.strategies import configure_union_passthrough
+
+from mb.attributes import File, Files
+from mb.errors import LabelError
+from mb.labels import Label, parse_label
+
+KeyPath = tuple[str | int, ...]
+
+_package: contextvars.ContextVar[str] = contextvars.ContextVar("mb_package", default="")
+
+
+class InvalidValue(ValueError):
+    """A value of the wrong type or form; `text` completes "'attr' ..."."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def describe(value: Any) -> str:
+    """`the integer 3`, `the string '3'`: names the TOML type the user wrote."""
+    kinds = {bool: "the boolean", int: "the integer", float: "the number", str: "the string",
+             list: "the list", dict: "the table"}
+    kind = kinds.get(type(value))
+    return f"{kind} {value!r}" if kind else repr(value)
+
+
+def _expect(kind: type | tuple[type, ...], word: str) -> Any:
+    def hook(value: Any, _type: Any) -> Any:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise InvalidValue(f"must be {word}, got {describe(value)}")
+        if not isinstance(value, kind):
+            raise InvalidValue(f"must be {word}, got {describe(value)}")
+        return float(value) if word == "a number" else value
+
+    return hook
+
+
+def _label(value: Any) -> Label:
+    if not isinstance(value, str):
+        raise InvalidValue(f"must be a label, got {describe(value)}")
+    try:
+        return parse_label(value, _package.get())
+    except LabelError as exc:
+        raise InvalidValue(f"is not a valid label: {exc.message}") from None
+
+
+def _file(value: Any, _type: Any) -> File:
+    if not isinstance(value, str):
+        raise InvalidValue(f"must be a file path or label, got {describe(value)}")
+    return File(_label(value))
+
+
+def _files(value: Any, _type: Any) -> Files:
+    if not isinstance(value, list):
+        raise InvalidValue(f"must be a list of files, got {describe(value)}")
+    errors: list[Exception] = []
+    items: list[File] = []
+    for index, item in enumerate(value):
+        try:
+            items.append(_file(item, File))
+        except InvalidValue as exc:
+            exc.__notes__ = [cattrs.IterableValidationNote(f"@ index {index}", index, File)]
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError("invalid files", errors, Files)
+    return Files(tuple(items))
+
+
+def _primitive_hooks(converter: cattrs.Converter) -> cattrs.Converter:
+    converter.register_structure_hook(str, _expect(str, "a string"))
+    converter.register_structure_hook(int, _expect(int, "an integer"))
+    converter.register_structure_hook(float, _expect((int, float), "a number"))
+    converter.register_structure_hook(bool, _expect(bool, "true or false"))
+    converter.register_structure_hook(File, _file)
+    converter.register_structure_hook(Files, _files)
+    converter.register_structure_hook(Label, lambda v, _t: _label(v))
+    configure_union_passthrough(Union[str, bool, int, float, None], converter)
+    return converter
+
+
+def _is_collection(type_: Any) -> bool:
+    return type_ not in (str, bytes) and (
+        cattrs.converters.is_sequence(type_) or cattrs.converters.is_mapping(type_)
+    )
+
+
+def make_converter() -> cattrs.Converter:
+    """The strict converter: also refuses a string where a list or table is expected.
+
+    cattrs would iterate a string into a list of characters; the collection
+    factory checks the container type, then hands the value to cattrs' own
+    hook (built by a second converter without the factory), which keeps
+    cattrs' per-item error notes.
+    """
+    inner = _primitive_hooks(cattrs.Converter(forbid_extra_keys=True, detailed_validation=True))
+    converter = _primitive_hooks(cattrs.Converter(forbid_extra_keys=True, detailed_validation=True))
+
+    def collection_factory(type_: Any) -> Any:
+        base = inner.get_structure_hook(type_)
+        is_map = cattrs.converters.is_mapping(type_)
+
+        def hook(value: Any, t: Any) -> Any:
+            if is_map and not isinstance(value, dict):
+                raise InvalidValue(f"must be a table, got {describe(value)}")
+            if not is_map and not isinstance(value, list):
+                raise InvalidValue(f"must be a list, got {describe(value)}")
+            return base(value, t)
+
+        return hook
+
+    converter.register_structure_hook_factory(_is_collection, collection_factory)
+    return converter
+
+
+_converter: Final = make_converter()
+
+
+def structure(raw: dict[str, Any], cls: type, package: str) -> Any:
+    """Structure `raw` into `cls`; raises `ClassValidationError` (see `errors_of`)."""
+    token = _package.set(package)
+    try:
+        return _converter.structure(raw, cls)
+    finally:
+        _package.reset(token)
+
+
+def errors_of(exc: BaseException, cls: type, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
+    """Flatten a cattrs error tree into `(key path, message)` pairs, one per mistake."""
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        for sub in exc.exceptions:
+            sub_path = path
+            for note in getattr(sub, "__notes__", []):
+                if isinstance(note, cattrs.AttributeValidationNote):
+                    sub_path = path + (note.name,)
+                elif isinstance(note, cattrs.IterableValidationNote):
+                    sub_path = path + (note.index,)
+            if isinstance(sub, KeyError) and sub_path != path:
+                yield sub_path, "missing"
+                continue
+            yield from errors_of(sub, cls, sub_path)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        allowed = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        for key in sorted(exc.extra_fields):
+            yield path + (key,), "unknown:" + ",".join(allowed)
+    elif isinstance(exc, InvalidValue):
+        yield path, exc.text
+    elif isinstance(exc, (ValueError, TypeError)):
+        yield path, f"is invalid: {exc}"
+    else:
+        yield path, f"is invalid: {exc!r}"
+
+
+def describe_path(path: KeyPath) -> str:
+    """`'srcs' item 2`, `'vars.title'` for a key path (items counted from 1)."""
+    names = ".".join(str(p) for p in path if isinstance(p, str))
+    text = f"'{names}'"
+    for part in path:
+        if isinstance(part, int):
+            text += f" item {part + 1}"
+    return text
+
+
+def closest(word: str, candidates: list[str]) -> str | None:
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None

@@ -1,0 +1,221 @@
+"""One `mb build`: analysis, scheduling, events, the manifest and the result summary.
+
+This module wires the pieces together; each piece (analysis, executor,
+scheduler, cache, events, history) owns its own job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import attrs
+from filelock import FileLock, Timeout
+
+from mb.analysis import Analysis, AnalyzedTarget
+from mb.cache import Cache
+from mb.errors import ConfigError
+from mb.events import EventLog, new_build_id, utc_timestamp
+from mb.executor import Executor, ExecutorOptions, Outcome
+from mb.history import TargetRecord, write_manifest
+from mb.labels import Label, parse_pattern
+from mb.plugins import Plugins
+from mb.scheduler import Scheduler, SchedulerOptions
+from mb.statcache import StatCache
+from mb.workspace import Workspace
+
+
+@attrs.frozen
+class BuildOptions:
+    patterns: tuple[str, ...] = ("//...",)
+    jobs: int | None = None
+    keep_going: bool | None = None
+    sandbox: str | None = None
+    no_cache: bool = False
+    placeholders: bool = False
+    profile: str | None = None
+
+
+@attrs.frozen
+class TargetResult:
+    label: Label
+    status: str  # built, cached, failed, skipped
+    outputs: dict[str, str]
+    provisional: bool
+    duration_s: float
+    cost: float | None
+    errors: tuple[str, ...]
+
+
+@attrs.frozen
+class BuildResult:
+    build_id: str
+    status: str  # ok, failed, interrupted
+    requested: tuple[Label, ...]
+    targets: dict[Label, TargetResult]
+    counts: dict[str, int]
+    failures: tuple[Outcome, ...]
+
+
+def make_sandbox(workspace: Workspace, mode: str, events: EventLog) -> Any:
+    from mb.sandbox.base import ProcessRegistry
+
+    registry = ProcessRegistry()
+    if mode == "none":
+        from mb.sandbox.none import NoSandbox
+
+        return NoSandbox(registry)
+    if mode == "linux":
+        from mb.sandbox.linux import LinuxSandbox, namespaces_available
+
+        if namespaces_available():
+            return LinuxSandbox(registry)
+        events.emit("sandbox.fallback", level="warning",
+                    message="linux namespaces are not available here; using the dir sandbox")
+    from mb.sandbox.dir import DirSandbox
+
+    return DirSandbox(registry)
+
+
+class WorkspaceLock:
+    """One build at a time per workspace; a second one waits, saying so once."""
+
+    def __init__(self, workspace: Workspace, on_wait: Any) -> None:
+        os.makedirs(workspace.state_dir, exist_ok=True)
+        self._lock = FileLock(os.path.join(workspace.state_dir, "build.lock"))
+        self._on_wait = on_wait
+
+    def __enter__(self) -> WorkspaceLock:
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            self._on_wait()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
+              events: EventLog, statcache: StatCache) -> BuildResult:
+    """Analyse and run the requested patterns; the caller holds the workspace lock."""
+    config = workspace.config
+    analysis = Analysis(workspace, plugins, statcache.digest)
+    patterns = [parse_pattern(p, workspace.cwd_package) for p in options.patterns]
+    started = utc_timestamp()
+    requested = analysis.expand(patterns)
+    for label in requested:
+        analysis.analyze(label)
+    closure = analysis.closure(requested)
+    actions = [a for t in closure for a in t.actions]
+
+    mode = options.sandbox or config.build.sandbox
+    if mode not in ("dir", "linux", "none"):
+        raise ConfigError(f"--sandbox must be dir, linux or none, got {mode!r}")
+    sandbox = make_sandbox(workspace, mode, events)
+    cache = Cache(workspace.cache_dir)
+    executor = Executor(
+        workspace.root, cache, statcache, sandbox, events, config.providers,
+        ExecutorOptions(read_cache=not options.no_cache, write_cache=not options.no_cache),
+        workspace.state_dir)
+    placeholder = None
+    if options.placeholders:
+        from mb.placeholders import PlaceholderMaker
+
+        placeholder = PlaceholderMaker(plugins, cache, analysis, events).make
+    scheduler = Scheduler(
+        executor,
+        SchedulerOptions(
+            jobs=options.jobs or config.build.jobs or os.cpu_count() or 1,
+            keep_going=options.keep_going if options.keep_going is not None
+            else config.build.keep_going,
+            pools=config.resources, placeholder=placeholder),
+        on_outcome=lambda outcome: _report_outcome(events, outcome))
+    events.emit("build.started", patterns=list(options.patterns), targets=len(closure),
+                actions=len(actions))
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        scheduler.interrupt()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        outcomes = scheduler.run(actions, analysis.producers)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    statcache.save()
+
+    targets = {t.label: _target_result(t, outcomes, analysis.producers) for t in closure}
+    counts = {"executed": 0, "cached": 0, "failed": 0, "skipped": 0}
+    for outcome in outcomes.values():
+        counts[outcome.status] += 1
+    if scheduler.interrupted.is_set():
+        status = "interrupted"
+    elif counts["failed"] or counts["skipped"]:
+        status = "failed"
+    else:
+        status = "ok"
+    failures = tuple(o for o in outcomes.values() if o.status == "failed")
+    result = BuildResult(build_id=events.build_id, status=status, requested=tuple(requested),
+                         targets=targets, counts=counts, failures=failures)
+    cost = sum(t.cost for t in targets.values() if t.cost) or None
+    events.emit("build.finished", level="info" if status == "ok" else "error", status=status,
+                counts=counts, cost=cost)
+    write_manifest(workspace.state_dir, events.build_id, started, utc_timestamp(), status,
+                   {str(label): TargetRecord.from_result(t) for label, t in targets.items()},
+                   [_action_record(o) for o in outcomes.values()])
+    return result
+
+
+def _report_outcome(events: EventLog, outcome: Outcome) -> None:
+    label = str(outcome.action.owner)
+    if outcome.status in ("cached", "executed"):
+        events.emit("action.finished", target=label, cached=outcome.status == "cached",
+                    duration_s=round(outcome.duration_s, 6), outputs=dict(outcome.outputs),
+                    provisional=outcome.provisional, cost=outcome.cost,
+                    description=outcome.action.description)
+    elif outcome.status == "failed":
+        events.emit("action.failed", target=label, level="error", error=outcome.error,
+                    stderr_tail=outcome.stderr_tail, description=outcome.action.description)
+
+
+def _target_result(target: AnalyzedTarget, outcomes: dict[int, Outcome],
+                   producers: dict[str, Any]) -> TargetResult:
+    mine = [outcomes[a.index] for a in target.actions if a.index in outcomes]
+    statuses = {o.status for o in mine}
+    if "failed" in statuses:
+        status = "failed"
+    elif "skipped" in statuses:
+        status = "skipped"
+    elif statuses == {"cached"} or not mine:
+        status = "cached" if mine else "built"
+    else:
+        status = "built"
+    outputs: dict[str, str] = {}
+    for path in target.default_outputs:
+        producer = producers.get(path)
+        produced = outcomes.get(producer.index) if producer is not None else None
+        if producer is None:
+            outputs[path] = ""  # a source file (filegroup)
+        else:
+            outputs[f"mb-out/{path}"] = produced.outputs.get(path, "") if produced else ""
+    costs = [o.cost for o in mine if o.cost is not None]
+    return TargetResult(
+        label=target.label, status=status, outputs=outputs,
+        provisional=any(o.provisional for o in mine),
+        duration_s=sum(o.duration_s for o in mine), cost=sum(costs) if costs else None,
+        errors=tuple(o.error for o in mine if o.error))
+
+
+def _action_record(outcome: Outcome) -> dict[str, Any]:
+    action = outcome.action
+    from mb.actions import static_components
+
+    return {"target": str(action.owner), "index": action.index, "status": outcome.status,
+            "key": outcome.key, "description": action.description,
+            "static": static_components(action), "inputs": dict(outcome.input_digests),
+            "outputs": dict(outcome.outputs)}
+
+

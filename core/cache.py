@@ -1,0 +1,165 @@
+"""The local cache: content-addressed blobs and action results (SPEC §4).
+
+Layout under the cache directory:
+
+    cas/ab/<blake3 hex>     blobs, read-only, named by their digest
+    ac/ab/<action key>.json action results: output path -> digest, metadata
+    tmp/                    staging for atomic writes
+
+Every write is a temporary file renamed into place, and an action result is
+written only after all its blobs exist, so a build killed at any instant
+leaves either no result (the action runs again) or a complete one. Several
+workspaces and processes may share one cache directory: renames are atomic
+and writers of the same key write the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from mb.fsutil import atomic_write_bytes
+
+
+@attrs.frozen
+class ActionResult:
+    """What a finished action produced: output path -> blob digest, plus its metadata."""
+
+    outputs: Mapping[str, str]
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    cost: float | None = None
+    duration_s: float = 0.0
+
+
+class Cache:
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._tmp = os.path.join(directory, "tmp")
+        os.makedirs(self._tmp, exist_ok=True)
+
+    # --- blobs ---------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> str:
+        return os.path.join(self.directory, "cas", digest[:2], digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self.blob_path(digest))
+
+    def store_file(self, path: str, digest: str) -> str:
+        """Take the file at `path` into the cache under `digest` (moved when possible)."""
+        target = self.blob_path(digest)
+        if os.path.exists(target):
+            return target
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
+        os.close(fd)
+        try:
+            try:
+                os.replace(path, tmp)  # same file system: a move
+            except OSError:
+                shutil.copyfile(path, tmp)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return target
+
+    # --- action results ------------------------------------------------------------
+
+    def _result_path(self, key: str) -> str:
+        return os.path.join(self.directory, "ac", key[:2], key + ".json")
+
+    def get_result(self, key: str) -> ActionResult | None:
+        """The stored result of `key`, if it and all its blobs are present."""
+        path = self._result_path(key)
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
+            result = ActionResult(outputs=data["outputs"], metadata=data.get("metadata", {}),
+                                  cost=data.get("cost"), duration_s=data.get("duration_s", 0.0))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not all(self.has_blob(d) for d in result.outputs.values()):
+            return None
+        try:
+            os.utime(path)  # least-recently-used order for `mb gc`
+        except OSError:
+            pass
+        return result
+
+    def put_result(self, key: str, result: ActionResult) -> None:
+        data = {"outputs": dict(result.outputs), "metadata": dict(result.metadata),
+                "cost": result.cost, "duration_s": round(result.duration_s, 6)}
+        atomic_write_bytes(self._result_path(key), json.dumps(data, sort_keys=True).encode())
+
+    # --- size and garbage collection --------------------------------------------------
+
+    def _entries(self) -> list[tuple[float, int, str]]:
+        entries: list[tuple[float, int, str]] = []
+        for sub in ("cas", "ac"):
+            base = os.path.join(self.directory, sub)
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    path = os.path.join(dirpath, name)
+                    try:
+                        st = os.stat(path)
+                    except OSError:
+                        continue
+                    entries.append((max(st.st_mtime, st.st_atime), st.st_size, path))
+        return entries
+
+    def size(self) -> int:
+        return sum(size for _t, size, _p in self._entries())
+
+    def gc(self, max_size: int) -> tuple[int, int]:
+        """Delete least recently used entries until the cache is at most `max_size` bytes.
+
+        Action results go first within the same age, so a result never outlives
+        its blobs for long; a result whose blob is gone is treated as a miss.
+        Returns (files removed, bytes freed).
+        """
+        entries = sorted(self._entries(), key=lambda e: (e[0], not e[2].endswith(".json")))
+        total = sum(size for _t, size, _p in entries)
+        removed = freed = 0
+        for _time, size, path in entries:
+            if total <= max_size:
+                break
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            total -= size
+            freed += size
+            removed += 1
+        return removed, freed
+
+    def touch_blob(self, digest: str) -> None:
+        try:
+            os.utime(self.blob_path(digest), (time.time(), os.stat(self.blob_path(digest)).st_mtime))
+        except OSError:
+            pass
+
+
+def parse_size(text: str) -> int:
+    """`20GB`, `500MiB`, `1024` -> bytes; raises ValueError with a clear message."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 10**3,
+             "M": 10**6, "G": 10**9, "T": 10**12}
+    stripped = text.strip().upper().replace(" ", "")
+    number = stripped.rstrip("KMGTIB")
+    unit = stripped[len(number):]
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        raise ValueError(f"size {text!r} is not a size like '20GB' or '500MiB'") from None

@@ -1,0 +1,111 @@
+"""`mb` command line: argv -> command -> exit code. The only place that prints errors.
+
+Commands live in `cmd_*.py` modules and are imported only when used, so
+`mb build` does not pay for what `mb graph` needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from mb.errors import BuildFailed, ExitCode, UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mb", description="build generative-media pipelines")
+    parser.add_argument("-C", dest="directory", default=None, help="start in DIR")
+    parser.add_argument("-p", dest="plugins", action="append", default=[],
+                        help="load a plugin module (repeatable)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_build_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("patterns", nargs="*", default=["//..."])
+        p.add_argument("-j", "--jobs", type=int, default=None)
+        p.add_argument("-k", "--keep-going", action="store_true", default=None)
+        p.add_argument("--sandbox", choices=("dir", "linux", "none"), default=None)
+        p.add_argument("--no-cache", action="store_true")
+        p.add_argument("--remote-cache", default=None)
+        p.add_argument("--executor", default="local")
+        p.add_argument("--profile", default=None)
+        p.add_argument("-v", "--verbose", action="store_true", dest="verbose_sub")
+        p.add_argument("-q", "--quiet", action="store_true", dest="quiet_sub")
+        p.add_argument("--color", choices=("auto", "always", "never"), dest="color_sub")
+
+    build = sub.add_parser("build", help="build targets (default //...)")
+    add_build_flags(build)
+    build.add_argument("--placeholders", action="store_true")
+    watch = sub.add_parser("watch", help="build, then rebuild on every change")
+    add_build_flags(watch)
+
+    query = sub.add_parser("query", help="deps(L), rdeps(P, L), kind(RULE, P), or a pattern")
+    query.add_argument("expression")
+    query.add_argument("--output", choices=("label", "json", "long"), default="label")
+    graph = sub.add_parser("graph", help="the dependency graph")
+    graph.add_argument("pattern", nargs="?", default="//...")
+    graph.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot")
+    rules = sub.add_parser("rules", help="installed rules")
+    rules.add_argument("rule", nargs="?")
+    sub.add_parser("plugins", help="installed plugins")
+    clean = sub.add_parser("clean", help="remove mb-out/ (--all: also .mb/)")
+    clean.add_argument("--all", action="store_true")
+    gc = sub.add_parser("gc", help="trim the cache to [cache] max_size")
+    gc.add_argument("--max-size", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return ExitCode.USAGE_ERROR
+    for flag in ("verbose", "quiet"):
+        if getattr(args, f"{flag}_sub", False):
+            setattr(args, flag, True)
+    if getattr(args, "color_sub", None):
+        args.color = args.color_sub
+    try:
+        return int(_dispatch(args))
+    except UserError as exc:
+        print(str(exc), file=sys.stderr)
+        return int(exc.exit_code)
+    except BuildFailed:
+        return ExitCode.BUILD_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return ExitCode.OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    start = args.directory or os.getcwd()
+    if args.directory and not os.path.isdir(args.directory):
+        raise UserError(f"-C {args.directory}: no such directory")
+    command = args.command
+    if command in ("build", "watch"):
+        from mb import cmd_build
+
+        return cmd_build.run(args, start)
+    if command in ("query", "graph"):
+        from mb import cmd_query
+
+        return cmd_query.run(args, start)
+    if command in ("rules", "plugins"):
+        from mb import cmd_plugins
+
+        return cmd_plugins.run(args)
+    if command in ("clean", "gc"):
+        from mb import cmd_maintenance
+
+        return cmd_maintenance.run(args, start)
+    raise UserError(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Typed build events and the append-only log `.mb/events.jsonl` (SPEC §9).
+
+Events are buffered in memory and appended in batches under an exclusive
+file lock; the batch's `seq` numbers continue from the last line in the file,
+read under that same lock, so `seq` stays strictly increasing even with
+several mb processes writing at once. Each batch is one `write` of whole
+lines; a reader skips a line torn by a crash, and the next writer starts on
+a fresh line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Final
+
+import attrs
+from filelock import FileLock
+
+#: Rotate the log to events.jsonl.1 when it passes this size (one old file is kept).
+MAX_LOG_BYTES: Final = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class Event:
+    type: str
+    build_id: str
+    ts: str
+    level: str = "info"
+    target: str | None = None
+    data: dict[str, Any] = attrs.field(factory=dict)
+
+    def to_json(self, seq: int) -> dict[str, Any]:
+        return {"seq": seq, "ts": self.ts, "build_id": self.build_id, "type": self.type,
+                "level": self.level, "target": self.target, "data": self.data}
+
+
+def utc_timestamp(when: float | None = None) -> str:
+    moment = datetime.fromtimestamp(time.time() if when is None else when, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def new_build_id() -> str:
+    now = datetime.now(tz=timezone.utc)
+    return f"b-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def last_seq(path: str) -> int:
+    """The `seq` of the last complete line of the log (0 if none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            chunk = f.read()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(chunk.splitlines()):
+        try:
+            return int(json.loads(line)["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+class EventLog:
+    """Collects events of one mb process and appends them to the shared log."""
+
+    def __init__(self, path: str, build_id: str, flush_interval: float = 0.2) -> None:
+        self.path = path
+        self.build_id = build_id
+        self._lock = FileLock(path + ".lock")
+        self._buffer: list[Event] = []
+        self._buffer_lock = threading.Lock()
+        self._listeners: list[Callable[[Event], None]] = []
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._interval = flush_interval
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, type: str, target: str | None = None, level: str = "info",
+             **data: Any) -> Event:
+        event = Event(type=type, build_id=self.build_id, ts=utc_timestamp(), level=level,
+                      target=target, data=data)
+        with self._buffer_lock:
+            self._buffer.append(event)
+        for listener in self._listeners:
+            listener(event)
+        return event
+
+    def start(self) -> None:
+        """Flush in the background so `mb tail -f` sees events while the build runs."""
+        self._flusher = threading.Thread(target=self._run, name="mb-events", daemon=True)
+        self._flusher.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        self.flush()
+
+    def flush(self) -> None:
+        with self._buffer_lock:
+            batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with self._lock:
+            self._rotate_if_large()
+            seq = last_seq(self.path)
+            lines = []
+            for event in batch:
+                seq += 1
+                lines.append(json.dumps(event.to_json(seq), separators=(",", ":")))
+            payload = ("\n".join(lines) + "\n").encode("utf-8")
+            with open(self.path, "ab") as f:
+                if f.tell() > 0 and not _ends_with_newline(self.path):
+                    payload = b"\n" + payload
+                f.write(payload)
+
+    def _rotate_if_large(self) -> None:
+        try:
+            if os.path.getsize(self.path) < MAX_LOG_BYTES:
+                return
+        except OSError:
+            return
+        seq = last_seq(self.path)
+        os.replace(self.path, self.path + ".1")
+        # Keep seq increasing across the rotation: carry the last one over.
+        with open(self.path, "ab") as f:
+            marker = Event(type="log.rotated", build_id=self.build_id, ts=utc_timestamp())
+            f.write((json.dumps(marker.to_json(seq), separators=(",", ":")) + "\n").encode())
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def read_events(path: str) -> list[dict[str, Any]]:
+    """Every complete event of the log, in order; torn lines are skipped."""
+    events: list[dict[str, Any]] = []
+    for candidate in (path + ".1", path):
+        try:
+            with open(candidate, "rb") as f:
+                for line in f:
+                    try:
+                        events.append(json.loads(line))
+                    except ValueError:
+                        continue
+        except FileNotFoundError:
+            continue
+    return events

@@ -1,0 +1,264 @@
+"""Runs one action: compute its key, answer from the cache or run it in a sandbox, store it.
+
+The scheduler decides *when* an action runs; this module decides *how*:
+the key from input digests, a cache lookup, staging into a sandbox,
+retries, collecting declared outputs into the content-addressed store and
+placing them read-only under `mb-out/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from mb.actions import Action, action_key
+from mb.cache import ActionResult, Cache
+from mb.context import Tool
+from mb.events import EventLog
+from mb.fsutil import place_file, remove_tree
+from mb.statcache import StatCache
+
+EXIT_PERMANENT = 3  # mb.sandbox.worker: a failure that a retry cannot fix
+
+
+@attrs.frozen
+class Outcome:
+    """How an action ended. `status`: cached, executed, failed or skipped."""
+
+    action: Action
+    status: str
+    key: str = ""
+    outputs: Mapping[str, str] = attrs.field(factory=dict)
+    duration_s: float = 0.0
+    error: str = ""
+    stderr_tail: str = ""
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    cost: float | None = None
+    provisional: bool = False
+    input_digests: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("cached", "executed")
+
+
+class MissingInputs(Exception):
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
+
+
+@attrs.frozen
+class ExecutorOptions:
+    read_cache: bool = True
+    write_cache: bool = True
+
+
+class Executor:
+    def __init__(self, root: str, cache: Cache, statcache: StatCache, sandbox: Any,
+                 events: EventLog, providers: Mapping[str, Any], options: ExecutorOptions,
+                 state_dir: str) -> None:
+        self.root = root
+        self.cache = cache
+        self.statcache = statcache
+        self.sandbox = sandbox
+        self.events = events
+        self.providers = providers
+        self.options = options
+        self.state_dir = state_dir
+        self.output_dir = os.path.join(root, "mb-out")
+        self._sandbox_base = os.path.join(state_dir, "sandbox")
+        self._tool_digests: dict[str, str] = {}
+
+    # --- keys ------------------------------------------------------------------------
+
+    def input_digests(self, action: Action, produced: Mapping[str, str]) -> dict[str, str]:
+        """Digests of every input; raises MissingInputs for absent source files."""
+        digests: dict[str, str] = {}
+        missing: list[str] = []
+        for path in action.spec.inputs:
+            known = produced.get(path)
+            if known is not None:
+                digests[path] = known
+                continue
+            try:
+                digests[path] = self.statcache.digest(os.path.join(self.root, path))
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                missing.append(path)
+        if missing:
+            raise MissingInputs(missing)
+        return digests
+
+    def tool_digests(self, action: Action) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for tool in action.spec.tools:
+            if tool.path not in self._tool_digests:
+                self._tool_digests[tool.path] = self.statcache.digest(tool.path)
+            found[tool.name] = self._tool_digests[tool.path]
+        return found
+
+    # --- cache -----------------------------------------------------------------------
+
+    def lookup(self, action: Action, key: str) -> ActionResult | None:
+        if not (action.cacheable and self.options.read_cache):
+            return None
+        return self.cache.get_result(key)
+
+    def materialize(self, outputs: Mapping[str, str]) -> None:
+        """Place outputs under mb-out/ unless the right file is already there."""
+        for path, digest in outputs.items():
+            blob = self.cache.blob_path(digest)
+            target = os.path.join(self.output_dir, path)
+            try:
+                if _same_file(os.stat(target), os.stat(blob)):
+                    continue
+            except OSError:
+                pass
+            place_file(blob, target)
+
+    # --- execution -------------------------------------------------------------------
+
+    def execute(self, action: Action, key: str, inputs: Mapping[str, str],
+                provisional: bool) -> Outcome:
+        """Run the action in a sandbox (with retries) and store its outputs."""
+        label = str(action.owner)
+        attempts = 1 + max(0, action.spec.retries)
+        start = time.monotonic()
+        last: Outcome | None = None
+        for attempt in range(1, attempts + 1):
+            self.events.emit("action.started", target=label, description=action.description,
+                             attempt=attempt, key=key)
+            last = self._attempt(action, key, inputs, provisional)
+            if last.ok or attempt == attempts or not _retryable(last):
+                break
+            self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
+                             error=last.error)
+        assert last is not None
+        return attrs.evolve(last, duration_s=time.monotonic() - start)
+
+    def _attempt(self, action: Action, key: str, inputs: Mapping[str, str],
+                 provisional: bool) -> Outcome:
+        from mb.sandbox.base import SandboxRequest
+
+        root = os.path.join(self._sandbox_base, f"{action.index}-{os.getpid()}")
+        remove_tree(root)
+        spec = action.spec
+        staged = {path: self._source_of(path, digest) for path, digest in inputs.items()}
+        channel = os.path.join(root, ".mb-channel.jsonl")
+        env = dict(spec.env)
+        if spec.kind == "call":
+            argv = self._worker_argv(action, root, channel)
+            for name in spec.secret_env:
+                if name in os.environ:
+                    env[name] = os.environ[name]
+        else:
+            argv = tuple(p.path if isinstance(p, Tool) else p for p in spec.argv)
+        request = SandboxRequest(root=root, inputs=staged, outputs=spec.outputs, argv=argv,
+                                 env=env, timeout=spec.timeout,
+                                 network="requires-network" in action.tags)
+        try:
+            result = self.sandbox.run(request)
+            metadata, cost = self._read_channel(channel, str(action.owner))
+            if result.timed_out:
+                return Outcome(action, "failed", key, error=f"timed out after {spec.timeout:g} s",
+                               stderr_tail=result.stderr_tail)
+            if result.exit_code != 0:
+                return Outcome(action, "failed", key,
+                               error=_exit_message(spec.kind, result.exit_code),
+                               stderr_tail=result.stderr_tail,
+                               metadata={"exit_code": result.exit_code})
+            if result.missing_outputs:
+                names = ", ".join(result.missing_outputs)
+                return Outcome(action, "failed", key,
+                               error=f"declared output {names} was not created",
+                               stderr_tail=result.stderr_tail)
+            outputs = self._collect(root, spec.outputs)
+        finally:
+            remove_tree(root)
+        if action.cacheable and self.options.write_cache and not provisional:
+            self.cache.put_result(key, ActionResult(outputs=outputs, metadata=metadata,
+                                                    cost=cost, duration_s=result.duration_s))
+        self.materialize(outputs)
+        return Outcome(action, "executed", key, outputs=outputs, metadata=metadata, cost=cost,
+                       provisional=provisional, input_digests=inputs)
+
+    def _source_of(self, path: str, digest: str) -> str:
+        """Where to stage an input from: its blob if cached (same bytes), else the source."""
+        blob = self.cache.blob_path(digest)
+        if os.path.exists(blob):
+            return blob
+        return os.path.join(self.root, path)
+
+    def _collect(self, root: str, outputs: tuple[str, ...]) -> dict[str, str]:
+        from mb.digest import digest_file
+
+        collected: dict[str, str] = {}
+        for path in outputs:
+            produced = os.path.join(root, path)
+            digest = digest_file(produced)
+            self.cache.store_file(produced, digest)
+            collected[path] = digest
+        return collected
+
+    def _worker_argv(self, action: Action, root: str, channel: str) -> tuple[str, ...]:
+        spec = action.spec
+        assert spec.function is not None
+        spec_path = os.path.join(self.state_dir, "tmp", f"call-{action.index}-{os.getpid()}.json")
+        os.makedirs(os.path.dirname(spec_path), exist_ok=True)
+        os.makedirs(root, exist_ok=True)
+        data = {
+            "module": spec.function.module, "qualname": spec.function.qualname,
+            "inputs": list(spec.inputs), "outputs": list(spec.outputs),
+            "tools": [t.path for t in spec.tools], "params": spec.params,
+            "providers": self.providers, "label": str(action.owner), "channel": channel,
+            "state_dir": os.path.join(self.state_dir, "providers"),
+            "sys_path": [p for p in sys.path if p],
+        }
+        with open(spec_path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        return (sys.executable, "-m", "mb.sandbox.worker", spec_path)
+
+    def _read_channel(self, channel: str, label: str) -> tuple[dict[str, Any], float | None]:
+        """Events, metadata and cost a Python action reported while it ran."""
+        metadata: dict[str, Any] = {}
+        cost: float | None = None
+        try:
+            with open(channel, encoding="utf-8") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return metadata, cost
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("kind") == "event":
+                self.events.emit(record["type"], target=label, level=record.get("level", "info"),
+                                 **record.get("data", {}))
+            elif record.get("kind") == "metadata":
+                metadata[record["key"]] = record["value"]
+            elif record.get("kind") == "cost":
+                cost = (cost or 0.0) + float(record["amount"])
+        return metadata, cost
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return a.st_ino == b.st_ino and a.st_dev == b.st_dev
+
+
+def _retryable(outcome: Outcome) -> bool:
+    return outcome.metadata.get("exit_code") != EXIT_PERMANENT or outcome.action.spec.kind != "call"
+
+
+def _exit_message(kind: str, code: int) -> str:
+    if code < 0:
+        return f"killed by signal {-code}"
+    if kind == "call":
+        return "Python action failed" + (" (not retryable)" if code == EXIT_PERMANENT else "")
+    return f"command exited with status {code}"

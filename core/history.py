@@ -1,0 +1,91 @@
+"""Build manifests (`.mb/builds/<id>.json`, `.mb/builds/current`) and key records for `mb explain`.
+
+A manifest lists every target the build touched. Per action it keeps the
+key, the digest of the key's static part and the input digests; the static
+parts themselves are stored once each under `.mb/keys/`, so a no-op build of
+10,000 actions writes no more than their keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from mb.digest import canonical_json
+from mb.fsutil import atomic_write_bytes
+
+
+@attrs.frozen
+class TargetRecord:
+    status: str
+    cached: bool
+    provisional: bool
+    duration_s: float
+    cost: float | None
+    outputs: Mapping[str, str]
+    errors: tuple[str, ...] = ()
+
+    @classmethod
+    def from_result(cls, result: Any) -> TargetRecord:
+        return cls(status=result.status, cached=result.status == "cached",
+                   provisional=result.provisional, duration_s=round(result.duration_s, 6),
+                   cost=result.cost, outputs=dict(result.outputs), errors=tuple(result.errors))
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["errors"] = list(self.errors)
+        return data
+
+
+def builds_dir(state_dir: str) -> str:
+    return os.path.join(state_dir, "builds")
+
+
+def write_manifest(state_dir: str, build_id: str, started: str, finished: str, status: str,
+                   targets: Mapping[str, TargetRecord], actions: list[dict[str, Any]]) -> None:
+    keys_dir = os.path.join(state_dir, "keys")
+    compact = []
+    for record in actions:
+        static = record.pop("static")
+        static_digest = _store_components(keys_dir, static)
+        compact.append({**record, "static": static_digest})
+    manifest = {
+        "build_id": build_id, "started": started, "finished": finished, "status": status,
+        "targets": {label: t.to_json() for label, t in sorted(targets.items())},
+        "actions": compact,
+    }
+    directory = builds_dir(state_dir)
+    atomic_write_bytes(os.path.join(directory, f"{build_id}.json"),
+                       json.dumps(manifest, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(os.path.join(directory, "current"), (build_id + "\n").encode())
+
+
+def _store_components(keys_dir: str, components: dict[str, Any]) -> str:
+    from mb.digest import digest_bytes
+
+    data = canonical_json(components)
+    digest = digest_bytes(data)
+    path = os.path.join(keys_dir, digest[:2], digest + ".json")
+    if not os.path.exists(path):
+        atomic_write_bytes(path, data)
+    return digest
+
+
+def current_build_id(state_dir: str) -> str | None:
+    try:
+        with open(os.path.join(builds_dir(state_dir), "current"), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def load_manifest(state_dir: str, build_id: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(builds_dir(state_dir), f"{build_id}.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None

@@ -1,0 +1,127 @@
+"""Loads plugins (entry-point group `mb`, plus `-p module`) into a fresh PluginManager.
+
+Each entry point is loaded under its own guard: pluggy's
+`load_setuptools_entrypoints` stops at the first broken plugin, and one bad
+third-party package must not take the built-in rules down with it. The
+engine talks to plugins only through the typed methods of `Plugins`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from importlib import metadata
+from types import ModuleType
+
+import attrs
+import pluggy
+
+from mb import hookspecs
+from mb.errors import PluginError
+from mb.ruledef import RuleDef
+
+
+@attrs.frozen
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str
+    version: str
+
+
+@attrs.frozen
+class PluginLoadFailure:
+    """A plugin that could not be imported; reported once, the others still load."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    error: str
+    traceback: str
+
+
+class Plugins:
+    """The plugins of one mb invocation and the typed view of their hooks."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager("mb")
+        self.manager.add_hookspecs(hookspecs)
+        self.loaded: list[PluginInfo] = []
+        self.failures: list[PluginLoadFailure] = []
+        self._rules: dict[str, RuleDef] | None = None
+
+    def load_entry_points(self) -> None:
+        for entry_point in sorted(metadata.entry_points(group="mb"), key=lambda e: e.name):
+            dist = entry_point.dist
+            dist_name = dist.metadata["Name"] if dist is not None else ""
+            version = dist.version if dist is not None else ""
+            self._register(entry_point.name, entry_point.value, dist_name, version)
+
+    def load_modules(self, modules: Sequence[str]) -> None:
+        """`-p module`: the same registration path as an entry point."""
+        for module in modules:
+            self._register(module, module, "", "")
+
+    def _register(self, name: str, module_name: str, dist: str, version: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+            self.manager.register(module, name=name)
+        except Exception as exc:  # any import failure of third-party code
+            import traceback
+
+            self.failures.append(PluginLoadFailure(
+                name=name, module=module_name, distribution=dist, version=version,
+                error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()))
+            return
+        self.loaded.append(PluginInfo(name=name, module=module_name, distribution=dist,
+                                      version=version or _module_version(module)))
+
+    def check(self) -> None:
+        """Misspelt hook names in a plugin are an error (pluggy's check_pending)."""
+        try:
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+
+    def rules(self) -> dict[str, RuleDef]:
+        """Every rule by name; the same name from two plugins is an error naming both."""
+        if self._rules is not None:
+            return self._rules
+        found: dict[str, RuleDef] = {}
+        for info in self.loaded:
+            module = self.manager.get_plugin(info.name)
+            impl = getattr(module, "mb_rules", None)
+            if impl is None:
+                continue
+            for rule_def in impl() or ():
+                if not isinstance(rule_def, RuleDef):
+                    raise PluginError(
+                        f"plugin {info.name!r}: mb_rules returned {rule_def!r}; "
+                        "decorate rule functions with @mb.rule")
+                if rule_def.name in found:
+                    other = found[rule_def.name]
+                    raise PluginError(
+                        f"rule {rule_def.name!r} is defined by two plugins: "
+                        f"{other.plugin!r} and {info.name!r}; uninstall one of them")
+                found[rule_def.name] = attrs.evolve(
+                    rule_def, plugin=info.distribution or info.name,
+                    plugin_version=info.version)
+        self._rules = found
+        return found
+
+    def placeholder(self, request: object) -> bytes | None:
+        result = self.manager.hook.mb_placeholder(request=request)
+        return result if isinstance(result, bytes) else None
+
+
+def _module_version(module: ModuleType) -> str:
+    return str(getattr(module, "__version__", "")) or "0"
+
+
+def load_plugins(extra_modules: Sequence[str] = ()) -> Plugins:
+    plugins = Plugins()
+    plugins.load_entry_points()
+    plugins.load_modules(extra_modules)
+    plugins.check()
+    return plugins

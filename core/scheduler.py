@@ -1,0 +1,217 @@
+"""Runs a set of actions in dependency order: -j, resource pools, keep-going, interrupts.
+
+An action becomes ready when every action producing one of its inputs has
+finished. Cache lookups happen on the scheduling thread (they are a stat
+and a small read); only cache misses go to the worker threads, which spend
+their time waiting for a sandboxed process. `jobs` is itself a pool, so an
+action holds one job slot plus whatever `resources` it declared.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+
+from mb.actions import Action, action_key
+from mb.errors import ConfigError
+from mb.executor import Executor, MissingInputs, Outcome
+
+
+@attrs.frozen
+class SchedulerOptions:
+    jobs: int
+    keep_going: bool = False
+    pools: Mapping[str, int] = attrs.field(factory=dict)
+    #: Called for each missing input when placeholders are on: path -> digest, or None.
+    placeholder: Callable[[str, Action], str | None] | None = None
+
+
+class Pools:
+    """Named counting pools; an undeclared pool has one unit."""
+
+    def __init__(self, sizes: Mapping[str, int]) -> None:
+        self.sizes = dict(sizes)
+        self.used: dict[str, int] = {}
+
+    def size(self, name: str) -> int:
+        return self.sizes.get(name, 1)
+
+    def fits(self, wants: Sequence[tuple[str, int]]) -> bool:
+        return all(self.used.get(n, 0) + k <= self.size(n) for n, k in wants)
+
+    def take(self, wants: Sequence[tuple[str, int]]) -> None:
+        for name, units in wants:
+            self.used[name] = self.used.get(name, 0) + units
+
+    def give(self, wants: Sequence[tuple[str, int]]) -> None:
+        for name, units in wants:
+            self.used[name] -= units
+
+
+def check_pools(actions: Sequence[Action], pools: Pools) -> None:
+    """An action holding more units than its pool has could never run: a config error."""
+    for action in actions:
+        for name, units in action.spec.resources:
+            if units > pools.size(name):
+                raise ConfigError(
+                    f"{action.owner} needs {units} units of resource '{name}' but the pool has "
+                    f"{pools.size(name)}; raise it in MB.toml [resources] {name} = {units}")
+
+
+class Scheduler:
+    def __init__(self, executor: Executor, options: SchedulerOptions,
+                 on_outcome: Callable[[Outcome], None]) -> None:
+        self.executor = executor
+        self.options = options
+        self.on_outcome = on_outcome
+        self.interrupted = threading.Event()
+        self._done: queue.Queue[tuple[Action, Outcome]] = queue.Queue()
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+        self._done.put_nowait(None)  # type: ignore[arg-type]  # wake the loop
+
+    def run(self, actions: Sequence[Action], producers: Mapping[str, Action]) -> dict[int, Outcome]:
+        """Run `actions`; returns an outcome for every one (skipped where it never ran)."""
+        pools = Pools(self.options.pools)
+        check_pools(actions, pools)
+        wanted = {a.index for a in actions}
+        waiting_on: dict[int, set[int]] = {}
+        dependents: dict[int, list[Action]] = {a.index: [] for a in actions}
+        for action in actions:
+            needs = {producers[p].index for p in action.spec.inputs
+                     if p in producers and producers[p].index in wanted}
+            needs.discard(action.index)
+            waiting_on[action.index] = needs
+            for index in needs:
+                dependents[index].append(action)
+        ready = [a for a in actions if not waiting_on[a.index]]
+        produced: dict[str, str] = {}
+        provisional_paths: set[str] = set()
+        outcomes: dict[int, Outcome] = {}
+        running = 0
+        failed = False
+        job_slot = ("__jobs__", 1)
+        pools.sizes["__jobs__"] = max(1, self.options.jobs)
+
+        def finish(action: Action, outcome: Outcome) -> None:
+            nonlocal failed
+            outcomes[action.index] = outcome
+            self.on_outcome(outcome)
+            if outcome.ok:
+                produced.update(outcome.outputs)
+                if outcome.provisional:
+                    provisional_paths.update(outcome.outputs)
+            else:
+                failed = failed or outcome.status == "failed"
+            for dependent in dependents[action.index]:
+                pending = waiting_on[dependent.index]
+                pending.discard(action.index)
+                if not pending:
+                    ready.append(dependent)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs),
+                                thread_name_prefix="mb-action") as workers:
+            while ready or running:
+                if self.interrupted.is_set():
+                    break
+                deferred: list[Action] = []
+                while ready:
+                    action = ready.pop(0)
+                    if (failed and not self.options.keep_going) or self.interrupted.is_set():
+                        outcomes[action.index] = Outcome(action, "skipped")
+                        finish(action, outcomes[action.index])
+                        continue
+                    blocked = self._blocked_by(action, outcomes, producers)
+                    if blocked is not None and self.options.placeholder is None:
+                        finish(action, Outcome(action, "skipped", error=f"{blocked} failed"))
+                        continue
+                    prepared = self._prepare(action, produced, provisional_paths, producers,
+                                             outcomes)
+                    if isinstance(prepared, Outcome):
+                        finish(action, prepared)
+                        continue
+                    key, inputs, provisional = prepared
+                    wants = (job_slot, *action.spec.resources)
+                    if not pools.fits(wants):
+                        deferred.append(action)
+                        continue
+                    pools.take(wants)
+                    running += 1
+                    workers.submit(self._work, action, key, inputs, provisional, wants)
+                ready.extend(deferred)
+                if not running:
+                    if deferred:  # cannot happen after check_pools, but never spin
+                        break
+                    continue
+                item = self._done.get()
+                if item is None:
+                    continue
+                action, outcome = item
+                running -= 1
+                pools.give(outcome_wants(action, job_slot))
+                finish(action, outcome)
+            if self.interrupted.is_set():
+                self.executor.sandbox.registry.kill_all()
+        for action in actions:
+            outcomes.setdefault(action.index, Outcome(action, "skipped"))
+        return outcomes
+
+    def _blocked_by(self, action: Action, outcomes: Mapping[int, Outcome],
+                    producers: Mapping[str, Action]) -> str | None:
+        for path in action.spec.inputs:
+            producer = producers.get(path)
+            if producer is not None:
+                outcome = outcomes.get(producer.index)
+                if outcome is not None and not outcome.ok:
+                    return str(producer.owner)
+        return None
+
+    def _prepare(self, action: Action, produced: dict[str, str], provisional_paths: set[str],
+                 producers: Mapping[str, Action], outcomes: Mapping[int, Outcome]
+                 ) -> Outcome | tuple[str, dict[str, str], bool]:
+        """Compute the key; answer from the cache if possible, else return what to run."""
+        executor = self.executor
+        provisional = any(p in provisional_paths for p in action.spec.inputs)
+        try:
+            inputs = executor.input_digests(action, produced)
+        except MissingInputs as missing:
+            if self.options.placeholder is None:
+                return Outcome(action, "failed",
+                               error="missing input " + ", ".join(missing.paths))
+            filled = dict(produced)
+            for path in missing.paths:
+                digest = self.options.placeholder(path, action)
+                if digest is None:
+                    return Outcome(action, "failed", error=f"missing input {path}")
+                filled[path] = digest
+                provisional_paths.add(path)
+            provisional = True
+            inputs = executor.input_digests(action, filled)
+        key = action_key(action, inputs, executor.tool_digests(action))
+        cached = executor.lookup(action, key)
+        if cached is not None:
+            executor.materialize(cached.outputs)
+            return Outcome(action, "cached", key, outputs=cached.outputs,
+                           metadata=cached.metadata, cost=cached.cost, provisional=provisional,
+                           input_digests=inputs)
+        return key, inputs, provisional
+
+    def _work(self, action: Action, key: str, inputs: dict[str, str], provisional: bool,
+              wants: tuple[tuple[str, int], ...]) -> None:
+        try:
+            outcome = self.executor.execute(action, key, inputs, provisional)
+        except Exception as exc:  # a bug or an I/O error: fail this action, keep the build sane
+            import traceback
+
+            outcome = Outcome(action, "failed", key, error=f"internal error: {exc!r}",
+                              stderr_tail=traceback.format_exc()[-2000:])
+        self._done.put((action, outcome))
+
+
+def outcome_wants(action: Action, job_slot: tuple[str, int]) -> tuple[tuple[str, int], ...]:
+    return (job_slot, *action.spec.resources)

@@ -1,0 +1,65 @@
+"""A persistent stat cache: a file's digest is recomputed only when its stat changes.
+
+An entry is keyed by path and holds (size, mtime_ns, inode, ctime_ns,
+digest). ctime is included because tools that preserve mtime (`cp -p`,
+`touch -r`) still move ctime. The cache is saved atomically at the end of a
+build; a lost or corrupt file only costs re-hashing.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import threading
+
+from mb.digest import digest_file
+from mb.fsutil import atomic_write_bytes
+
+_Entry = tuple[int, int, int, int, str]
+
+
+class StatCache:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._entries: dict[str, _Entry] = {}
+        self._dirty = False
+        self._lock = threading.Lock()
+        try:
+            with open(path, "rb") as f:
+                loaded = marshal.load(f)
+            if isinstance(loaded, dict):
+                self._entries = loaded
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+
+    def digest(self, path: str, st: os.stat_result | None = None) -> str:
+        """The digest of the file at `path` (absolute); raises FileNotFoundError."""
+        if st is None:
+            st = os.stat(path)
+        signature = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        entry = self._entries.get(path)
+        if entry is not None and entry[:4] == signature:
+            return entry[4]
+        value = digest_file(path)
+        with self._lock:
+            self._entries[path] = (*signature, value)
+            self._dirty = True
+        return value
+
+    def remember(self, path: str, value: str) -> None:
+        """Record a digest known from elsewhere (an output just placed from the cache)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        with self._lock:
+            self._entries[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, value)
+            self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        with self._lock:
+            data = marshal.dumps(self._entries)
+            self._dirty = False
+        atomic_write_bytes(self.path, data)

@@ -1,0 +1,87 @@
+"""Finding the workspace root (the directory holding MB.toml) and its packages."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import attrs
+
+from mb.config import Config, load_config
+from mb.errors import ConfigError
+
+OUTPUT_DIR = "mb-out"
+STATE_DIR = ".mb"
+
+
+@attrs.define
+class Workspace:
+    """The workspace root, its configuration and where mb keeps its state."""
+
+    root: str
+    config: Config
+    #: The package path of the directory mb was started in (for `:name` labels).
+    cwd_package: str | None
+
+    @property
+    def state_dir(self) -> str:
+        return os.path.join(self.root, STATE_DIR)
+
+    @property
+    def output_dir(self) -> str:
+        return os.path.join(self.root, OUTPUT_DIR)
+
+    @property
+    def cache_dir(self) -> str:
+        return os.path.join(self.root, self.config.cache.dir)
+
+    def build_file(self, package: str) -> str:
+        return os.path.join(self.root, package, "BUILD.toml")
+
+    def has_package(self, package: str) -> bool:
+        return os.path.isfile(self.build_file(package))
+
+    @cached_property
+    def packages(self) -> list[str]:
+        """Every package (directory with a BUILD.toml), sorted; skips mb-out, .mb and dot dirs."""
+        found: list[str] = []
+        skip_abs = {os.path.realpath(self.cache_dir)}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel.replace(os.sep, "/")
+            if "BUILD.toml" in filenames:
+                found.append(rel)
+            kept = []
+            for name in dirnames:
+                if name.startswith(".") or (rel == "" and name == OUTPUT_DIR):
+                    continue
+                child = os.path.join(dirpath, name)
+                if os.path.exists(os.path.join(child, "MB.toml")):
+                    continue  # a nested workspace is not part of this one
+                if os.path.realpath(child) in skip_abs:
+                    continue
+                kept.append(name)
+            dirnames[:] = sorted(kept)
+        return sorted(found)
+
+
+def find_root(start: str) -> str:
+    """Walk up from `start` to the directory holding MB.toml."""
+    current = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(current, "MB.toml")):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            raise ConfigError(
+                f"no MB.toml found in {os.path.abspath(start)} or any parent directory; "
+                "create an (empty) MB.toml at the workspace root, or use -C DIR")
+        current = parent
+
+
+def open_workspace(start: str) -> Workspace:
+    root = find_root(start)
+    config = load_config(os.path.join(root, "MB.toml"))
+    rel = os.path.relpath(os.path.abspath(start), root).replace(os.sep, "/")
+    cwd_package = "" if rel == "." else rel
+    return Workspace(root=root, config=config, cwd_package=cwd_package)

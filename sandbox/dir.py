@@ -1,0 +1,44 @@
+"""The `dir` sandbox (SPEC §5): a fresh directory holding only the declared inputs.
+
+The action runs at that directory's root with HOME and TMPDIR inside it and
+an environment reduced to PATH, LANG, TZ, SOURCE_DATE_EPOCH and what it
+declares. It does not stop a process from reading absolute paths; `linux`
+adds namespaces for that.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mb.sandbox.base import (
+    BASE_ENV, ProcessRegistry, SandboxRequest, SandboxResult, prepare_outputs, run_process,
+    stage_inputs,
+)
+
+
+class DirSandbox:
+    name = "dir"
+
+    def __init__(self, registry: ProcessRegistry) -> None:
+        self.registry = registry
+
+    def environment(self, request: SandboxRequest) -> dict[str, str]:
+        home = os.path.join(request.root, ".home")
+        tmp = os.path.join(request.root, ".tmp")
+        os.makedirs(home, exist_ok=True)
+        os.makedirs(tmp, exist_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **BASE_ENV}
+        env.update(request.env)
+        env["HOME"] = home
+        env["TMPDIR"] = tmp
+        return env
+
+    def wrap(self, request: SandboxRequest) -> SandboxRequest:
+        return request
+
+    def run(self, request: SandboxRequest) -> SandboxResult:
+        os.makedirs(request.root, exist_ok=True)
+        stage_inputs(request.root, request.inputs)
+        prepare_outputs(request.root, request.outputs)
+        env = self.environment(request)
+        return run_process(self.wrap(request), request.root, env, self.registry)
