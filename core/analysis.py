@@ -105,6 +105,8 @@ class Analysis:
             except UserError as exc:
                 errors.append(exc)
         if errors:
+            errors.sort(key=lambda e: (e.location.line or 0, e.location.col or 0)
+                        if e.location else (0, 0))
             raise errors[0] if len(errors) == 1 else MultipleErrors(errors)
         self.packages[package] = targets
         return targets

@@ -181,8 +181,11 @@ class Scheduler:
             inputs = executor.input_digests(action, produced)
         except MissingInputs as missing:
             if self.options.placeholder is None:
-                return Outcome(action, "failed",
-                               error="missing input " + ", ".join(missing.paths))
+                kinds = ["output of " + str(producers[p].owner) if p in producers
+                         else "source file" for p in missing.paths]
+                return Outcome(action, "failed", error="; ".join(
+                    f"missing {kind} {path} (needed by {action.owner})"
+                    for kind, path in zip(kinds, missing.paths)))
             filled = dict(produced)
             for path in missing.paths:
                 digest = self.options.placeholder(path, action)

@@ -1,0 +1,364 @@
+"""End-to-end: the `mb build` command on small genrule workspaces, the way a user runs it."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+GENRULES = {
+    "a/in.txt": "hello\n",
+    "a/BUILD.toml": """
+[up]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["up.txt"]
+cmd = "tr a-z A-Z < $< > $@"
+
+[first]
+rule = "genrule"
+srcs = [":up"]
+outs = ["first.txt"]
+cmd = "head -c 3 $< > $@"
+
+[group]
+rule = "filegroup"
+srcs = [":first", "in.txt"]
+""",
+    "b/BUILD.toml": """
+[cat]
+rule = "genrule"
+srcs = ["//a:group"]
+outs = ["cat.txt"]
+cmd = "cat $(SRCS) > $@"
+""",
+}
+
+
+def test_build_outputs_content_and_lists_outputs(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    result = ws.run("build", "//b:cat")
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("a/up.txt").read_text() == "HELLO\n"
+    assert ws.out("b/cat.txt").read_text() == "HELhello\n"
+    assert "//b:cat (built)" in result.stdout
+    assert "mb-out/b/cat.txt" in result.stdout
+    mode = ws.out("b/cat.txt").stat().st_mode
+    assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), "outputs are read-only"
+
+
+def test_second_build_runs_nothing(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    assert ws.run("build").exit_code == 0
+    assert sorted(ws.executed()) == ["//a:first", "//a:up", "//b:cat"]
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == []
+    finished = [e for e in ws.last_build_events() if e["type"] == "build.finished"][0]
+    assert finished["data"]["counts"] == {"executed": 0, "cached": 3, "failed": 0, "skipped": 0}
+
+
+def test_edit_reruns_only_affected_and_early_cutoff_stops(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    assert ws.run("build").exit_code == 0
+    # 'hello' -> 'help!': up changes, first ('HEL') stays the same, so cat is cut off.
+    (ws.path / "a/in.txt").write_text("help!\n")
+    assert ws.run("build").exit_code == 0
+    assert sorted(ws.executed()) == ["//a:first", "//a:up", "//b:cat"]  # cat reads in.txt too
+    (ws.path / "a/in.txt").write_text("help!\n")  # same bytes, new mtime
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == []
+
+
+def test_early_cutoff_when_output_unchanged(mb_workspace):
+    ws = mb_workspace({
+        "p/src.txt": "abc-1\n",
+        "p/BUILD.toml": """
+[head]
+rule = "genrule"
+srcs = ["src.txt"]
+outs = ["head.txt"]
+cmd = "cut -c1-3 $< > $@"
+
+[final]
+rule = "genrule"
+srcs = [":head"]
+outs = ["final.txt"]
+cmd = "rev $< > $@"
+""",
+    })
+    assert ws.run("build").exit_code == 0
+    (ws.path / "p/src.txt").write_text("abc-2\n")
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == ["//p:head"]
+    assert ws.out("p/final.txt").read_text() == "cba\n"
+
+
+def test_deleted_output_is_restored_from_cache(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    assert ws.run("build").exit_code == 0
+    import shutil
+
+    shutil.rmtree(ws.path / "mb-out")
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == []
+    assert ws.out("b/cat.txt").read_text() == "HELhello\n"
+
+
+def test_copy_of_workspace_with_shared_cache_rebuilds_nothing(mb_workspace, tmp_path):
+    cache = tmp_path / "shared-cache"
+    one = mb_workspace(GENRULES, subdir="one")
+    two = mb_workspace(GENRULES, subdir="two")
+    env = {"MB_CACHE_DIR": str(cache)}
+    assert one.run("build", env=env).exit_code == 0
+    assert len(one.executed()) == 3
+    assert two.run("build", env=env).exit_code == 0
+    assert two.executed() == []
+    assert two.out("b/cat.txt").read_text() == "HELhello\n"
+
+
+def test_no_cache_flag_and_tag(mb_workspace):
+    ws = mb_workspace({"t/BUILD.toml": """
+[a]
+rule = "genrule"
+outs = ["a.txt"]
+cmd = "echo a > $@"
+
+[b]
+rule = "genrule"
+outs = ["b.txt"]
+cmd = "echo b > $@"
+tags = ["no-cache"]
+"""})
+    assert ws.run("build").exit_code == 0
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == ["//t:b"]
+    assert ws.run("build", "--no-cache").exit_code == 0
+    assert sorted(ws.executed()) == ["//t:a", "//t:b"]
+
+
+def test_sandbox_has_only_declared_inputs_and_scrubbed_env(mb_workspace):
+    ws = mb_workspace({
+        "s/declared.txt": "d\n",
+        "s/undeclared.txt": "u\n",
+        "s/BUILD.toml": """
+[probe]
+rule = "genrule"
+srcs = ["declared.txt"]
+outs = ["probe.txt"]
+env = { GREETING = "hi" }
+cmd = "ls -a s > $@; env | sort | grep -v '^_=' | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^OLDPWD=' >> $@; pwd >> $@"
+""",
+    })
+    result = ws.run("build", env={"SECRET_TOKEN": "do-not-leak"})
+    assert result.exit_code == 0, result.stderr
+    text = ws.out("s/probe.txt").read_text()
+    assert "declared.txt" in text and "undeclared.txt" not in text
+    names = sorted(line.split("=", 1)[0] for line in text.splitlines() if "=" in line)
+    assert names == ["GREETING", "HOME", "LANG", "PATH", "SOURCE_DATE_EPOCH", "TMPDIR", "TZ"]
+    assert "LANG=C.UTF-8" in text and "TZ=UTC" in text and "SOURCE_DATE_EPOCH=0" in text
+    assert "do-not-leak" not in text
+    sandbox_root = text.strip().splitlines()[-1]
+    assert f"HOME={sandbox_root}/" in text and f"TMPDIR={sandbox_root}/" in text
+    assert not os.path.exists(sandbox_root), "the sandbox is removed afterwards"
+
+
+def test_missing_declared_output_is_named(mb_workspace):
+    ws = mb_workspace({"m/BUILD.toml": """
+[lazy]
+rule = "genrule"
+outs = ["made.txt", "forgotten.txt"]
+cmd = "echo x > m/made.txt"
+"""})
+    result = ws.run("build")
+    assert result.exit_code == 1
+    assert "FAILED //m:lazy: declared output m/forgotten.txt was not created" in result.stderr
+
+
+def test_missing_source_names_file_and_target(mb_workspace):
+    ws = mb_workspace({"m/BUILD.toml": """
+[needs]
+rule = "genrule"
+srcs = ["nowhere.txt"]
+outs = ["o.txt"]
+cmd = "cp $< $@"
+"""})
+    result = ws.run("build")
+    assert result.exit_code == 1
+    assert "FAILED //m:needs: missing source file m/nowhere.txt (needed by //m:needs)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failure_shows_stderr_tail_and_keeps_successes_cached(mb_workspace):
+    ws = mb_workspace({"f/BUILD.toml": """
+[good]
+rule = "genrule"
+outs = ["good.txt"]
+cmd = "echo good > $@"
+
+[bad]
+rule = "genrule"
+outs = ["bad.txt"]
+cmd = "echo something broke >&2; exit 3"
+"""})
+    result = ws.run("build", "-k")
+    assert result.exit_code == 1
+    assert "FAILED //f:bad: command exited with status 3" in result.stderr
+    assert "something broke" in result.stderr
+    assert ws.out("f/good.txt").read_text() == "good\n"
+    (ws.path / "f/BUILD.toml").write_text(
+        (ws.path / "f/BUILD.toml").read_text().replace("echo something broke >&2; exit 3",
+                                                       "echo fixed > $@"))
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == ["//f:bad"]
+
+
+def test_without_keep_going_dependents_are_skipped(mb_workspace):
+    ws = mb_workspace({"f/BUILD.toml": """
+[bad]
+rule = "genrule"
+outs = ["bad.txt"]
+cmd = "exit 1"
+
+[after]
+rule = "genrule"
+srcs = [":bad"]
+outs = ["after.txt"]
+cmd = "cp $< $@"
+"""})
+    result = ws.run("build")
+    assert result.exit_code == 1
+    finished = [e for e in ws.last_build_events() if e["type"] == "build.finished"][0]
+    assert finished["data"]["status"] == "failed"
+    assert finished["data"]["counts"]["failed"] == 1
+    assert finished["data"]["counts"]["skipped"] == 1
+
+
+def test_timeout_and_retries(mb_workspace):
+    ws = mb_workspace({"r/BUILD.toml": """
+[slow]
+rule = "genrule"
+outs = ["slow.txt"]
+cmd = "sleep 30; echo > $@"
+timeout = 0.5
+
+[flaky]
+rule = "genrule"
+outs = ["flaky.txt"]
+retries = 2
+cmd = "echo flaky >&2; exit 1"
+"""})
+    result = ws.run("build", "-k")
+    assert result.exit_code == 1
+    assert "FAILED //r:slow: timed out after 0.5 s" in result.stderr
+    retries = [e for e in ws.last_build_events() if e["type"] == "action.retry"]
+    assert [e["target"] for e in retries] == ["//r:flaky", "//r:flaky"]
+    starts = [e for e in ws.last_build_events()
+              if e["type"] == "action.started" and e["target"] == "//r:flaky"]
+    assert [e["data"]["attempt"] for e in starts] == [1, 2, 3]
+
+
+def test_resource_pool_larger_than_configured_is_an_error(mb_workspace):
+    ws = mb_workspace({
+        "MB.toml": "[resources]\ngpu = 1\n",
+        "g/BUILD.toml": """
+[big]
+rule = "genrule"
+outs = ["big.txt"]
+cmd = "echo > $@"
+resources = { gpu = 2 }
+""",
+    })
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert "needs 2 units of resource 'gpu' but the pool has 1" in result.stderr
+
+
+def test_resource_pool_serialises_actions(mb_workspace):
+    # Each action records when it started and ended; with one gpu unit they never overlap.
+    targets = "".join(f"""
+[g{i}]
+rule = "genrule"
+outs = ["g{i}.txt"]
+cmd = "date +%s%N > $@; sleep 0.2; date +%s%N >> $@"
+resources = {{ gpu = 1 }}
+""" for i in range(3))
+    ws = mb_workspace({"MB.toml": "[resources]\ngpu = 1\n", "g/BUILD.toml": targets})
+    assert ws.run("build", "-j", "3").exit_code == 0
+    spans = sorted(tuple(int(x) for x in ws.out(f"g/g{i}.txt").read_text().split())
+                   for i in range(3))
+    for (_s1, e1), (s2, _e2) in zip(spans, spans[1:]):
+        assert e1 <= s2, "actions holding the only gpu unit overlapped"
+
+
+def test_patterns_and_manual_tag(mb_workspace):
+    ws = mb_workspace({
+        "x/BUILD.toml": '[a]\nrule = "genrule"\nouts = ["a"]\ncmd = "echo > $@"\n'
+                        '[m]\nrule = "genrule"\nouts = ["m"]\ncmd = "echo > $@"\ntags = ["manual"]\n',
+        "x/y/BUILD.toml": '[b]\nrule = "genrule"\nouts = ["b"]\ncmd = "echo > $@"\n',
+    })
+    assert ws.run("query", "//...").stdout.split() == ["//x:a", "//x/y:b"]
+    assert ws.run("query", "//x:all").stdout.split() == ["//x:a"]
+    assert ws.run("query", "//x/y/...").stdout.split() == ["//x/y:b"]
+    assert ws.run("build", "//x:m").exit_code == 0
+    assert ws.executed() == ["//x:m"]
+    result = ws.run("query", ":a", cwd=ws.path / "x")
+    assert result.stdout.split() == ["//x:a"]
+
+
+def test_dash_c_and_walking_up(mb_workspace, tmp_path):
+    ws = mb_workspace(GENRULES)
+    result = ws.run("-C", str(ws.path / "a"), "build", ":up")
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("a/up.txt").read_text() == "HELLO\n"
+
+
+def test_no_workspace_is_a_usage_error(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mb", "build"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "no MB.toml found" in proc.stderr
+
+
+def test_query_graph_and_rules(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    assert ws.run("query", "deps(//b:cat)").stdout.split() == [
+        "//a:first", "//a:group", "//a:up", "//b:cat"]
+    assert ws.run("query", "rdeps(//..., //a:first)").stdout.split() == [
+        "//a:first", "//a:group", "//b:cat"]
+    assert ws.run("query", "kind(filegroup, //...)").stdout.split() == ["//a:group"]
+    dot = ws.run("graph", "//b:cat").stdout
+    assert '"//b:cat" -> "//a:group";' in dot and dot.startswith("digraph")
+    mermaid = ws.run("graph", "--format", "mermaid", "//b:cat").stdout
+    assert mermaid.startswith("graph LR") and "-->" in mermaid
+    import json
+
+    graph = json.loads(ws.run("graph", "--format", "json", "//b:cat").stdout)
+    assert ["//b:cat", "//a:group"] in graph["edges"]
+    rules = ws.run("rules").stdout
+    assert "genrule" in rules and "filegroup" in rules
+    plugins = ws.run("plugins").stdout
+    assert "genrule 0.1.0" in plugins
+
+
+def test_clean_and_clean_all(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    assert ws.run("build").exit_code == 0
+    assert ws.run("clean").exit_code == 0
+    assert not (ws.path / "mb-out").exists() and (ws.path / ".mb").exists()
+    assert ws.run("clean", "--all").exit_code == 0
+    assert not (ws.path / ".mb").exists()
+    assert ws.run("build").exit_code == 0
+    assert len(ws.executed()) == 3
+
+
+def test_gc_trims_cache(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    assert ws.run("build").exit_code == 0
+    result = ws.run("gc", "--max-size", "0")
+    assert result.exit_code == 0
+    assert "cache is 0 bytes" in result.stdout
+    assert ws.run("build").exit_code == 0
+    assert len(ws.executed()) == 3
+    assert ws.run("gc").exit_code == 2  # no size given anywhere
