@@ -37,6 +37,14 @@ class InvalidValue(ValueError):
         self.text = text
 
 
+class AttributeInvalid(InvalidValue):
+    """Raised by an attrs validator; carries the attribute name (cattrs adds no note for it)."""
+
+    def __init__(self, attribute: str, text: str) -> None:
+        super().__init__(text)
+        self.attribute = attribute
+
+
 def describe(value: Any) -> str:
     """`the integer 3`, `the string '3'`: names the TOML type the user wrote."""
     kinds = {bool: "the boolean", int: "the integer", float: "the number", str: "the string",
@@ -163,6 +171,8 @@ def errors_of(exc: BaseException, cls: type, path: KeyPath = ()) -> Iterator[tup
         allowed = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         for key in sorted(exc.extra_fields):
             yield path + (key,), "unknown:" + ",".join(allowed)
+    elif isinstance(exc, AttributeInvalid):
+        yield path + (exc.attribute,), exc.text
     elif isinstance(exc, InvalidValue):
         yield path, exc.text
     elif isinstance(exc, (ValueError, TypeError)):

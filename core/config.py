@@ -9,16 +9,17 @@ from typing import Any, Final
 import attrs
 from cattrs.errors import ClassValidationError
 
-from mb.attrs_convert import closest, describe_path, errors_of, structure
+from mb.attrs_convert import AttributeInvalid, closest, describe_path, errors_of, structure
 from mb.buildfile import SourceFile, parse_toml
 from mb.errors import ConfigError, MultipleErrors, UserError
 
 SANDBOX_MODES: Final = ("dir", "linux", "none")
 
 
-def _sandbox_mode(_instance: Any, _attribute: Any, value: str) -> None:
+def _sandbox_mode(_instance: Any, attribute: Any, value: str) -> None:
     if value not in SANDBOX_MODES:
-        raise ValueError(f"must be one of {', '.join(SANDBOX_MODES)}, got {value!r}")
+        raise AttributeInvalid(attribute.name,
+                               f"must be one of {', '.join(SANDBOX_MODES)}, got {value!r}")
 
 
 @attrs.frozen
@@ -68,8 +69,6 @@ def load_config(path: str, display_path: str = "MB.toml") -> Config:
                 text_ = f"{describe_path(key_path)} {message}"
             problems.append(ConfigError(text_, source.location(key_path)))
         raise problems[0] if len(problems) == 1 else MultipleErrors(problems)
-    except ValueError as exc:
-        raise ConfigError(str(exc), source.location(("build", "sandbox"))) from None
     return apply_environment(config, os.environ)
 
 

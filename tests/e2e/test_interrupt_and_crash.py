@@ -1,0 +1,136 @@
+"""Ctrl-C, concurrent builds and SIGKILL at random moments: the next build must be right."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+from mb.digest import digest_file
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    """Poll a condition on files written by a real process (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def started(ws, target: str) -> bool:
+    return any(e["type"] == "action.started" and e["target"] == target for e in ws.events())
+
+
+def test_ctrl_c_stops_actions_and_their_children(mb_workspace, tmp_path):
+    pidfile = tmp_path / "child.pid"
+    ws = mb_workspace({"s/BUILD.toml": f"""
+[long]
+rule = "genrule"
+outs = ["long.txt"]
+cmd = "sleep 300 & echo $$! > {pidfile}; wait"
+"""})
+    proc = ws.popen("build")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    child = int(pidfile.read_text())
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    wait_for(lambda: not _alive(child), timeout=10)
+    finished = [e for e in ws.events() if e["type"] == "build.finished"]
+    assert finished[-1]["data"]["status"] == "interrupted"
+
+
+def test_sigterm_also_exits_130(mb_workspace, tmp_path):
+    marker = tmp_path / "running"
+    ws = mb_workspace({"s/BUILD.toml": f"""
+[long]
+rule = "genrule"
+outs = ["long.txt"]
+cmd = "touch {marker}; sleep 300"
+"""})
+    proc = ws.popen("build")
+    wait_for(marker.exists)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie reparented to init counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_second_build_waits_for_the_first(mb_workspace, tmp_path):
+    gate = tmp_path / "gate"
+    ws = mb_workspace({"s/BUILD.toml": f"""
+[gated]
+rule = "genrule"
+outs = ["gated.txt"]
+cmd = "while [ ! -e {gate} ]; do sleep 0.05; done; echo done > $@"
+"""})
+    first = ws.popen("build")
+    wait_for(lambda: started(ws, "//s:gated"))
+    second = ws.popen("build")
+    said = ""
+    while "waiting" not in said:  # blocks until the second build says it waits
+        said = second.stderr.readline()
+        assert said, "the second build ended without saying it waits"
+    gate.touch()
+    _o1, e1 = first.communicate(timeout=60)
+    _o2, e2 = second.communicate(timeout=60)
+    assert first.returncode == 0, e1
+    assert second.returncode == 0, e2
+    assert said.strip() == "another mb build is running in this workspace; waiting for it to finish"
+    assert "waiting" not in e2, "said once"
+    builds = [e for e in ws.events() if e["type"] == "build.finished"]
+    assert [b["data"]["counts"]["cached"] for b in builds] == [0, 1]
+    seqs = [e["seq"] for e in ws.events()]
+    assert seqs == sorted(set(seqs)), "seq strictly increasing"
+
+
+def test_sigkill_at_random_moments_leaves_a_trustworthy_cache(mb_workspace):
+    count = 24
+    files = {f"k/in{i}.txt": f"value {i}\n" * 50 for i in range(count)}
+    targets = "".join(f"""
+[t{i}]
+rule = "genrule"
+srcs = ["in{i}.txt"]
+outs = ["t{i}.txt"]
+cmd = "sleep 0.0{i % 10}; rev $< > $@"
+
+[u{i}]
+rule = "genrule"
+srcs = [":t{i}"]
+outs = ["u{i}.txt"]
+cmd = "tr a-z A-Z < $< > $@"
+""" for i in range(count))
+    ws = mb_workspace({**files, "k/BUILD.toml": targets})
+    rng = random.Random(1234)
+    for _round in range(6):
+        proc = ws.popen("build", "-j", "2")
+        time.sleep(rng.uniform(0.05, 1.5))  # the moment of the crash is what varies
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = ws.run("build", "-j", "2")
+    assert result.exit_code == 0, result.stderr
+    for i in range(count):
+        expected = "".join(line[::-1] + "\n" for line in [f"value {i}"] * 50).upper()
+        assert ws.out(f"k/u{i}.txt").read_text() == expected
+    # Every blob in the cache holds exactly the bytes its name says.
+    cas = ws.path / ".mb" / "cache" / "cas"
+    for blob in cas.rglob("*"):
+        if blob.is_file():
+            assert digest_file(str(blob)) == blob.name
+    # And a further build trusts all of it.
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == []
