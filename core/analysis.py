@@ -18,7 +18,7 @@ import attrs
 from cattrs.errors import ClassValidationError
 
 from mb.actions import Action, with_static_digest
-from mb.attrs_convert import closest, describe_path, errors_of, structure
+from mb.attrs_convert import AttributeInvalid, closest, describe_path, errors_of, structure
 from mb.buildfile import RawTarget, SourceFile, parse_build_file
 from mb.context import RuleContext, TargetOptions
 from mb.errors import BuildFileError, CycleError, LabelError, MultipleErrors, UserError
@@ -140,7 +140,10 @@ class Analysis:
         except ClassValidationError as exc:
             for path, message in errors_of(exc, cls):
                 errors.append(self._attribute_error(path, message, raw, source, cls))
-        except (ValueError, TypeError) as exc:  # an attrs validator of the rule
+        except AttributeInvalid as exc:  # a validator that names its attribute
+            errors.append(source.error((raw.name, exc.attribute),
+                                       f"'{exc.attribute}' {exc.text}"))
+        except (ValueError, TypeError) as exc:  # any other attrs validator of the rule
             errors.append(source.error((raw.name,), f"target '{raw.name}': {exc}"))
         return None
 
