@@ -56,6 +56,9 @@ class BuildResult:
     targets: dict[Label, TargetResult]
     counts: dict[str, int]
     failures: tuple[Outcome, ...]
+    #: Workspace-relative files this build read: sources (present or missing),
+    #: the BUILD.toml of every loaded package, and MB.toml. What `mb watch` watches.
+    watched_files: frozenset[str] = frozenset()
 
 
 def make_sandbox(workspace: Workspace, mode: str, events: EventLog) -> Any:
@@ -158,8 +161,13 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     else:
         status = "ok"
     failures = tuple(o for o in outcomes.values() if o.status == "failed")
+    watched = {p for a in actions for p in a.spec.inputs if p not in analysis.producers}
+    watched.update(s for t in closure for s in t.sources)
+    watched.update(f"{p}/BUILD.toml" if p else "BUILD.toml" for p in analysis.packages)
+    watched.add("MB.toml")
     result = BuildResult(build_id=events.build_id, status=status, requested=tuple(requested),
-                         targets=targets, counts=counts, failures=failures)
+                         targets=targets, counts=counts, failures=failures,
+                         watched_files=frozenset(watched))
     cost = sum(t.cost for t in targets.values() if t.cost) or None
     events.emit("build.finished", level="info" if status == "ok" else "error", status=status,
                 counts=counts, cost=cost)
