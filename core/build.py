@@ -21,6 +21,7 @@ from mb.executor import Executor, ExecutorOptions, Outcome
 from mb.history import TargetRecord, write_manifest
 from mb.labels import Label, parse_pattern
 from mb.plugins import Plugins
+from mb.profile import NullProfiler, Profiler
 from mb.scheduler import Scheduler, SchedulerOptions
 from mb.statcache import StatCache
 from mb.workspace import Workspace
@@ -105,13 +106,15 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
               events: EventLog, statcache: StatCache) -> BuildResult:
     """Analyse and run the requested patterns; the caller holds the workspace lock."""
     config = workspace.config
+    profiler = Profiler() if options.profile else NullProfiler()
     analysis = Analysis(workspace, plugins, statcache.digest)
     patterns = [parse_pattern(p, workspace.cwd_package) for p in options.patterns]
     started = utc_timestamp()
-    requested = analysis.expand(patterns)
-    for label in requested:
-        analysis.analyze(label)
-    closure = analysis.closure(requested)
+    with profiler.span("analysis", "analysis"):
+        requested = analysis.expand(patterns)
+        for label in requested:
+            analysis.analyze(label)
+        closure = analysis.closure(requested)
     actions = [a for t in closure for a in t.actions]
 
     mode = options.sandbox or config.build.sandbox
@@ -135,7 +138,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
             keep_going=options.keep_going if options.keep_going is not None
             else config.build.keep_going,
             pools=config.resources, placeholder=placeholder),
-        on_outcome=lambda outcome: _report_outcome(events, outcome))
+        on_outcome=lambda outcome: _report_outcome(events, outcome), profiler=profiler)
     events.emit("build.started", patterns=list(options.patterns), targets=len(closure),
                 actions=len(actions))
 
@@ -149,6 +152,8 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     statcache.save()
+    if options.profile:
+        profiler.write(options.profile)
 
     targets = {t.label: _target_result(t, outcomes, analysis.producers) for t in closure}
     counts = {"executed": 0, "cached": 0, "failed": 0, "skipped": 0}
@@ -171,7 +176,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     cost = sum(t.cost for t in targets.values() if t.cost) or None
     events.emit("build.finished", level="info" if status == "ok" else "error", status=status,
                 counts=counts, cost=cost)
-    write_manifest(workspace.state_dir, events.build_id, started, utc_timestamp(), status,
+    write_manifest(workspace.state_dir, events.build_id, started, utc_timestamp(), status, counts,
                    {str(label): TargetRecord.from_result(t) for label, t in targets.items()},
                    [_action_record(o) for o in outcomes.values()])
     return result
@@ -224,6 +229,7 @@ def _action_record(outcome: Outcome) -> dict[str, Any]:
     return {"target": str(action.owner), "index": action.index, "status": outcome.status,
             "key": outcome.key, "description": action.description,
             "static": static_components(action), "inputs": dict(outcome.input_digests),
-            "outputs": dict(outcome.outputs)}
+            "tools": dict(outcome.tool_digests), "outputs": dict(outcome.outputs),
+            "provisional": outcome.provisional, "error": outcome.error}
 
 

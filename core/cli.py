@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--all", action="store_true")
     gc = sub.add_parser("gc", help="trim the cache to [cache] max_size")
     gc.add_argument("--max-size", default=None)
+    from mb.cmd_history import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -104,6 +107,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mb import cmd_maintenance
 
         return cmd_maintenance.run(args, start)
+    from mb import cmd_history
+
+    if command in cmd_history.COMMANDS:
+        return cmd_history.run(args, start)
     raise UserError(f"unknown command {command!r}")
 
 

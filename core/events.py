@@ -137,10 +137,10 @@ class EventLog:
             return
         seq = last_seq(self.path)
         os.replace(self.path, self.path + ".1")
-        # Keep seq increasing across the rotation: carry the last one over.
+        # Keep seq increasing across the rotation: the new file starts after the old one.
         with open(self.path, "ab") as f:
             marker = Event(type="log.rotated", build_id=self.build_id, ts=utc_timestamp())
-            f.write((json.dumps(marker.to_json(seq), separators=(",", ":")) + "\n").encode())
+            f.write((json.dumps(marker.to_json(seq + 1), separators=(",", ":")) + "\n").encode())
 
 
 def _ends_with_newline(path: str) -> bool:

@@ -42,6 +42,7 @@ class Outcome:
     cost: float | None = None
     provisional: bool = False
     input_digests: Mapping[str, str] = attrs.field(factory=dict)
+    tool_digests: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:

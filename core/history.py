@@ -46,7 +46,7 @@ def builds_dir(state_dir: str) -> str:
 
 
 def write_manifest(state_dir: str, build_id: str, started: str, finished: str, status: str,
-                   targets: Mapping[str, TargetRecord], actions: list[dict[str, Any]]) -> None:
+                   counts: Mapping[str, int], targets: Mapping[str, TargetRecord], actions: list[dict[str, Any]]) -> None:
     keys_dir = os.path.join(state_dir, "keys")
     compact = []
     for record in actions:
@@ -55,6 +55,7 @@ def write_manifest(state_dir: str, build_id: str, started: str, finished: str, s
         compact.append({**record, "static": static_digest})
     manifest = {
         "build_id": build_id, "started": started, "finished": finished, "status": status,
+        "counts": dict(counts),
         "targets": {label: t.to_json() for label, t in sorted(targets.items())},
         "actions": compact,
     }
@@ -86,6 +87,30 @@ def current_build_id(state_dir: str) -> str | None:
 def load_manifest(state_dir: str, build_id: str) -> dict[str, Any] | None:
     try:
         with open(os.path.join(builds_dir(state_dir), f"{build_id}.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def list_builds(state_dir: str) -> list[dict[str, Any]]:
+    """Every readable manifest, oldest first."""
+    directory = builds_dir(state_dir)
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".json")]
+    except FileNotFoundError:
+        return []
+    manifests = []
+    for name in names:
+        manifest = load_manifest(state_dir, name[: -len(".json")])
+        if manifest is not None:
+            manifests.append(manifest)
+    return sorted(manifests, key=lambda m: (m.get("started", ""), m.get("build_id", "")))
+
+
+def load_components(state_dir: str, static_digest: str) -> dict[str, Any] | None:
+    path = os.path.join(state_dir, "keys", static_digest[:2], static_digest + ".json")
+    try:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (FileNotFoundError, ValueError):
         return None

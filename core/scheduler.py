@@ -19,6 +19,7 @@ import attrs
 from mb.actions import Action, action_key
 from mb.errors import ConfigError
 from mb.executor import Executor, MissingInputs, Outcome
+from mb.profile import NullProfiler, Profiler
 
 
 @attrs.frozen
@@ -64,8 +65,9 @@ def check_pools(actions: Sequence[Action], pools: Pools) -> None:
 
 class Scheduler:
     def __init__(self, executor: Executor, options: SchedulerOptions,
-                 on_outcome: Callable[[Outcome], None]) -> None:
+                 on_outcome: Callable[[Outcome], None], profiler: Profiler | None = None) -> None:
         self.executor = executor
+        self.profiler = profiler or NullProfiler()
         self.options = options
         self.on_outcome = on_outcome
         self.interrupted = threading.Event()
@@ -130,8 +132,9 @@ class Scheduler:
                     if blocked is not None and self.options.placeholder is None:
                         finish(action, Outcome(action, "skipped", error=f"{blocked} failed"))
                         continue
-                    prepared = self._prepare(action, produced, provisional_paths, producers,
-                                             outcomes)
+                    with self.profiler.span(f"cache lookup {action.owner}", "cache"):
+                        prepared = self._prepare(action, produced, provisional_paths, producers,
+                                                 outcomes)
                     if isinstance(prepared, Outcome):
                         finish(action, prepared)
                         continue
@@ -195,19 +198,23 @@ class Scheduler:
                 provisional_paths.add(path)
             provisional = True
             inputs = executor.input_digests(action, filled)
-        key = action_key(action, inputs, executor.tool_digests(action))
+        tools = executor.tool_digests(action)
+        key = action_key(action, inputs, tools)
         cached = executor.lookup(action, key)
         if cached is not None:
             executor.materialize(cached.outputs)
             return Outcome(action, "cached", key, outputs=cached.outputs,
                            metadata=cached.metadata, cost=cached.cost, provisional=provisional,
-                           input_digests=inputs)
+                           input_digests=inputs, tool_digests=tools)
         return key, inputs, provisional
 
     def _work(self, action: Action, key: str, inputs: dict[str, str], provisional: bool,
               wants: tuple[tuple[str, int], ...]) -> None:
         try:
-            outcome = self.executor.execute(action, key, inputs, provisional)
+            with self.profiler.span(f"{action.owner} {action.description}", "action",
+                                    key=key):
+                outcome = self.executor.execute(action, key, inputs, provisional)
+            outcome = attrs.evolve(outcome, tool_digests=self.executor.tool_digests(action))
         except Exception as exc:  # a bug or an I/O error: fail this action, keep the build sane
             import traceback
 

@@ -1,0 +1,304 @@
+"""Build history commands: `mb log`, `show`, `diff`, `checkout`, `status`, `explain`, `tail`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from mb.cache import Cache
+from mb.errors import ExitCode, UserError
+from mb.events import read_events
+from mb.fsutil import place_file
+from mb.history import current_build_id, list_builds, load_components, load_manifest
+from mb.labels import parse_label
+from mb.workspace import Workspace, open_workspace
+
+
+class HistoryError(UserError):
+    """History asked for something that is not there (exit 1: nothing to build from)."""
+
+    exit_code = ExitCode.BUILD_FAILED
+
+
+def manifest_or_error(workspace: Workspace, build_id: str | None) -> dict[str, Any]:
+    chosen = build_id or current_build_id(workspace.state_dir)
+    if chosen is None:
+        raise HistoryError("no build recorded yet in this workspace; run `mb build` first")
+    manifest = load_manifest(workspace.state_dir, chosen)
+    if manifest is None:
+        known = [m["build_id"] for m in list_builds(workspace.state_dir)][-5:]
+        raise UserError(f"no build {chosen!r}; recent builds: {', '.join(known) or 'none'}")
+    return manifest
+
+
+def target_status(record: dict[str, Any]) -> str:
+    if record.get("provisional") and record["status"] in ("built", "cached"):
+        return "provisional"
+    return str(record["status"])
+
+
+def cmd_log(workspace: Workspace, _args: argparse.Namespace) -> int:
+    for manifest in list_builds(workspace.state_dir):
+        counts = manifest.get("counts", {})
+        print(f"{manifest['build_id']}  {manifest.get('started', '')}  {manifest['status']:<12} "
+              f"executed={counts.get('executed', 0)} cached={counts.get('cached', 0)} "
+              f"failed={counts.get('failed', 0)} skipped={counts.get('skipped', 0)}")
+    return 0
+
+
+def cmd_show(workspace: Workspace, args: argparse.Namespace) -> int:
+    manifest = manifest_or_error(workspace, args.build_id)
+    rows = []
+    for label, record in sorted(manifest["targets"].items()):
+        outputs = ", ".join(record.get("outputs", {})) or "-"
+        rows.append((label, target_status(record), f"{record.get('duration_s', 0):.2f}s", outputs))
+    print(f"build {manifest['build_id']} {manifest['status']} "
+          f"({manifest.get('started', '')} .. {manifest.get('finished', '')})")
+    if sys.stdout.isatty() and "NO_COLOR" not in os.environ:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("target", "status", "duration", "outputs")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return 0
+    widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in
+              enumerate(("target", "status", "duration", "outputs"))]
+    for row in [("target", "status", "duration", "outputs"), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def outputs_of(manifest: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for record in manifest["targets"].values():
+        for path, digest in record.get("outputs", {}).items():
+            if path.startswith("mb-out/") and digest:
+                found[path] = digest
+    return found
+
+
+def cmd_diff(workspace: Workspace, args: argparse.Namespace) -> int:
+    builds = list_builds(workspace.state_dir)
+    if args.a and args.b:
+        older, newer = manifest_or_error(workspace, args.a), manifest_or_error(workspace, args.b)
+    elif args.a:
+        older, newer = manifest_or_error(workspace, args.a), manifest_or_error(workspace, None)
+    else:
+        if len(builds) < 2:
+            raise HistoryError("mb diff needs two builds; only "
+                               f"{len(builds)} recorded")
+        older, newer = builds[-2], builds[-1]
+    before, after = outputs_of(older), outputs_of(newer)
+    print(f"{older['build_id']} -> {newer['build_id']}")
+    for path in sorted(set(before) | set(after)):
+        if path not in before:
+            print(f"added    {path}")
+        elif path not in after:
+            print(f"removed  {path}")
+        elif before[path] != after[path]:
+            print(f"changed  {path}  {before[path][:12]} -> {after[path][:12]}")
+    return 0
+
+
+def cmd_checkout(workspace: Workspace, args: argparse.Namespace) -> int:
+    manifest = manifest_or_error(workspace, args.build_id)
+    cache = Cache(workspace.cache_dir)
+    outputs = outputs_of(manifest)
+    missing = [path for path, digest in outputs.items() if not cache.has_blob(digest)]
+    if missing:
+        raise HistoryError(
+            f"cannot check out {manifest['build_id']}: the cache no longer holds "
+            f"{len(missing)} of its outputs ({', '.join(sorted(missing)[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); they were collected by `mb gc` or "
+            "`mb clean --all`; rebuild instead")
+    for path, digest in sorted(outputs.items()):
+        place_file(cache.blob_path(digest), os.path.join(workspace.root, path))
+    print(f"checked out {len(outputs)} outputs of {manifest['build_id']} into mb-out/")
+    return 0
+
+
+def cmd_status(workspace: Workspace, _args: argparse.Namespace) -> int:
+    build_id = current_build_id(workspace.state_dir)
+    cache = Cache(workspace.cache_dir)
+    if build_id is None:
+        print("no build yet")
+    else:
+        manifest = manifest_or_error(workspace, build_id)
+        counts = manifest.get("counts", {})
+        print(f"last build: {build_id} {manifest['status']} (finished {manifest.get('finished')}): "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        targets = manifest["targets"]
+        failed = [label for label, r in targets.items() if r["status"] == "failed"]
+        provisional = [label for label, r in targets.items() if r.get("provisional")]
+        print(f"failed: {', '.join(sorted(failed)) or 'none'}")
+        print(f"provisional: {', '.join(sorted(provisional)) or 'none'}")
+        costs = [r["cost"] for r in targets.values() if r.get("cost")]
+        print(f"provider costs: {sum(costs):.4f}" if costs else "provider costs: none reported")
+    print(f"cache: {cache.size()} bytes in {workspace.config.cache.dir}")
+    return 0
+
+
+def cmd_explain(workspace: Workspace, args: argparse.Namespace) -> int:
+    label = str(parse_label(args.label, workspace.cwd_package))
+    builds = list_builds(workspace.state_dir)
+    current = current_build_id(workspace.state_dir)
+    builds = [b for b in builds if b["build_id"] != current] + (
+        [manifest_or_error(workspace, current)] if current else [])
+    last = next((b for b in reversed(builds) if any(a["target"] == label
+                                                    for a in b.get("actions", []))), None)
+    if last is None:
+        raise HistoryError(f"{label} has no actions in any recorded build; build it first")
+    earlier = builds[: builds.index(last)]
+    for action in (a for a in last["actions"] if a["target"] == label):
+        print(f"{label}: {action['description']}: {action['status']}")
+        if action["status"] != "executed":
+            if action["status"] == "cached":
+                print(f"  key {action['key'][:16]} was in the cache")
+            continue
+        previous = _previous_record(earlier, action)
+        for line in explain_change(workspace, previous, action):
+            print(f"  {line}")
+    return 0
+
+
+def _previous_record(builds: list[dict[str, Any]], action: dict[str, Any]
+                     ) -> dict[str, Any] | None:
+    identity = (action["target"], tuple(sorted(action.get("outputs", {}) or [])))
+    for manifest in reversed(builds):
+        for candidate in manifest.get("actions", []):
+            if candidate["target"] != action["target"] or not candidate.get("key"):
+                continue
+            outputs = tuple(sorted(candidate.get("outputs", {}) or []))
+            if candidate["description"] == action["description"] or outputs == identity[1]:
+                return candidate
+    return None
+
+
+def explain_change(workspace: Workspace, previous: dict[str, Any] | None,
+                   action: dict[str, Any]) -> list[str]:
+    """Which key components differ between the previous record of an action and this one."""
+    if previous is None:
+        return ["no earlier build ran this action: first build"]
+    if previous["key"] == action["key"]:
+        return ["its key is unchanged; the cache had no result for it "
+                "(cleaned, collected, --no-cache or a no-cache tag)"]
+    lines: list[str] = []
+    old_inputs, new_inputs = previous.get("inputs", {}), action.get("inputs", {})
+    for path in sorted(set(old_inputs) | set(new_inputs)):
+        if path not in old_inputs:
+            lines.append(f"input {path} added")
+        elif path not in new_inputs:
+            lines.append(f"input {path} removed")
+        elif old_inputs[path] != new_inputs[path]:
+            lines.append(f"input {path} changed: {old_inputs[path][:12]} -> "
+                         f"{new_inputs[path][:12]}")
+    old_tools, new_tools = previous.get("tools", {}), action.get("tools", {})
+    for name in sorted(set(old_tools) | set(new_tools)):
+        if old_tools.get(name) != new_tools.get(name):
+            lines.append(f"tool {name} changed: {str(old_tools.get(name))[:12]} -> "
+                         f"{str(new_tools.get(name))[:12]}")
+    if previous["static"] != action["static"]:
+        old = load_components(workspace.state_dir, previous["static"]) or {}
+        new = load_components(workspace.state_dir, action["static"]) or {}
+        lines.extend(_component_changes(old, new))
+    return lines or ["its key changed (no component difference recorded)"]
+
+
+def _component_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    names = {"rule": "rule version", "plugin": "plugin version", "argv": "command line",
+             "function": "function or its module source", "env": "environment",
+             "secret_env": "secret variable names", "outputs": "declared outputs",
+             "inputs": "declared inputs", "tools": "declared tools", "kind": "action kind",
+             "network": "network access"}
+    lines = []
+    old_params, new_params = old.get("params", {}) or {}, new.get("params", {}) or {}
+    for key in sorted(set(old_params) | set(new_params)):
+        if old_params.get(key) != new_params.get(key):
+            lines.append(f"attribute/param {key!r} changed: {old_params.get(key)!r} -> "
+                         f"{new_params.get(key)!r}")
+    if old.get("env") != new.get("env"):
+        old_env, new_env = dict(map(tuple, old.get("env", []))), dict(map(tuple, new.get("env", [])))
+        for key in sorted(set(old_env) | set(new_env)):
+            if old_env.get(key) != new_env.get(key):
+                lines.append(f"environment {key} changed: {old_env.get(key)!r} -> "
+                             f"{new_env.get(key)!r}")
+    for key, description in names.items():
+        if key in ("env",) or old.get(key) == new.get(key):
+            continue
+        lines.append(f"{description} changed: {json.dumps(old.get(key))} -> "
+                     f"{json.dumps(new.get(key))}")
+    return lines
+
+
+def cmd_tail(workspace: Workspace, args: argparse.Namespace) -> int:
+    path = os.path.join(workspace.state_dir, "events.jsonl")
+    target = str(parse_label(args.target, workspace.cwd_package)) if args.target else None
+
+    def wanted(event: dict[str, Any]) -> bool:
+        return ((args.type is None or event.get("type") == args.type
+                 or str(event.get("type", "")).startswith(args.type + "."))
+                and (target is None or event.get("target") == target)
+                and (args.level is None or event.get("level") == args.level)
+                and (args.build is None or event.get("build_id") == args.build))
+
+    def show(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event, separators=(",", ":")), flush=True)
+        else:
+            data = json.dumps(event.get("data", {}), separators=(",", ":"))
+            print(f"{event['seq']:>6} {event['ts']} {event.get('level', ''):<7} "
+                  f"{event['type']:<18} {event.get('target') or '-'} {data}", flush=True)
+
+    events = read_events(path)
+    last = events[-1]["seq"] if events else 0
+    for event in events:
+        if wanted(event):
+            show(event)
+    if not args.follow:
+        return 0
+    try:
+        while True:
+            time.sleep(0.2)
+            fresh = [e for e in read_events(path) if e["seq"] > last]
+            for event in fresh:
+                last = event["seq"]
+                if wanted(event):
+                    show(event)
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+
+
+COMMANDS = {"log": cmd_log, "show": cmd_show, "diff": cmd_diff, "checkout": cmd_checkout,
+            "status": cmd_status, "explain": cmd_explain, "tail": cmd_tail}
+
+
+def add_parsers(sub: Any) -> None:
+    sub.add_parser("log", help="list builds")
+    show = sub.add_parser("show", help="per-target status of a build (latest by default)")
+    show.add_argument("build_id", nargs="?")
+    diff = sub.add_parser("diff", help="outputs changed between two builds")
+    diff.add_argument("a", nargs="?")
+    diff.add_argument("b", nargs="?")
+    checkout = sub.add_parser("checkout", help="put a past build's outputs back in mb-out/")
+    checkout.add_argument("build_id")
+    sub.add_parser("status", help="last build, failures, provisional targets, cache size, costs")
+    explain = sub.add_parser("explain", help="why a target's actions ran or were cached")
+    explain.add_argument("label")
+    tail = sub.add_parser("tail", help="the event log, filtered")
+    tail.add_argument("-f", "--follow", action="store_true")
+    tail.add_argument("--type", default=None)
+    tail.add_argument("--target", default=None)
+    tail.add_argument("--level", default=None)
+    tail.add_argument("--build", default=None)
+    tail.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace, start: str) -> int:
+    workspace = open_workspace(start)
+    return int(COMMANDS[args.command](workspace, args))

@@ -1,0 +1,154 @@
+"""End-to-end: events, manifests, log/show/diff/checkout/status/explain/tail and --profile."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+
+PROJECT = {
+    "p/in.txt": "one\n",
+    "p/BUILD.toml": """
+[up]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["up.txt"]
+cmd = "tr a-z A-Z < $< > $@"
+
+[wrap]
+rule = "genrule"
+srcs = [":up"]
+outs = ["wrap.txt"]
+cmd = "sed 's/^/[/' $< > $@"
+env = { MODE = "a" }
+""",
+}
+
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def current(ws) -> str:
+    return (ws.path / ".mb/builds/current").read_text().strip()
+
+
+def test_events_and_manifest_follow_the_spec(mb_workspace):
+    ws = mb_workspace(PROJECT)
+    assert ws.run("build").exit_code == 0
+    events = ws.events()
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert all(TS.match(e["ts"]) for e in events)
+    types = [e["type"] for e in events]
+    assert types[0] == "build.started" and types[-1] == "build.finished"
+    finished = [e for e in events if e["type"] == "action.finished"]
+    assert {e["target"] for e in finished} == {"//p:up", "//p:wrap"}
+    up = [e for e in finished if e["target"] == "//p:up"][0]
+    assert up["data"]["cached"] is False and up["data"]["provisional"] is False
+    digest = up["data"]["outputs"]["p/up.txt"]
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    build_id = current(ws)
+    assert re.fullmatch(r"b-\d{8}-\d{6}-[0-9a-f]{4}", build_id)
+    manifest = json.loads((ws.path / f".mb/builds/{build_id}.json").read_text())
+    assert manifest["status"] == "ok" and manifest["build_id"] == build_id
+    record = manifest["targets"]["//p:up"]
+    assert record["status"] == "built" and record["cached"] is False
+    assert record["outputs"] == {"mb-out/p/up.txt": digest}
+
+
+def test_log_show_diff_and_checkout(mb_workspace):
+    ws = mb_workspace(PROJECT)
+    assert ws.run("build").exit_code == 0
+    first = current(ws)
+    (ws.path / "p/in.txt").write_text("two\n")
+    assert ws.run("build").exit_code == 0
+    second = current(ws)
+    log = ws.run("log").stdout.splitlines()
+    assert [line.split()[0] for line in log] == [first, second]
+    assert "executed=2" in log[1]
+    show = ws.run("show").stdout
+    assert re.search(r"//p:up\s+built\s+\d+\.\d\ds\s+mb-out/p/up.txt", show)
+    diff = ws.run("diff").stdout.splitlines()
+    assert diff[0] == f"{first} -> {second}"
+    assert [line.split()[:2] for line in diff[1:]] == [
+        ["changed", "mb-out/p/up.txt"], ["changed", "mb-out/p/wrap.txt"]]
+    assert ws.run("checkout", first).exit_code == 0
+    assert ws.out("p/wrap.txt").read_text() == "[ONE\n"
+    assert ws.run("checkout", second).exit_code == 0
+    assert ws.out("p/wrap.txt").read_text() == "[TWO\n"
+    # A collected blob is a clear error, not a traceback.
+    shutil.rmtree(ws.path / ".mb/cache/cas")
+    result = ws.run("checkout", first)
+    assert result.exit_code == 1
+    assert "the cache no longer holds 2 of its outputs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert ws.run("show", "b-nope").exit_code == 2
+
+
+def test_status_reports_failures(mb_workspace):
+    ws = mb_workspace({**PROJECT, "q/BUILD.toml": '[bad]\nrule = "genrule"\nouts = ["b"]\ncmd = "exit 4"\n'})
+    assert ws.run("build", "-k").exit_code == 1
+    status = ws.run("status").stdout
+    assert "failed: //q:bad" in status
+    assert "provisional: none" in status
+    assert re.search(r"cache: \d+ bytes", status)
+
+
+def test_explain_names_what_changed(mb_workspace):
+    ws = mb_workspace(PROJECT)
+    assert ws.run("build").exit_code == 0
+    (ws.path / "p/in.txt").write_text("changed\n")
+    assert ws.run("build").exit_code == 0
+    text = ws.run("explain", "//p:up").stdout
+    assert "//p:up: genrule -> up.txt: executed" in text
+    assert re.search(r"input p/in.txt changed: [0-9a-f]{12} -> [0-9a-f]{12}", text)
+    build = (ws.path / "p/BUILD.toml").read_text().replace('MODE = "a"', 'MODE = "b"')
+    (ws.path / "p/BUILD.toml").write_text(build)
+    assert ws.run("build").exit_code == 0
+    text = ws.run("explain", "//p:wrap").stdout
+    assert "environment MODE changed: 'a' -> 'b'" in text
+    assert "//p:up: genrule -> up.txt: cached" in ws.run("explain", "//p:up").stdout
+
+
+def test_resume_after_failure_redoes_only_what_did_not_finish(mb_workspace):
+    files = {"r/BUILD.toml": "".join(
+        f'[ok{i}]\nrule = "genrule"\nouts = ["ok{i}"]\ncmd = "echo {i} > $@"\n' for i in range(4))
+        + '[bad]\nrule = "genrule"\nouts = ["bad"]\ncmd = "test -e /nonexistent-mb-flag && echo > $@"\n'}
+    ws = mb_workspace(files)
+    assert ws.run("build", "-k").exit_code == 1
+    assert sorted(ws.executed()) == [f"//r:ok{i}" for i in range(4)]
+    build = (ws.path / "r/BUILD.toml").read_text().replace("test -e /nonexistent-mb-flag && ", "")
+    (ws.path / "r/BUILD.toml").write_text(build)
+    assert ws.run("build").exit_code == 0
+    assert ws.executed() == ["//r:bad"]
+
+
+def test_tail_filters_and_follows(mb_workspace):
+    ws = mb_workspace(PROJECT)
+    assert ws.run("build").exit_code == 0
+    lines = ws.run("tail", "--type", "action.finished", "--target", "//p:up").stdout.splitlines()
+    assert len(lines) == 1 and "action.finished" in lines[0] and "//p:up" in lines[0]
+    raw = ws.run("tail", "--json", "--type", "build").stdout.splitlines()
+    assert [json.loads(line)["type"] for line in raw] == ["build.started", "build.finished"]
+    follower = ws.popen("tail", "-f", "--json", "--type", "build.finished")
+    first = json.loads(follower.stdout.readline())  # the existing one
+    (ws.path / "p/in.txt").write_text("again\n")
+    assert ws.run("build").exit_code == 0
+    second = json.loads(follower.stdout.readline())  # arrives while following
+    assert second["seq"] > first["seq"] and second["type"] == "build.finished"
+    follower.send_signal(signal.SIGINT)
+    _out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 130 and "Traceback" not in err
+
+
+def test_profile_is_a_chrome_trace(mb_workspace, tmp_path):
+    ws = mb_workspace(PROJECT)
+    trace_path = tmp_path / "trace.json"
+    assert ws.run("build", "--profile", str(trace_path)).exit_code == 0
+    trace = json.loads(trace_path.read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert {e["cat"] for e in spans} == {"analysis", "cache", "action"}
+    for event in spans:
+        assert isinstance(event["ts"], float | int) and event["dur"] >= 0
+        assert isinstance(event["pid"], int) and isinstance(event["tid"], int)
+    lanes = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M"}
+    assert "scheduler" in lanes and any(name.startswith("mb-action") for name in lanes)
