@@ -90,7 +90,7 @@ def test_golden_call_action_encoding() -> None:
     assert canonical_json(static_components(action)) == CALL_CANONICAL
     assert action.static_digest == digest_bytes(CALL_CANONICAL)
     assert action.static_digest == (
-        "19e69c0f05f78cabc355d13e6f8ec0173419459ec8abeb0c503d6f896ffc5fc7")
+        "017d74620cef140717f309d913a027e0c3d4b0d58193d6b65433d3a58e45061f")
 
 
 def test_absolute_paths_are_not_in_the_encoding() -> None:
