@@ -1,0 +1,436 @@
+"""End-to-end: plugins found through entry points (`plugins/mb-shout`) and through `-p module`.
+
+`mb-shout` is pip-installed into the running interpreter once per session,
+the way llm pins `llm-echo`; throwaway plugins are modules written into the
+test's workspace and loaded for one run with `-p`, never through a global.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parents[2]
+SHOUT_DIR = REPO / "plugins" / "mb-shout"
+SHOUT_PROJECT = tomllib.loads((SHOUT_DIR / "pyproject.toml").read_text())["project"]
+
+
+def _installed_here() -> bool:
+    """True if mb-shout is already an editable install of this checkout with this metadata.
+
+    An editable install serves the source tree directly, so only the
+    metadata (version, entry points) can be stale; when it matches, a second
+    `pip install` would produce the same installation.
+    """
+    importlib.invalidate_caches()
+    try:
+        dist = metadata.distribution(SHOUT_PROJECT["name"])
+    except metadata.PackageNotFoundError:
+        return False
+    direct_url = json.loads(dist.read_text("direct_url.json") or "{}")
+    entry_points = {ep.name: ep.value for ep in dist.entry_points if ep.group == "mb"}
+    return (dist.version == SHOUT_PROJECT["version"]
+            and entry_points == SHOUT_PROJECT["entry-points"]["mb"]
+            and direct_url.get("dir_info", {}).get("editable") is True
+            and direct_url.get("url") == SHOUT_DIR.as_uri())
+
+
+def _pip_install() -> None:
+    """Install without touching the index first; fall back to pip's isolated build.
+
+    `--no-build-isolation` needs a setuptools that can build wheels in this
+    venv; a fresh venv may lack it (or `wheel`), and then pip fetches the
+    backend named in the plugin's `[build-system]` the ordinary way.
+    """
+    command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+               "--no-deps", "-q"]
+    offline = subprocess.run([*command, "--no-build-isolation", "-e", str(SHOUT_DIR)],
+                             capture_output=True, text=True)
+    if offline.returncode == 0:
+        return
+    isolated = subprocess.run([*command, "-e", str(SHOUT_DIR)], capture_output=True, text=True)
+    if isolated.returncode != 0:
+        pytest.fail(f"pip could not install {SHOUT_DIR}:\n{offline.stderr}\n{isolated.stderr}")
+
+
+@pytest.fixture(scope="session")
+def shout_version(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Install plugins/mb-shout once per session (xdist workers share the lock)."""
+    shared = tmp_path_factory.getbasetemp().parent
+    with FileLock(str(shared / "mb-shout-install.lock")):
+        if not _installed_here():
+            _pip_install()
+        assert _installed_here(), "mb-shout is not installed from this checkout after pip install"
+    return str(SHOUT_PROJECT["version"])
+
+
+SHOUT_WS = {
+    "words/in.txt": "banana\napple\ncherry\napple\n",
+    "words/BUILD.toml": """
+[loud]
+rule = "shout"
+src = "in.txt"
+
+[sorted]
+rule = "shout_sort"
+src = ":loud"
+unique = true
+""",
+}
+
+
+def _lines_about(stderr: str, word: str) -> list[str]:
+    return [line for line in stderr.splitlines() if word in line]
+
+
+# --- the installed plugin (entry point) ---------------------------------------------
+
+
+def test_mb_plugins_lists_shout_with_its_version(mb_workspace, shout_version):
+    ws = mb_workspace({})
+    result = ws.run("plugins")
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.split()[:1] == ["shout"]]
+    assert len(lines) == 1, result.stdout
+    assert shout_version in lines[0].split()
+    assert "mb_shout" in lines[0] and "mb-shout" in lines[0]
+    # The built-in rules are plugins on the same footing.
+    assert any(line.startswith("genrule ") for line in result.stdout.splitlines())
+
+
+def test_mb_rules_shows_shout(mb_workspace, shout_version):
+    ws = mb_workspace({})
+    result = ws.run("rules")
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("shout "))
+    assert "mb-shout" in line and shout_version in line
+    assert "src" in line and "suffix" in line
+    detail = ws.run("rules", "shout")
+    assert detail.exit_code == 0, detail.stderr
+    assert "rule version 1" in detail.stdout
+    assert re.search(r"^\s+suffix: str = '!'$", detail.stdout, re.M), detail.stdout
+    assert re.search(r"^\s+src: .*File \(required\)$", detail.stdout, re.M), detail.stdout
+
+
+def test_shout_target_builds_expected_content(mb_workspace, shout_version):
+    ws = mb_workspace(SHOUT_WS)
+    result = ws.run("build", "//words:sorted")
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("words/loud.txt").read_text() == "BANANA\nAPPLE\nCHERRY\nAPPLE\n!"
+    # `sort -u` under LC_ALL=C, fed by the Python action's output.
+    assert ws.out("words/sorted.txt").read_text() == "!\nAPPLE\nBANANA\nCHERRY\n"
+    assert sorted(ws.executed()) == ["//words:loud", "//words:sorted"]
+
+
+def test_suffix_change_reruns_and_noop_is_cached(mb_workspace, shout_version):
+    ws = mb_workspace(SHOUT_WS)
+    assert ws.run("build", "//words:loud").exit_code == 0
+    assert ws.executed() == ["//words:loud"]
+    again = ws.run("build", "//words:loud")
+    assert again.exit_code == 0, again.stderr
+    assert ws.executed() == []
+    assert ws.out("words/loud.txt").read_text().endswith("APPLE\n!")
+    build_file = ws.path / "words/BUILD.toml"
+    build_file.write_text(build_file.read_text().replace('src = "in.txt"',
+                                                         'src = "in.txt"\nsuffix = "?!"'))
+    changed = ws.run("build", "//words:loud")
+    assert changed.exit_code == 0, changed.stderr
+    assert ws.executed() == ["//words:loud"]
+    assert ws.out("words/loud.txt").read_text() == "BANANA\nAPPLE\nCHERRY\nAPPLE\n?!"
+
+
+def test_mb_shout_own_tests_pass(shout_version):
+    """The plugin's own suite (which uses the shipped `mb_workspace` fixture) passes."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                          cwd=SHOUT_DIR, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"\b\d+ passed\b", proc.stdout), proc.stdout
+
+
+# --- plugins loaded with -p ------------------------------------------------------------
+
+TWICE_PLUGIN = '''"""A plugin that lives in the workspace: doubles a text file."""
+import attrs
+
+import mb
+
+__version__ = "0.3.0"
+
+
+@attrs.frozen
+class TwiceAttrs:
+    src: mb.File
+
+
+def _twice(io: mb.ActionIO) -> None:
+    text = io.inputs[0].read_text()
+    io.outputs[0].write_text(text + text)
+
+
+@mb.rule("twice", attrs=TwiceAttrs, version="1")
+def twice(ctx: mb.RuleContext, a: TwiceAttrs) -> None:
+    out = ctx.output(f"{ctx.name}.txt")
+    ctx.call(_twice, inputs=[a.src], outputs=[out])
+
+
+@mb.hookimpl
+def mb_rules():
+    return [twice]
+'''
+
+TWICE_WS = {
+    "plug/twice_plugin.py": TWICE_PLUGIN,
+    "p/in.txt": "ab\n",
+    "p/BUILD.toml": '[double]\nrule = "twice"\nsrc = "in.txt"\n',
+}
+
+
+def _plug_env(ws) -> dict[str, str]:
+    return {"PYTHONPATH": str(ws.path / "plug")}
+
+
+def test_plugin_from_workspace_loaded_with_p(mb_workspace):
+    ws = mb_workspace(TWICE_WS)
+    env = _plug_env(ws)
+    listed = ws.run("-p", "twice_plugin", "plugins", env=env)
+    assert listed.exit_code == 0, listed.stderr
+    assert any(line.split()[:2] == ["twice_plugin", "0.3.0"] for line in listed.stdout.splitlines())
+    result = ws.run("-p", "twice_plugin", "build", "//p:double", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("p/double.txt").read_text() == "ab\nab\n"
+    # Without -p the rule does not exist: the plugin was loaded for that run only.
+    missing = ws.run("build", "//p:double", env=env)
+    assert missing.exit_code == 2
+    assert "unknown rule 'twice'" in missing.stderr
+
+
+def test_editing_a_plugins_module_reruns_its_actions(mb_workspace):
+    """The module's source digest is part of a Python action's key."""
+    ws = mb_workspace(TWICE_WS)
+    env = _plug_env(ws)
+    assert ws.run("-p", "twice_plugin", "build", env=env).exit_code == 0
+    assert ws.run("-p", "twice_plugin", "build", env=env).exit_code == 0
+    assert ws.executed() == []
+    module = ws.path / "plug/twice_plugin.py"
+    module.write_text(module.read_text().replace("text + text", "text + text + text"))
+    result = ws.run("-p", "twice_plugin", "build", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert ws.executed() == ["//p:double"]
+    assert ws.out("p/double.txt").read_text() == "ab\nab\nab\n"
+
+
+BROKEN_WS = {
+    **TWICE_WS,
+    "plug/broken_plugin.py": 'import mb\n\nraise RuntimeError("no GPU driver here")\n',
+}
+
+
+def test_plugin_failing_to_import_is_one_line_and_others_still_build(mb_workspace):
+    ws = mb_workspace(BROKEN_WS)
+    result = ws.run("-p", "broken_plugin", "-p", "twice_plugin", "build", "//p:double",
+                    env=_plug_env(ws))
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("p/double.txt").read_text() == "ab\nab\n"
+    about = _lines_about(result.stderr, "broken_plugin")
+    assert len(about) == 1, result.stderr
+    assert "RuntimeError: no GPU driver here" in about[0]
+    assert "Traceback" not in result.stderr
+    listed = ws.run("-p", "broken_plugin", "plugins", env=_plug_env(ws))
+    assert listed.exit_code == 0
+    assert "Traceback" not in listed.stderr
+    assert len(_lines_about(listed.stderr, "broken_plugin")) == 1
+
+
+def test_plugin_import_traceback_only_with_verbose(mb_workspace):
+    ws = mb_workspace(BROKEN_WS)
+    result = ws.run("-v", "-p", "broken_plugin", "-p", "twice_plugin", "build", "//p:double",
+                    env=_plug_env(ws))
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raise RuntimeError("no GPU driver here")' in result.stderr
+    assert "broken_plugin.py" in result.stderr
+
+
+CLASH = '''import attrs
+
+import mb
+
+
+@attrs.frozen
+class A:
+    src: mb.File
+
+
+@mb.rule("{rule}", attrs=A)
+def impl(ctx: mb.RuleContext, a: A) -> None:
+    ctx.call(_noop, inputs=[a.src], outputs=[ctx.output(ctx.name)])
+
+
+def _noop(io: mb.ActionIO) -> None:
+    io.outputs[0].write_bytes(b"")
+
+
+@mb.hookimpl
+def mb_rules():
+    return [impl]
+'''
+
+
+def test_two_plugins_defining_one_rule_is_exit_2_naming_both(mb_workspace):
+    ws = mb_workspace({
+        "plug/first_echo.py": CLASH.format(rule="echo"),
+        "plug/second_echo.py": CLASH.format(rule="echo"),
+        "p/in.txt": "x",
+        "p/BUILD.toml": '[e]\nrule = "echo"\nsrc = "in.txt"\n',
+    })
+    result = ws.run("-p", "first_echo", "-p", "second_echo", "build", "//p:e", env=_plug_env(ws))
+    assert result.exit_code == 2, result.stderr
+    line = _lines_about(result.stderr, "echo")
+    assert len(line) == 1, result.stderr
+    assert "'echo'" in line[0] and "first_echo" in line[0] and "second_echo" in line[0]
+    assert "Traceback" not in result.stderr
+    assert not ws.out("p/e").exists()
+
+
+def test_a_p_plugin_clashing_with_an_installed_one_names_both(mb_workspace, shout_version):
+    ws = mb_workspace({"plug/my_shout.py": CLASH.format(rule="shout")})
+    result = ws.run("-p", "my_shout", "rules", env=_plug_env(ws))
+    assert result.exit_code == 2, result.stderr
+    line = _lines_about(result.stderr, "'shout'")
+    assert len(line) == 1, result.stderr
+    assert "mb-shout" in line[0] and "my_shout" in line[0]
+
+
+# --- one test per hook (tests/test_meta.py checks the names) ---------------------------
+
+RULES_PLUGIN = '''import attrs
+
+import mb
+
+
+@attrs.frozen
+class CountAttrs:
+    src: mb.File
+    unit: str = "lines"
+
+
+@attrs.frozen
+class RepeatAttrs:
+    src: mb.File
+    times: int = 2
+
+
+def _count(io: mb.ActionIO) -> None:
+    text = io.inputs[0].read_text()
+    n = len(text.splitlines()) if io.params["unit"] == "lines" else len(text)
+    io.outputs[0].write_text(f"{n} {io.params['unit']}\\n")
+
+
+@mb.rule("count", attrs=CountAttrs, version="2")
+def count(ctx: mb.RuleContext, a: CountAttrs) -> None:
+    """Count the lines or characters of a file."""
+    out = ctx.output(f"{ctx.name}.txt")
+    ctx.call(_count, inputs=[a.src], outputs=[out], params={"unit": a.unit})
+
+
+@mb.rule("repeat", attrs=RepeatAttrs)
+def repeat(ctx: mb.RuleContext, a: RepeatAttrs) -> None:
+    out = ctx.output(f"{ctx.name}.txt")
+    ctx.run(["bash", "-c", f"for i in $(seq {a.times}); do cat {ctx.path(a.src)}; done > "
+             f"{ctx.path(out)}"], inputs=[a.src], outputs=[out])
+
+
+@mb.hookimpl
+def mb_rules():
+    return [count, repeat]
+'''
+
+
+def test_hook_mb_rules(mb_workspace):
+    ws = mb_workspace({
+        "plug/rules_plugin.py": RULES_PLUGIN,
+        "plug/bad_rules.py": "import mb\n\n@mb.hookimpl\ndef mb_rules():\n    return ['count']\n",
+        "t/in.txt": "one\ntwo\nthree\n",
+        "t/BUILD.toml": """
+[n]
+rule = "count"
+src = "in.txt"
+
+[chars]
+rule = "count"
+src = ":thrice"
+unit = "chars"
+
+[thrice]
+rule = "repeat"
+src = "in.txt"
+times = 3
+""",
+    })
+    env = _plug_env(ws)
+    rules = ws.run("-p", "rules_plugin", "rules", env=env)
+    assert rules.exit_code == 0, rules.stderr
+    names = {line.split()[0] for line in rules.stdout.splitlines() if line.strip()}
+    assert {"count", "repeat", "genrule", "filegroup"} <= names
+    detail = ws.run("-p", "rules_plugin", "rules", "count", env=env)
+    assert "rule version 2" in detail.stdout and "Count the lines" in detail.stdout
+    built = ws.run("-p", "rules_plugin", "build", "//t/...", env=env)
+    assert built.exit_code == 0, built.stderr
+    assert ws.out("t/n.txt").read_text() == "3 lines\n"
+    assert ws.out("t/thrice.txt").read_text() == "one\ntwo\nthree\n" * 3
+    assert ws.out("t/chars.txt").read_text() == f"{len('one two three ') * 3} chars\n"
+    # A hook that returns something other than @mb.rule results is refused, by plugin name.
+    bad = ws.run("-p", "bad_rules", "build", "//t:n", env=env)
+    assert bad.exit_code == 2
+    assert "bad_rules" in bad.stderr and "@mb.rule" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+PLACEHOLDER_PLUGIN = '''import mb
+
+
+@mb.hookimpl
+def mb_placeholder(request):
+    if not request.path.endswith(".txt"):
+        return None  # mb's own generators answer for other types
+    return f"[draft of {request.path} for {request.consumer}]\\n".encode()
+'''
+
+
+def test_hook_mb_placeholder(mb_workspace, shout_version):
+    ws = mb_workspace({
+        "plug/draft_placeholders.py": PLACEHOLDER_PLUGIN,
+        "v/BUILD.toml": """
+[loud]
+rule = "shout"
+src = "script.txt"
+
+[copy]
+rule = "genrule"
+srcs = ["notes.bin"]
+outs = ["copy.bin"]
+cmd = "cp $< $@"
+""",
+    })
+    env = _plug_env(ws)
+    strict = ws.run("-p", "draft_placeholders", "build", "//v:loud", env=env)
+    assert strict.exit_code == 1, "without --placeholders a missing source fails the build"
+    assert "v/script.txt" in strict.stderr
+    result = ws.run("-p", "draft_placeholders", "build", "--placeholders", "//v/...", env=env)
+    assert result.exit_code == 0, result.stderr
+    # The plugin's bytes went through the shout action: upper-cased, suffix appended.
+    assert ws.out("v/loud.txt").read_text() == "[DRAFT OF V/SCRIPT.TXT FOR //V:LOUD]\n!"
+    # For a type the plugin declines (None), mb's built-in text placeholder is used.
+    assert ws.out("v/copy.bin").read_text().startswith("placeholder: v/notes.bin is missing")
+    assert "[provisional]" in result.stdout
+    used = [e for e in ws.last_build_events() if e["type"] == "placeholder.used"]
+    assert {e["data"]["path"] for e in used} == {"v/script.txt", "v/notes.bin"}
