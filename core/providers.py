@@ -1,0 +1,449 @@
+"""`mb.providers`: reliable HTTP to the services a rule calls (ComfyUI, a TTS API, ...).
+
+Every provider plugin gets the same behaviour from `ProviderClient`: retries
+with exponential backoff and jitter on connection errors, timeouts and 5xx
+answers; no retry on a 4xx, which a retry cannot fix; a circuit breaker per
+provider so a dead server fails a build in seconds instead of once per target;
+and `provider.request` / `provider.response` events that carry sizes and
+timings but never a header, a query string or a secret.
+
+Python actions run in one worker process each, so the breaker's state lives
+in `io.state_dir/breakers/<provider>.json` behind a file lock; without a state
+dir (an action called directly, as in tests) it lives in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import attrs
+import httpx
+import tenacity
+from filelock import FileLock
+
+from mb.errors import ActionError
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
+
+    from mb.actionio import ActionIO
+
+T = TypeVar("T")
+
+#: Header names whose values are secrets: redacted from every message mb writes.
+_SECRET_HEADER: Final = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
+_RETRY_STATUSES: Final = frozenset({408, 429})
+_MAX_MESSAGE: Final = 300
+
+
+class ProviderHTTPError(ActionError):
+    """A provider answered with an error status; `body` is its parsed JSON or text.
+
+    Callers that know the service (ComfyUI's `node_errors`) catch this to
+    write a better message; everyone else lets it fail the action.
+    """
+
+    def __init__(self, message: str, *, provider: str, method: str, path: str, status: int,
+                 body: Any, retryable: bool = False) -> None:
+        super().__init__(message, retryable=retryable)
+        self.provider = provider
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+
+
+class CircuitOpenError(ActionError):
+    """The provider's circuit is open: failing fast without sending a request."""
+
+
+class _Transient(Exception):
+    """One failed attempt worth retrying (connection error, timeout, 5xx, 408, 429)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@attrs.frozen
+class ProviderSettings:
+    """`[providers.NAME]` settings mb itself understands; other keys stay in `extra`."""
+
+    url: str = ""
+    timeout: float = 60.0
+    retries: int = 3
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
+    backoff: float = 0.5
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def provider_settings(io: ActionIO, provider: str, **defaults: Any) -> ProviderSettings:
+    """Read and type-check `[providers.NAME]`; a wrong type is a non-retryable error."""
+    raw = dict(io.provider(provider))
+    known = {f.name: f for f in attrs.fields(ProviderSettings) if f.name != "extra"}
+    values: dict[str, Any] = {k: v for k, v in defaults.items() if k in known}
+    for name, field in known.items():
+        if name not in raw:
+            continue
+        value = raw.pop(name)
+        ok = isinstance(value, str) if field.type in ("str", str) else (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            if field.type in ("int", int)
+            else isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0)
+        if not ok:
+            kind = {"str": "a string", "int": "a whole number >= 0"}.get(str(field.type),
+                                                                         "a number >= 0")
+            raise ActionError(f"[providers.{provider}] {name} must be {kind}, got {value!r}",
+                              retryable=False)
+        values[name] = float(value) if field.type in ("float", float) else value
+    return ProviderSettings(**values, extra=raw)
+
+
+# --- circuit breaker ----------------------------------------------------------------
+
+
+@attrs.define
+class _BreakerState:
+    url: str = ""
+    failures: int = 0
+    opened_at: float | None = None  # wall-clock time the circuit (re)opened
+    trial_at: float | None = None  # when a half-open trial request started
+
+
+_MEMORY: dict[str, _BreakerState] = {}
+_MEMORY_LOCK = threading.Lock()
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failures; after `cooldown` lets one trial through.
+
+    State is keyed by provider and remembers the URL it was about: pointing a
+    provider at another server starts from a closed circuit.
+    """
+
+    def __init__(self, io: ActionIO, provider: str, url: str, threshold: int, cooldown: float,
+                 trial_timeout: float, clock: Callable[[], float] = time.time) -> None:
+        self.io, self.provider, self.url = io, provider, url
+        self.threshold, self.cooldown, self.trial_timeout = max(1, threshold), cooldown, trial_timeout
+        self.clock = clock
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", provider)
+        self.path = io.state_dir / "breakers" / f"{safe}.json" if io.state_dir else None
+
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[_BreakerState]:
+        if self.path is None:
+            with _MEMORY_LOCK:
+                state = _MEMORY.get(self.provider)
+                if state is None or state.url != self.url:
+                    state = _MEMORY[self.provider] = _BreakerState(url=self.url)
+                yield state
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):
+            try:
+                state = _BreakerState(**json.loads(self.path.read_text()))
+            except (OSError, ValueError, TypeError):
+                state = _BreakerState(url=self.url)  # missing or unreadable: start closed
+            if state.url != self.url:
+                state = _BreakerState(url=self.url)
+            yield state
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(attrs.asdict(state), sort_keys=True))
+            os.replace(tmp, self.path)
+
+    def before_request(self) -> None:
+        """Raise `CircuitOpenError` while open; after the cooldown admit one trial at a time."""
+        with self._state() as state:
+            if state.opened_at is None:
+                return
+            now = self.clock()
+            wait = state.opened_at + self.cooldown - now
+            if wait > 0:
+                raise CircuitOpenError(
+                    f"provider {self.provider!r} is unavailable: circuit open after "
+                    f"{state.failures} consecutive failures; retrying after {math.ceil(wait)} s",
+                    retryable=True)
+            if state.trial_at is not None and now < state.trial_at + self.trial_timeout:
+                raise CircuitOpenError(
+                    f"provider {self.provider!r} is unavailable: circuit half-open after "
+                    f"{state.failures} consecutive failures and another action is probing it",
+                    retryable=True)
+            state.trial_at = now
+
+    def record_success(self) -> None:
+        with self._state() as state:
+            was_open = state.opened_at is not None
+            state.failures, state.opened_at, state.trial_at = 0, None, None
+            if was_open:
+                self.io.emit("breaker.closed", provider=self.provider)
+
+    def record_failure(self, error: str) -> int | None:
+        """Count one failure; if that opens the circuit, the consecutive failure count."""
+        with self._state() as state:
+            state.failures += 1
+            trial_failed = state.trial_at is not None
+            state.trial_at = None
+            if trial_failed or state.failures >= self.threshold:
+                state.opened_at = self.clock()
+                self.io.emit("breaker.opened", level="warning", provider=self.provider,
+                             failures=state.failures, cooldown_s=self.cooldown, error=error)
+                return state.failures
+            return None
+
+
+# --- client -------------------------------------------------------------------------
+
+
+class ProviderClient:
+    """HTTP (and WebSocket) client for one provider, with retries, breaker and events.
+
+    `retries` counts extra attempts after the first. `request` returns a 2xx
+    `httpx.Response` whose body is already read, or raises `mb.ActionError`
+    (`ProviderHTTPError` for an error status, `CircuitOpenError` when open).
+    """
+
+    def __init__(self, io: ActionIO, provider: str, base_url: str, timeout: float = 60.0,
+                 retries: int = 3, breaker_threshold: int = 5, breaker_cooldown: float = 30.0,
+                 *, headers: Mapping[str, str] | None = None, backoff: float = 0.5,
+                 backoff_max: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+        parsed = urllib.parse.urlsplit(base_url or "")
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ActionError(
+                f"provider {provider!r} needs an http:// or https:// url, got {base_url!r}; set "
+                f"[providers.{provider}] url in MB.toml", retryable=False)
+        self.io, self.provider = io, provider
+        self.timeout, self.retries = timeout, max(0, retries)
+        self.backoff, self.backoff_max = backoff, backoff_max
+        self._headers = dict(headers or {})
+        self._secrets = _secret_values(self._headers)
+        # The host alone names the server in messages: a URL may carry user:password.
+        self.server = f"{parsed.scheme}://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+        self.base_url = base_url.rstrip("/")
+        self.breaker = CircuitBreaker(io, provider, self.server + parsed.path, breaker_threshold,
+                                      breaker_cooldown, trial_timeout=timeout * 2, clock=clock)
+        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout),
+                                  headers=self._headers)
+
+    @classmethod
+    def from_settings(cls, io: ActionIO, provider: str, *, headers: Mapping[str, str] | None = None,
+                      **defaults: Any) -> ProviderClient:
+        """A client configured from `[providers.NAME]` (url, timeout, retries, breaker_*, backoff)."""
+        s = provider_settings(io, provider, **defaults)
+        return cls(io, provider, s.url, s.timeout, s.retries, s.breaker_threshold,
+                   s.breaker_cooldown, headers=headers, backoff=s.backoff)
+
+    def __enter__(self) -> ProviderClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: Mapping[str, Any] | None = None, content: bytes | None = None,
+                headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """Send one request, retrying transient failures; see the class docstring."""
+        method = method.upper()
+        secrets = self._secrets + _secret_values(headers or {})
+        request = self._http.build_request(method, path, json=json, params=params,
+                                           content=content, headers=headers)
+        shown = request.url.path  # never the query: it may carry a key
+
+        def attempt(number: int) -> httpx.Response:
+            self._emit("provider.request", secrets, method=method, path=shown, attempt=number,
+                       bytes_sent=len(request.content))
+            start = time.monotonic()
+            try:
+                response = self._http.send(request)
+                response.read()
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+                raise ActionError(f"provider {self.provider!r}: {method} {shown}: "
+                                  f"{_redact(str(exc), secrets)}", retryable=False) from None
+            except httpx.TransportError as exc:
+                self._emit("provider.response", secrets, method=method, path=shown, status=None,
+                           attempt=number, duration_s=round(time.monotonic() - start, 6),
+                           bytes_sent=len(request.content), bytes_received=0,
+                           error=_describe_transport(exc))
+                raise _Transient(_describe_transport(exc)) from None
+            self._emit("provider.response", secrets, method=method, path=shown,
+                       status=response.status_code, attempt=number,
+                       duration_s=round(time.monotonic() - start, 6),
+                       bytes_sent=len(request.content), bytes_received=len(response.content))
+            return self._check(response, method, shown, secrets)
+
+        return self._with_retries(method, shown, attempt)
+
+    def websocket(self, path: str, params: Mapping[str, str] | None = None) -> ClientConnection:
+        """Open a WebSocket (`ws://` for `http://`) with the same retries, breaker and events."""
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        from websockets.sync.client import connect
+
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        url = re.sub(r"^http", "ws", self.base_url) + path + query
+
+        def attempt(number: int) -> ClientConnection:
+            self._emit("provider.request", self._secrets, method="GET", path=path, attempt=number,
+                       bytes_sent=0, websocket=True)
+            start = time.monotonic()
+            try:
+                # Entering at once: websockets >= 17.1 warns about a bare connect().
+                conn = connect(url, open_timeout=self.timeout, additional_headers=self._headers,
+                               max_size=64 * 2**20).__enter__()
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                self._emit("provider.response", self._secrets, method="GET", path=path,
+                           status=status, attempt=number,
+                           duration_s=round(time.monotonic() - start, 6), bytes_sent=0,
+                           bytes_received=len(exc.response.body or b""), websocket=True)
+                if status >= 500:
+                    raise _Transient(f"status {status}") from None
+                raise ProviderHTTPError(
+                    f"provider {self.provider!r}: websocket GET {path} answered {status}",
+                    provider=self.provider, method="GET", path=path, status=status,
+                    body=(exc.response.body or b"").decode(errors="replace")) from None
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                error = _describe_transport(exc)
+                self._emit("provider.response", self._secrets, method="GET", path=path,
+                           status=None, attempt=number,
+                           duration_s=round(time.monotonic() - start, 6), bytes_sent=0,
+                           bytes_received=0, websocket=True, error=error)
+                raise _Transient(error) from None
+            self._emit("provider.response", self._secrets, method="GET", path=path, status=101,
+                       attempt=number, duration_s=round(time.monotonic() - start, 6),
+                       bytes_sent=0, bytes_received=0, websocket=True)
+            self.breaker.record_success()
+            return conn
+
+        return self._with_retries("GET", path, attempt)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _with_retries(self, method: str, path: str, attempt: Callable[[int], T]) -> T:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1), wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Transient), reraise=True)
+        number = 0
+        try:
+            for state in retrying:
+                with state:
+                    number = state.retry_state.attempt_number
+                    self.breaker.before_request()
+                    try:
+                        return attempt(number)
+                    except _Transient as exc:
+                        opened = (self.breaker.record_failure(str(exc))
+                                  if self._counts_for_breaker(exc) else None)
+                        if opened is not None:
+                            raise CircuitOpenError(
+                                f"provider {self.provider!r} is unavailable: circuit open after "
+                                f"{opened} consecutive failures (last: {method} {path} to "
+                                f"{self.server}: {exc}); retrying after "
+                                f"{math.ceil(self.breaker.cooldown)} s", retryable=True) from None
+                        raise
+        except _Transient as exc:
+            attempts = f"{number} attempts" if number > 1 else "1 attempt"
+            raise ActionError(f"provider {self.provider!r}: {method} {path} to {self.server} "
+                              f"failed after {attempts}: {exc}", retryable=True) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    @staticmethod
+    def _counts_for_breaker(exc: _Transient) -> bool:
+        # A 408/429 answer proves the server is alive; it only asks us to slow down.
+        return not str(exc).startswith(("status 408", "status 429"))
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.backoff_max)
+        jittered = tenacity.wait_exponential_jitter(initial=self.backoff, max=self.backoff_max,
+                                                    jitter=self.backoff)
+        return float(jittered(state))
+
+    def _check(self, response: httpx.Response, method: str, path: str,
+               secrets: list[str]) -> httpx.Response:
+        status = response.status_code
+        if status < 400:
+            self.breaker.record_success()
+            return response
+        message = _redact(_server_message(response), secrets)
+        if status >= 500 or status in _RETRY_STATUSES:
+            raise _Transient(f"status {status} {response.reason_phrase}: {message}".rstrip(": "),
+                             retry_after=_retry_after(response))
+        self.breaker.record_success()  # it answered: the server is up, the request is wrong
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        raise ProviderHTTPError(
+            f"provider {self.provider!r}: {method} {path} answered {status} "
+            f"{response.reason_phrase}: {message}".rstrip(": "),
+            provider=self.provider, method=method, path=path, status=status, body=body)
+
+    def _emit(self, type: str, secrets: list[str], **data: Any) -> None:
+        for key, value in data.items():
+            if isinstance(value, str):
+                data[key] = _redact(value, secrets)
+        self.io.emit(type, provider=self.provider, **data)
+
+
+def _secret_values(headers: Mapping[str, str]) -> list[str]:
+    values: list[str] = []
+    for name, value in headers.items():
+        if _SECRET_HEADER.search(name) and value:
+            values.append(value)
+            values.extend(part for part in value.split() if len(part) >= 8)  # "Bearer <key>"
+    return values
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The server's own error sentence: OpenAI/FastAPI/ComfyUI JSON shapes, else the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:_MAX_MESSAGE]
+    if isinstance(body, dict):
+        for key in ("error", "detail", "message"):
+            value = body.get(key)
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return value["message"][:_MAX_MESSAGE]
+            if isinstance(value, str):
+                return value[:_MAX_MESSAGE]
+    return json.dumps(body)[:_MAX_MESSAGE]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
+def _describe_transport(exc: BaseException) -> str:
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return f"timed out ({type(exc).__name__})"
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) or isinstance(exc, ConnectionRefusedError):
+        return f"cannot connect: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
+__all__ = ["CircuitBreaker", "CircuitOpenError", "ProviderClient", "ProviderHTTPError",
+           "ProviderSettings", "provider_settings"]
