@@ -179,40 +179,97 @@ def _synthesize(lib: ctypes.CDLL, data_dir: Path, text: str, voice: str,
 
 
 def _select_voice(lib: ctypes.CDLL, voice: str) -> None:
-    """Pick a voice by name or file name (`en-us`, `en-us+f3`), else by language (`en-gb`).
+    """Select `voice` strictly: eSpeak NG itself falls back to a default voice for any
+    unknown name (even `klingon`), which would silently speak the wrong language."""
+    status = lib.espeak_SetVoiceByName(resolve_voice(lib, voice).encode("utf-8"))
+    _check(status, f"select the voice {voice!r}")
 
-    That is the order the espeak-ng command uses for `-v`.
+
+def resolve_voice(lib: ctypes.CDLL, voice: str) -> str:
+    """The voice file for `voice`: a language (`en-gb`), a file name (`en-US`, `gmw/en`)
+    or a voice name (`English (America)`), optionally `+variant` (`en-us+f3`).
+
+    A language spoken by several voices gets the one eSpeak NG ranks first
+    for it (lowest priority number), as `espeak-ng -v en-gb` does.
     """
-    if lib.espeak_SetVoiceByName(voice.encode("utf-8")) == _EE_OK:
-        return
-    language = ctypes.create_string_buffer(voice.encode("utf-8"))
-    spec = _Voice(languages=ctypes.cast(language, ctypes.c_void_p))
-    if lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) == _EE_OK:
-        return
-    names = _voice_names(lib)
-    close = difflib.get_close_matches(voice.lower(), names, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else (
-        "; give a language code such as 'en-us', 'en-gb', 'de' or 'fr',"
-        " optionally with a variant ('en-us+f3')")
-    raise mb.ActionError(f"eSpeak NG has no voice {voice!r}{hint}", retryable=False)
-
-
-def _voice_names(lib: ctypes.CDLL) -> list[str]:
-    """Every language code and voice file name eSpeak NG accepts, for a suggestion."""
+    base, plus, variant = voice.strip().partition("+")
+    wanted = base.strip().lower().replace("_", " ")
+    best: tuple[int, str] | None = None
     names: set[str] = set()
-    voices = lib.espeak_ListVoices(None)
+    for entry in _list_voices(lib, None):
+        keys = {entry.identifier.lower(), entry.identifier.rsplit("/", 1)[-1].lower(),
+                entry.name.lower()}
+        names.add(entry.identifier.rsplit("/", 1)[-1].lower())
+        for priority, language in entry.languages:
+            names.add(language)
+            if language == wanted and (best is None or priority < best[0]):
+                best = (priority, entry.identifier)
+        if wanted in keys:
+            best = (-1, entry.identifier)
+    if best is None:
+        raise mb.ActionError(_unknown("voice", base, sorted(names)), retryable=False)
+    if not plus:
+        return best[1]
+    variants = {entry.identifier.rsplit("/", 1)[-1]: entry.identifier
+                for entry in _list_voices(lib, "variant")}
+    by_lower = {name.lower(): name for name in variants}
+    if variant.strip().lower() not in by_lower:
+        raise mb.ActionError(_unknown("voice variant", variant, sorted(variants)),
+                             retryable=False)
+    return f"{best[1]}+{by_lower[variant.strip().lower()]}"
+
+
+def _unknown(what: str, name: str, known: list[str]) -> str:
+    by_lower = {k.lower(): k for k in known}
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3,
+                                                             cutoff=0.6)]
+    if close:
+        hint = f"did you mean {' or '.join(repr(n) for n in close)}?"
+    elif what == "voice":
+        hint = ("give a language code such as 'en-us', 'en-gb', 'de' or 'fr',"
+                " optionally with a variant ('en-us+f3')")
+    else:
+        hint = "variants: " + ", ".join(known)
+    return f"eSpeak NG has no {what} {name!r}; {hint}"
+
+
+@attrs.frozen
+class VoiceEntry:
+    """One voice eSpeak NG lists: `gmw/en-US`, `English (America)`, [(2, 'en-us'), (3, 'en')]."""
+
+    identifier: str
+    name: str
+    languages: tuple[tuple[int, str], ...]
+
+
+def _list_voices(lib: ctypes.CDLL, languages: str | None) -> list[VoiceEntry]:
+    """`espeak_ListVoices`: every voice, or those matching `languages` (`"variant"`)."""
+    spec = None
+    if languages is not None:
+        buffer = ctypes.create_string_buffer(languages.encode("utf-8"))
+        spec = ctypes.byref(_Voice(languages=ctypes.cast(buffer, ctypes.c_void_p)))
+    voices = lib.espeak_ListVoices(spec)
+    found: list[VoiceEntry] = []
     index = 0
     while voices and voices[index]:
         entry = voices[index].contents
-        if entry.identifier:
-            names.add(entry.identifier.decode("utf-8", "replace").rsplit("/", 1)[-1].lower())
-        address = entry.languages or 0
-        while address and ctypes.string_at(address, 1) != b"\0":
-            language = ctypes.string_at(address + 1)  # skip the priority byte
-            names.add(language.decode("utf-8", "replace").lower())
-            address += 1 + len(language) + 1
+        found.append(VoiceEntry(
+            identifier=(entry.identifier or b"").decode("utf-8", "replace"),
+            name=(entry.name or b"").decode("utf-8", "replace"),
+            languages=tuple(_languages(entry.languages or 0)),
+        ))
         index += 1
-    return sorted(names)
+    return found
+
+
+def _languages(address: int) -> list[tuple[int, str]]:
+    """Decode `espeak_VOICE.languages`: (priority byte, NUL-terminated name)*, then a 0 byte."""
+    found = []
+    while address and (priority := ctypes.string_at(address, 1)[0]) != 0:
+        language = ctypes.string_at(address + 1)
+        found.append((priority, language.decode("utf-8", "replace").lower()))
+        address += 1 + len(language) + 1
+    return found
 
 
 def _check(status: int, what: str) -> None:

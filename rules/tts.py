@@ -172,12 +172,12 @@ def speak_openai(io: mb.ActionIO) -> None:
     that is not a WAV (the server ignored `response_format`) is an error
     rather than a file with a lying extension.
     """
-    from mb.providers import ProviderClient
+    from mb.providers import ProviderClient, provider_settings
 
-    settings = io.provider("tts")
-    base_url = _base_url(settings)
+    base_url = _base_url(io.provider("tts"))
+    settings = provider_settings(io, "tts", timeout=60.0, retries=3)
     headers = {"Accept": "audio/wav"}
-    key_env = settings.get("api_key_env", DEFAULT_KEY_ENV)
+    key_env = settings.extra.get("api_key_env", DEFAULT_KEY_ENV)
     if key_env:
         key = io.secret(key_env)
         if not key:
@@ -188,21 +188,28 @@ def speak_openai(io: mb.ActionIO) -> None:
         headers["Authorization"] = f"Bearer {key}"
     payload = {"model": io.params["model"], "input": _text_of(io), "voice": io.params["voice"],
                "response_format": "wav", "speed": io.params["speed"]}
-    client = ProviderClient(io, provider="tts", base_url=base_url, timeout=60.0, retries=3)
-    response = client.request("POST", SPEECH_PATH, json=payload, headers=headers)
+    with ProviderClient(io, "tts", base_url, settings.timeout, settings.retries,
+                        settings.breaker_threshold, settings.breaker_cooldown,
+                        backoff=settings.backoff) as client:
+        response = client.request("POST", SPEECH_PATH, json=payload, headers=headers)
+        server = client.server  # the host only: a URL may carry a user and password
     try:
         data, duration = _wav.normalize(response.content)
     except _wav.NotWav as exc:
         kind = response.headers.get("content-type", "no content type")
-        raise mb.ActionError(f"{base_url}{SPEECH_PATH} did not answer with a WAV file"
-                             f" ({kind}): {exc}", retryable=False) from None
+        raise mb.ActionError(f"{server} answered POST {SPEECH_PATH} with {kind}, not a WAV"
+                             f" file: {exc}", retryable=False) from None
     io.outputs[0].write_bytes(data)
     io.set_metadata("duration_s", round(duration, 3))
 
 
 def _base_url(settings: Mapping[str, Any]) -> str:
     """`[providers.tts] base_url` without a trailing `/` or `/v1` (OpenAI SDKs include it)."""
-    url = str(settings.get("base_url") or DEFAULT_OPENAI_URL).rstrip("/")
+    url = settings.get("base_url") or DEFAULT_OPENAI_URL
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise mb.ActionError(f"[providers.tts] base_url must be an http:// or https:// URL,"
+                             f" got {url!r}", retryable=False)
+    url = url.rstrip("/")
     return url[:-3] if url.endswith("/v1") else url
 
 
