@@ -151,6 +151,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        executor.close()
     statcache.save()
     if options.profile:
         profiler.write(options.profile)

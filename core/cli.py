@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mb.errors import BuildFailed, ExitCode, UserError
 
@@ -56,10 +57,30 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--all", action="store_true")
     gc = sub.add_parser("gc", help="trim the cache to [cache] max_size")
     gc.add_argument("--max-size", default=None)
-    from mb.cmd_history import add_parsers
-
-    add_parsers(sub)
+    _add_history_parsers(sub)
     return parser
+
+
+def _add_history_parsers(sub: Any) -> None:
+    sub.add_parser("log", help="list builds")
+    show = sub.add_parser("show", help="per-target status of a build (latest by default)")
+    show.add_argument("build_id", nargs="?")
+    diff = sub.add_parser("diff", help="outputs changed between two builds")
+    diff.add_argument("a", nargs="?")
+    diff.add_argument("b", nargs="?")
+    checkout = sub.add_parser("checkout", help="put a past build's outputs back in mb-out/")
+    checkout.add_argument("build_id")
+    sub.add_parser("status", help="last build, failures, provisional targets, cache size, costs")
+    explain = sub.add_parser("explain", help="why a target's actions ran or were cached")
+    explain.add_argument("label")
+    tail = sub.add_parser("tail", help="the event log, filtered")
+    tail.add_argument("-f", "--follow", action="store_true")
+    tail.add_argument("--type", default=None)
+    tail.add_argument("--target", default=None)
+    tail.add_argument("--level", default=None)
+    tail.add_argument("--build", default=None)
+    tail.add_argument("--json", action="store_true")
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,9 +128,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mb import cmd_maintenance
 
         return cmd_maintenance.run(args, start)
-    from mb import cmd_history
+    if command in ("log", "show", "diff", "checkout", "status", "explain", "tail"):
+        from mb import cmd_history
 
-    if command in cmd_history.COMMANDS:
         return cmd_history.run(args, start)
     raise UserError(f"unknown command {command!r}")
 

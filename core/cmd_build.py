@@ -10,9 +10,9 @@ from typing import Any
 from mb.build import BuildOptions, BuildResult, WorkspaceLock, run_build
 from mb.errors import ExitCode, UserError
 from mb.events import EventLog, new_build_id
-from mb.plugins import load_plugins
+from mb.plugins import Plugins, load_plugins
 from mb.statcache import StatCache
-from mb.workspace import open_workspace
+from mb.workspace import Workspace, open_workspace
 
 
 def make_reporter(args: argparse.Namespace) -> Any:
@@ -59,7 +59,22 @@ def run(args: argparse.Namespace, start: str) -> int:
     report_plugin_failures(plugins, args.verbose)
     options = options_from(args)
     events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"), new_build_id())
-    reporter = make_reporter(args)
+    result = locked_build(workspace, plugins, options, events, make_reporter(args),
+                          StatCache(os.path.join(workspace.state_dir, "statcache.bin")))
+    print_summary(result, args.quiet)
+    if result.status == "interrupted":
+        print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if result.status == "ok" else ExitCode.BUILD_FAILED
+
+
+def locked_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
+                 events: EventLog, reporter: Any, statcache: StatCache) -> BuildResult:
+    """One build under the workspace lock, its events rendered by `reporter` (`mb watch` too).
+
+    Waits (saying so once) while another mb build holds the workspace; the
+    event log and the reporter are closed however the build ends.
+    """
     events.subscribe(reporter)
 
     def waiting() -> None:
@@ -70,18 +85,12 @@ def run(args: argparse.Namespace, start: str) -> int:
         with WorkspaceLock(workspace, waiting):
             events.start()
             try:
-                result = run_build(workspace, plugins, options, events, StatCache(
-                    os.path.join(workspace.state_dir, "statcache.bin")))
+                return run_build(workspace, plugins, options, events, statcache)
             finally:
                 reporter.stop()
                 events.close()
     finally:
         reporter.stop()
-    print_summary(result, args.quiet)
-    if result.status == "interrupted":
-        print("interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    return ExitCode.OK if result.status == "ok" else ExitCode.BUILD_FAILED
 
 
 def print_summary(result: BuildResult, quiet: bool) -> None:

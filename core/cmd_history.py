@@ -278,27 +278,6 @@ COMMANDS = {"log": cmd_log, "show": cmd_show, "diff": cmd_diff, "checkout": cmd_
             "status": cmd_status, "explain": cmd_explain, "tail": cmd_tail}
 
 
-def add_parsers(sub: Any) -> None:
-    sub.add_parser("log", help="list builds")
-    show = sub.add_parser("show", help="per-target status of a build (latest by default)")
-    show.add_argument("build_id", nargs="?")
-    diff = sub.add_parser("diff", help="outputs changed between two builds")
-    diff.add_argument("a", nargs="?")
-    diff.add_argument("b", nargs="?")
-    checkout = sub.add_parser("checkout", help="put a past build's outputs back in mb-out/")
-    checkout.add_argument("build_id")
-    sub.add_parser("status", help="last build, failures, provisional targets, cache size, costs")
-    explain = sub.add_parser("explain", help="why a target's actions ran or were cached")
-    explain.add_argument("label")
-    tail = sub.add_parser("tail", help="the event log, filtered")
-    tail.add_argument("-f", "--follow", action="store_true")
-    tail.add_argument("--type", default=None)
-    tail.add_argument("--target", default=None)
-    tail.add_argument("--level", default=None)
-    tail.add_argument("--build", default=None)
-    tail.add_argument("--json", action="store_true")
-
-
 def run(args: argparse.Namespace, start: str) -> int:
     workspace = open_workspace(start)
     return int(COMMANDS[args.command](workspace, args))

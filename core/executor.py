@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -76,6 +77,12 @@ class Executor:
         self.output_dir = os.path.join(root, "mb-out")
         self._sandbox_base = os.path.join(state_dir, "sandbox")
         self._tool_digests: dict[str, str] = {}
+        self._roots: set[str] = set()
+
+    def close(self) -> None:
+        """Remove the sandbox directories this build used."""
+        for root in self._roots:
+            remove_tree(root)
 
     # --- keys ------------------------------------------------------------------------
 
@@ -147,8 +154,9 @@ class Executor:
                  provisional: bool) -> Outcome:
         from mb.sandbox.base import SandboxRequest
 
-        root = os.path.join(self._sandbox_base, f"{action.index}-{os.getpid()}")
-        remove_tree(root)
+        # One sandbox directory per worker thread, reused (see sandbox.base.prepare_root).
+        root = os.path.join(self._sandbox_base,
+                            f"{os.getpid()}-{threading.current_thread().name}")
         spec = action.spec
         staged = {path: self._source_of(path, digest) for path, digest in inputs.items()}
         channel = os.path.join(root, ".mb-channel.jsonl")
@@ -181,7 +189,7 @@ class Executor:
                                stderr_tail=result.stderr_tail)
             outputs = self._collect(root, spec.outputs)
         finally:
-            remove_tree(root)
+            self._roots.add(root)
         if action.cacheable and self.options.write_cache and not provisional:
             self.cache.put_result(key, ActionResult(outputs=outputs, metadata=metadata,
                                                     cost=cost, duration_s=result.duration_s))

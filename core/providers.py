@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import re
 import threading
 import time
@@ -367,9 +368,8 @@ class ProviderClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             return min(exc.retry_after, self.backoff_max)
-        jittered = tenacity.wait_exponential_jitter(initial=self.backoff, max=self.backoff_max,
-                                                    jitter=self.backoff)
-        return float(jittered(state))
+        exponential = self.backoff * 2 ** (state.attempt_number - 1)
+        return min(self.backoff_max, exponential) + random.uniform(0, self.backoff)
 
     def _check(self, response: httpx.Response, method: str, path: str,
                secrets: list[str]) -> httpx.Response:

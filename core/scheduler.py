@@ -91,7 +91,7 @@ class Scheduler:
             waiting_on[action.index] = needs
             for index in needs:
                 dependents[index].append(action)
-        ready = [a for a in actions if not waiting_on[a.index]]
+        ready = [a for a in reversed(actions) if not waiting_on[a.index]]
         produced: dict[str, str] = {}
         provisional_paths: set[str] = set()
         outcomes: dict[int, Outcome] = {}
@@ -116,17 +116,17 @@ class Scheduler:
                 if not pending:
                     ready.append(dependent)
 
+        # Actions whose key is known and missed the cache, waiting for pool units.
+        runnable: list[tuple[Action, str, dict[str, str], bool]] = []
         with ThreadPoolExecutor(max_workers=max(1, self.options.jobs),
                                 thread_name_prefix="mb-action") as workers:
-            while ready or running:
+            while ready or runnable or running:
                 if self.interrupted.is_set():
                     break
-                deferred: list[Action] = []
                 while ready:
-                    action = ready.pop(0)
+                    action = ready.pop()
                     if (failed and not self.options.keep_going) or self.interrupted.is_set():
-                        outcomes[action.index] = Outcome(action, "skipped")
-                        finish(action, outcomes[action.index])
+                        finish(action, Outcome(action, "skipped"))
                         continue
                     blocked = self._blocked_by(action, outcomes, producers)
                     if blocked is not None and self.options.placeholder is None:
@@ -137,26 +137,31 @@ class Scheduler:
                                                  outcomes)
                     if isinstance(prepared, Outcome):
                         finish(action, prepared)
-                        continue
-                    key, inputs, provisional = prepared
+                    else:
+                        runnable.append((action, *prepared))
+                still_waiting = []
+                for action, key, inputs, provisional in runnable:
                     wants = (job_slot, *action.spec.resources)
-                    if not pools.fits(wants):
-                        deferred.append(action)
-                        continue
-                    pools.take(wants)
-                    running += 1
-                    workers.submit(self._work, action, key, inputs, provisional, wants)
-                ready.extend(deferred)
+                    if ((failed and not self.options.keep_going)
+                            or self.interrupted.is_set()):
+                        finish(action, Outcome(action, "skipped", key))
+                    elif pools.fits(wants):
+                        pools.take(wants)
+                        running += 1
+                        workers.submit(self._work, action, key, inputs, provisional)
+                    else:
+                        still_waiting.append((action, key, inputs, provisional))
+                runnable = still_waiting
+                if ready:
+                    continue  # finishing skipped actions may have readied others
                 if not running:
-                    if deferred:  # cannot happen after check_pools, but never spin
-                        break
-                    continue
+                    break  # nothing can make progress (cannot happen after check_pools)
                 item = self._done.get()
                 if item is None:
                     continue
                 action, outcome = item
                 running -= 1
-                pools.give(outcome_wants(action, job_slot))
+                pools.give((job_slot, *action.spec.resources))
                 finish(action, outcome)
             if self.interrupted.is_set():
                 self.executor.sandbox.registry.kill_all()
@@ -208,8 +213,7 @@ class Scheduler:
                            input_digests=inputs, tool_digests=tools)
         return key, inputs, provisional
 
-    def _work(self, action: Action, key: str, inputs: dict[str, str], provisional: bool,
-              wants: tuple[tuple[str, int], ...]) -> None:
+    def _work(self, action: Action, key: str, inputs: dict[str, str], provisional: bool) -> None:
         try:
             with self.profiler.span(f"{action.owner} {action.description}", "action",
                                     key=key):
@@ -222,6 +226,3 @@ class Scheduler:
                               stderr_tail=traceback.format_exc()[-2000:])
         self._done.put((action, outcome))
 
-
-def outcome_wants(action: Action, job_slot: tuple[str, int]) -> tuple[tuple[str, int], ...]:
-    return (job_slot, *action.spec.resources)

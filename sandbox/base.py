@@ -80,15 +80,38 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
         pass
 
 
-def stage_inputs(root: str, inputs: Mapping[str, str], link: bool = True) -> None:
-    """Place each input at its workspace-relative path under `root` (hard link, else copy)."""
-    made: set[str] = set()
+def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
+                 link: bool = True) -> None:
+    """Make `root` hold exactly the declared inputs, empty output directories, .home and .tmp.
+
+    Sandbox directories are reused by the next action of the same worker
+    (creating and removing directories is most of a small action's cost):
+    every file a previous action left is removed, and so is every directory
+    this action does not need, so what the action sees is the same as in a
+    fresh directory.
+    """
+    needed = {os.path.join(root, ".home"), os.path.join(root, ".tmp")}
+    for rel in (*inputs, *outputs):
+        parent = os.path.dirname(os.path.join(root, rel))
+        while parent != root and parent not in needed:
+            needed.add(parent)
+            parent = os.path.dirname(parent)
+    if os.path.isdir(root):
+        for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+            for name in filenames:
+                os.unlink(os.path.join(dirpath, name))
+            for name in dirnames:
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path):
+                    os.unlink(path)
+                elif path not in needed:
+                    os.chmod(path, 0o755)
+                    os.rmdir(path)
+    for directory in sorted(needed):
+        if not os.path.isdir(directory):
+            os.makedirs(directory, exist_ok=True)
     for rel, source in inputs.items():
         target = os.path.join(root, rel)
-        parent = os.path.dirname(target)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
         if not link:
             os.symlink(source, target)
             continue
@@ -96,11 +119,6 @@ def stage_inputs(root: str, inputs: Mapping[str, str], link: bool = True) -> Non
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
-
-
-def prepare_outputs(root: str, outputs: Sequence[str]) -> None:
-    for rel in outputs:
-        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
 
 
 def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],

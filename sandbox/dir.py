@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 
 from mb.sandbox.base import (
-    BASE_ENV, ProcessRegistry, SandboxRequest, SandboxResult, prepare_outputs, run_process,
-    stage_inputs,
+    BASE_ENV, ProcessRegistry, SandboxRequest, SandboxResult, prepare_root, run_process,
 )
 
 
@@ -25,8 +24,6 @@ class DirSandbox:
     def environment(self, request: SandboxRequest) -> dict[str, str]:
         home = os.path.join(request.root, ".home")
         tmp = os.path.join(request.root, ".tmp")
-        os.makedirs(home, exist_ok=True)
-        os.makedirs(tmp, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **BASE_ENV}
         env.update(request.env)
         env["HOME"] = home
@@ -37,8 +34,6 @@ class DirSandbox:
         return request
 
     def run(self, request: SandboxRequest) -> SandboxResult:
-        os.makedirs(request.root, exist_ok=True)
-        stage_inputs(request.root, request.inputs)
-        prepare_outputs(request.root, request.outputs)
+        prepare_root(request.root, request.inputs, request.outputs)
         env = self.environment(request)
         return run_process(self.wrap(request), request.root, env, self.registry)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from mb.sandbox.base import (
-    ProcessRegistry, SandboxRequest, SandboxResult, prepare_outputs, run_process, stage_inputs,
+    ProcessRegistry, SandboxRequest, SandboxResult, prepare_root, run_process,
 )
 
 
@@ -21,9 +21,7 @@ class NoSandbox:
         self.registry = registry
 
     def run(self, request: SandboxRequest) -> SandboxResult:
-        os.makedirs(request.root, exist_ok=True)
-        stage_inputs(request.root, request.inputs, link=False)
-        prepare_outputs(request.root, request.outputs)
+        prepare_root(request.root, request.inputs, request.outputs, link=False)
         env = dict(os.environ)
         env.update(request.env)
         return run_process(request, request.root, env, self.registry)

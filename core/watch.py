@@ -1,0 +1,305 @@
+"""`mb watch`: build, then rebuild on every change to what the requested targets read.
+
+The watcher runs watchfiles in a background thread from before the first
+build, so a change saved while a build runs waits in a queue and starts the
+next build as soon as this one ends. Only changes to files the last build
+read (sources, present or missing, the BUILD.toml of every loaded package,
+MB.toml) or to a BUILD.toml that could add a matching package start a
+build; mb's own `mb-out/`, `.mb/` and cache dir never do. Every build runs
+with placeholders on (SPEC §7) and re-opens the workspace, so an edited
+MB.toml or BUILD.toml takes effect; an error in one is shown and the watcher
+waits for the fix. Unchanged actions are answered by the cache, so only the
+actions whose keys changed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Final
+
+from watchfiles import BaseFilter, Change, watch
+
+from mb.build import BuildResult
+from mb.cmd_build import (locked_build, make_reporter, options_from, print_summary,
+                          report_plugin_failures)
+from mb.errors import ExitCode, UserError
+from mb.events import Event, EventLog, new_build_id
+from mb.labels import Pattern, parse_pattern
+from mb.plugins import Plugins, load_plugins
+from mb.statcache import StatCache
+from mb.workspace import OUTPUT_DIR, STATE_DIR, find_root, open_workspace
+
+#: A burst of events (an editor's temp-file-and-rename save) ends after this many quiet ms.
+STEP_MS: Final = 50
+#: A burst that never goes quiet is still cut after this many ms, so a build does start.
+DEBOUNCE_MS: Final = 1_000
+#: Touched in `.mb/` until the watcher reports it, so no change before the first build is lost.
+PROBE: Final = "watch.probe"
+
+
+class MbFilter(BaseFilter):
+    """Keeps changes that can change the build; never mb's own output, state or cache.
+
+    Kept: files the last build read (`BuildResult.watched_files`) and the
+    directories holding them (a renamed folder reports only itself), any
+    MB.toml, and a BUILD.toml of a package a requested pattern matches (a new
+    package), or any BUILD.toml after an analysis error (it may be the
+    missing package). While `open` is set (a build is running) everything
+    outside the ignored folders is kept, and filtered again against the
+    watched set that build produces.
+    """
+
+    def __init__(self, root: str, patterns: Iterable[Pattern]) -> None:
+        super().__init__()
+        self.root = root
+        self.patterns = tuple(patterns)
+        self.ignored = (os.path.join(root, OUTPUT_DIR), os.path.join(root, STATE_DIR))
+        self.watched: frozenset[str] = frozenset()
+        self.folders: frozenset[str] = frozenset()
+        self.any_build_file = True
+        self.open = True
+        self.probe = os.path.join(root, STATE_DIR, PROBE)
+        self.probed = threading.Event()
+
+    def update(self, watched: frozenset[str], cache_dir: str, errored: bool) -> None:
+        """Take the files the last build read; `errored`: it stopped at an analysis error."""
+        folders = set()
+        for path in watched:
+            parent = os.path.dirname(path)
+            while parent and parent not in folders:
+                folders.add(parent)
+                parent = os.path.dirname(parent)
+        self.watched, self.folders = watched, frozenset(folders)
+        cache = os.path.abspath(cache_dir)
+        self.ignored = (os.path.join(self.root, OUTPUT_DIR), os.path.join(self.root, STATE_DIR),
+                        cache)
+        self.any_build_file = errored
+
+    def __call__(self, change: Change, path: str) -> bool:
+        if path == self.probe:
+            self.probed.set()
+            return False
+        if _under(path, self.ignored):
+            return False
+        return self.open or self.wanted(os.path.relpath(path, self.root).replace(os.sep, "/"))
+
+    def wanted(self, rel: str) -> bool:
+        if rel in self.watched or rel in self.folders:
+            return True
+        folder, name = os.path.split(rel)
+        if name == "MB.toml":
+            return True
+        if name != "BUILD.toml" or any(part.startswith(".") for part in folder.split("/")):
+            return False
+        return self.any_build_file or any(p.matches_package(folder) for p in self.patterns)
+
+
+def _under(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == f or path.startswith(f + os.sep) for f in folders)
+
+
+class ChangeFeed:
+    """watchfiles in a daemon thread; batches of changed paths wait in a queue."""
+
+    def __init__(self, root: str, mb_filter: MbFilter) -> None:
+        self.root = root
+        self.filter = mb_filter
+        self.stop = threading.Event()
+        self._batches: queue.Queue[set[str] | BaseException] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="mb-watch", daemon=True)
+
+    def start(self, ready_timeout: float = 10.0) -> None:
+        """Start watching and return once the watcher has seen a probe file change."""
+        self._thread.start()
+        probe = self.filter.probe
+        os.makedirs(os.path.dirname(probe), exist_ok=True)
+        deadline = time.monotonic() + ready_timeout
+        while not self.filter.probed.is_set() and time.monotonic() < deadline:
+            with open(probe, "w", encoding="utf-8") as f:
+                f.write(f"{time.time()}\n")
+            self.filter.probed.wait(0.02)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        try:
+            for changes in watch(self.root, watch_filter=self.filter, stop_event=self.stop,
+                                 debounce=DEBOUNCE_MS, step=STEP_MS, raise_interrupt=False):
+                self._batches.put({path for _change, path in changes})
+        except Exception as exc:  # e.g. out of inotify watches: end `mb watch`, don't hang
+            self._batches.put(exc)
+
+    def wait(self) -> set[str]:
+        """Block until a wanted change arrives; return every wanted path waiting by then."""
+        while True:
+            try:
+                batch = self._batches.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            wanted = self._wanted(batch) | self.pending()
+            if wanted:
+                return wanted
+
+    def pending(self) -> set[str]:
+        """Wanted paths already queued (changed during the last build), without waiting."""
+        found: set[str] = set()
+        while True:
+            try:
+                found |= self._wanted(self._batches.get_nowait())
+            except queue.Empty:
+                return found
+
+    def _wanted(self, batch: set[str] | BaseException) -> set[str]:
+        if isinstance(batch, BaseException):
+            raise batch
+        rels = (os.path.relpath(p, self.root).replace(os.sep, "/") for p in batch)
+        return {rel for rel in rels if self.filter.wanted(rel)}
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(timeout=5)
+
+
+class CycleLog:
+    """What one build did, for the summary after it: executed targets, placeholders."""
+
+    def __init__(self) -> None:
+        self.executed: dict[str, None] = {}
+        self.placeholders: dict[str, list[str]] = {}
+
+    def __call__(self, event: Event) -> None:
+        if event.type == "action.finished" and not event.data.get("cached"):
+            self.executed[event.target or ""] = None
+        elif event.type == "placeholder.used":
+            paths = self.placeholders.setdefault(event.target or "", [])
+            if event.data.get("path") not in paths:
+                paths.append(str(event.data.get("path")))
+
+
+class Watcher:
+    """One `mb watch` session: the loop of build, wait for a change, build again."""
+
+    def __init__(self, args: argparse.Namespace, start: str, plugins: Plugins) -> None:
+        self.args = args
+        self.start = start
+        self.plugins = plugins
+        self.options = options_from(args)
+        self.root = find_root(start)
+        rel = os.path.relpath(os.path.abspath(start), self.root).replace(os.sep, "/")
+        patterns = [parse_pattern(p, "" if rel == "." else rel) for p in self.options.patterns]
+        self.filter = MbFilter(self.root, patterns)
+        self.feed = ChangeFeed(self.root, self.filter)
+        self.statcache = StatCache(os.path.join(self.root, STATE_DIR, "statcache.bin"))
+
+    def run(self) -> int:
+        try:
+            self.feed.start()
+            changed: set[str] = set()
+            while True:
+                self.filter.open = True
+                result = self.cycle(sorted(changed))
+                self.filter.open = False
+                if result is not None and result.status == "interrupted":
+                    return ExitCode.INTERRUPTED
+                changed = self.feed.pending() or self.announce_and_wait()
+        finally:
+            self.feed.close()
+
+    def announce_and_wait(self) -> set[str]:
+        if not self.args.quiet:
+            print(f"watching {len(self.filter.watched)} files; Ctrl-C to stop", flush=True)
+        return self.feed.wait()
+
+    def cycle(self, changed: list[str]) -> BuildResult | None:
+        """One build; None when the workspace or a BUILD.toml has an error (shown)."""
+        if changed and not self.args.quiet:
+            print(f"changed: {', '.join(changed)}", flush=True)
+        try:
+            workspace = open_workspace(self.start)
+        except UserError as exc:
+            self.show_error(exc, None)
+            return None
+        events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"), new_build_id())
+        if changed:
+            events.emit("watch.change", paths=changed)
+        log = CycleLog()
+        events.subscribe(log)
+        try:
+            result = locked_build(workspace, self.plugins, self.options, events,
+                                  make_reporter(self.args), self.statcache)
+        except UserError as exc:
+            self.filter.update(self.filter.watched, workspace.cache_dir, errored=True)
+            self.show_error(exc, events)
+            return None
+        self.filter.update(result.watched_files, workspace.cache_dir, errored=False)
+        print_summary(result, quiet=True)  # the status line; `report` lists the targets
+        if not self.args.quiet:
+            report(result, log)
+        return result
+
+    def show_error(self, exc: UserError, events: EventLog | None) -> None:
+        """The watcher outlives a broken BUILD.toml or MB.toml: show it, wait for the fix."""
+        print(str(exc), file=sys.stderr, flush=True)
+        print("waiting for a change to fix this", file=sys.stderr, flush=True)
+        if events is not None:
+            events.emit("watch.error", level="error", message=str(exc))
+            events.flush()
+
+
+#: Up to this many requested targets are all listed after a build; beyond, only what changed.
+LIST_ALL: Final = 10
+
+
+def report(result: BuildResult, log: CycleLog) -> None:
+    """After each build: what was rebuilt, where the outputs are, what is still provisional."""
+    lines = [f"rebuilt: {', '.join(log.executed) or 'nothing (all cached)'}"]
+    shown = [label for label in result.requested if label in result.targets and (
+        len(result.requested) <= LIST_ALL or str(label) in log.executed
+        or result.targets[label].provisional or result.targets[label].status == "failed")]
+    for label in shown:
+        target = result.targets[label]
+        mark = " [provisional]" if target.provisional else ""
+        lines.append(f"{label} ({target.status}){mark}")
+        lines.extend(f"  {path}" for path in target.outputs)
+    if len(shown) < len(result.requested):
+        lines.append(f"({len(result.requested) - len(shown)} other requested targets unchanged)")
+    provisional = [str(label) for label, t in result.targets.items() if t.provisional]
+    if provisional:
+        lines.append("still provisional:")
+        for label in provisional:
+            why = log.placeholders.get(label)
+            lines.append(f"  {label}" + (f" (placeholder for {', '.join(why)})" if why else ""))
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace, start: str) -> int:
+    """`mb watch`: returns 130 when Ctrl-C (or SIGTERM) ends it; a build installs its own
+    handlers, which stop that build's actions and their children first."""
+    plugins = load_plugins(args.plugins)
+    report_plugin_failures(plugins, args.verbose)
+    watcher = Watcher(args, start, plugins)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = watcher.run()
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code == ExitCode.INTERRUPTED:
+        print("interrupted", file=sys.stderr)
+    return code
