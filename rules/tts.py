@@ -70,7 +70,8 @@ def tts(ctx: mb.RuleContext, a: TtsAttrs) -> None:
         raise mb.RuleError(
             f"{where} must be one of {', '.join(repr(e) for e in ENGINES)}, got {engine!r}")
     out = ctx.output(f"{ctx.name}.wav")
-    inputs = [a.text_file] if a.text_file is not None else []
+    # ctx.path: a target with several outputs is an error, not "speak the first one".
+    inputs = [ctx.path(a.text_file)] if a.text_file is not None else []
     params: dict[str, Any] = {"engine": engine}
     if a.text is not None:
         params["text"] = a.text
@@ -81,7 +82,7 @@ def tts(ctx: mb.RuleContext, a: TtsAttrs) -> None:
 
 
 def _declare_espeak(ctx: mb.RuleContext, a: TtsAttrs, out: OutputFile,
-                    inputs: list[mb.File], params: dict[str, Any]) -> None:
+                    inputs: list[str], params: dict[str, Any]) -> None:
     low, high = _espeak.RATE_RANGE
     if a.rate is not None and not low <= a.rate <= high:
         raise mb.RuleError(f"'rate' must be between {low} and {high} words per minute for the"
@@ -99,7 +100,7 @@ def _declare_espeak(ctx: mb.RuleContext, a: TtsAttrs, out: OutputFile,
 
 
 def _declare_openai(ctx: mb.RuleContext, a: TtsAttrs, settings: Mapping[str, Any],
-                    out: OutputFile, inputs: list[mb.File], params: dict[str, Any]) -> None:
+                    out: OutputFile, inputs: list[str], params: dict[str, Any]) -> None:
     if a.pitch is not None:
         raise mb.RuleError("'pitch' is not supported by the openai engine; remove it or use"
                            " engine = \"espeak\"")

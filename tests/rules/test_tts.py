@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 import mb
+from mb.context import RuleContext, TargetOptions
+from mb.errors import BuildFileError
 from mb.rules import _espeak, _wav, tts
 
 from fake_openai_speech import SAMPLE_RATE, SECONDS_PER_CHAR, VOICES, serve, streamed_wav_header, tone
@@ -298,3 +300,232 @@ def test_openai_keyless_server(tmp_path):
         with pytest.raises(mb.ActionError, match="401"):
             tts.speak_openai(action)
     assert "Authorization" not in server.requests[0]["headers"]
+
+
+# --- analysis: what the rule declares ---------------------------------------------------------
+
+
+class _Resolver:
+    def paths_of(self, label: mb.Label) -> tuple[str, ...]:
+        return (label.path(),)
+
+
+def declare(providers: dict[str, Any] | None = None, **attributes: Any) -> RuleContext:
+    """Run the rule's analysis for `//p:speech` and return the context it filled in."""
+    if "text_file" in attributes:
+        attributes["text_file"] = mb.File(mb.Label("p", attributes["text_file"]))
+    ctx = RuleContext(mb.Label("p", "speech"), _Resolver(), TargetOptions(), providers or {},
+                      "p/BUILD.toml")
+    tts.tts.impl(ctx, tts.TtsAttrs(**attributes))
+    return ctx
+
+
+def test_espeak_action_keys_text_voice_and_the_library():
+    (action,) = declare(text="Hi.", voice="de", rate=120, pitch=70).actions
+    files = _espeak.find_library()
+    assert action.function.qualname == "speak_espeak"
+    assert action.params == {"engine": "espeak", "text": "Hi.", "voice": "de", "rate": 120,
+                             "pitch": 70, "espeakng_loader": files.version}
+    assert action.outputs == ("p/speech.wav",)
+    assert [(t.name, t.path) for t in action.tools] == [
+        ("libespeak-ng.so", files.library), *((Path(p).name, p) for p in files.core_data)]
+    assert action.secret_env == ()
+
+
+def test_text_file_is_an_input_and_voice_defaults_to_en_us():
+    (action,) = declare(text_file="script.txt").actions
+    assert action.inputs == ("p/script.txt",)
+    assert "text" not in action.params and action.params["voice"] == "en-us"
+
+
+def test_openai_action_keys_the_model_but_not_the_url_or_key():
+    settings = {"engine": "openai", "base_url": "http://tts.internal:8000/v1",
+                "api_key_env": "TEST_TTS_KEY", "model": "gpt-4o-mini-tts", "voice": "coral"}
+    (action,) = declare({"tts": settings}, text="Hi.", rate=262).actions
+    assert action.function.qualname == "speak_openai"
+    assert action.params == {"engine": "openai", "text": "Hi.", "model": "gpt-4o-mini-tts",
+                             "voice": "coral", "speed": 1.4971}
+    assert action.secret_env == ("TEST_TTS_KEY",)
+    assert action.tools == ()
+    (default,) = declare({"tts": {"engine": "openai"}}, text="Hi.").actions
+    assert default.params["model"] == "tts-1" and default.params["voice"] == "alloy"
+    assert default.params["speed"] == 1.0 and default.secret_env == ("OPENAI_API_KEY",)
+    (keyless,) = declare({"tts": {"engine": "openai", "api_key_env": ""}}, text="Hi.").actions
+    assert keyless.secret_env == ()
+
+
+def test_text_file_naming_several_files_is_an_error():
+    class TwoOutputs:
+        def paths_of(self, label: mb.Label) -> tuple[str, ...]:
+            return ("p/a.txt", "p/b.txt")
+
+    ctx = RuleContext(mb.Label("p", "speech"), TwoOutputs(), TargetOptions(), {}, "p/BUILD.toml")
+    attributes = tts.TtsAttrs(text_file=mb.File(mb.Label("p", "both")))
+    with pytest.raises(BuildFileError, match="stands for 2 files where one is expected"):
+        tts.tts.impl(ctx, attributes)
+
+
+def test_engine_attribute_wins_over_mb_toml():
+    (action,) = declare({"tts": {"engine": "openai"}}, text="Hi.", engine="espeak").actions
+    assert action.params["engine"] == "espeak"
+
+
+@pytest.mark.parametrize("providers, attributes, message", [
+    ({}, {"rate": 1000}, "'rate' must be between 80 and 450 words per minute for the espeak"
+                         " engine, got 1000"),
+    ({}, {"engine": "festival"}, "'engine' must be one of 'espeak', 'openai', got 'festival'"),
+    ({"tts": {"engine": "piper"}}, {},
+     "[providers.tts] engine in MB.toml must be one of 'espeak', 'openai', got 'piper'"),
+    ({}, {"engine": "openai", "pitch": 20}, "'pitch' is not supported by the openai engine"),
+    ({}, {"engine": "openai", "rate": 30}, "'rate' must be between 44 and 700 words per minute"
+                                           " for the openai engine"),
+    ({"tts": {"engine": "openai", "api_key_env": 7}}, {},
+     "[providers.tts] api_key_env in MB.toml must be the name of an environment variable"),
+])
+def test_rule_errors(providers, attributes, message):
+    with pytest.raises(mb.RuleError, match=re.escape(message)):
+        declare(providers, text="Hi.", **attributes)
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ({"text": "hi", "text_file": mb.File(mb.Label("p", "x.txt"))},
+     "give exactly one of 'text' and 'text_file'"),
+    ({}, "give exactly one of 'text' and 'text_file'"),
+    ({"text": "  "}, "'text' is empty"),
+    ({"text": "hi", "voice": ""}, "'voice' is empty"),
+    ({"text": "hi", "pitch": 120}, "'pitch' must be between 0 and 99, got 120"),
+    ({"text": "hi", "rate": 0}, "'rate' must be a positive number of words per minute, got 0"),
+])
+def test_attribute_validation(attributes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tts.TtsAttrs(**attributes)
+
+
+# --- end to end: `mb build` -----------------------------------------------------------------
+
+NARRATION = {
+    "shorts/script.txt": "Ducks float because air sacs and oily feathers keep them light.\n",
+    "shorts/BUILD.toml": """
+[line]
+rule = "genrule"
+outs = ["line.txt"]
+cmd = "echo Hello world. > $@"
+
+[hello]
+rule = "tts"
+text_file = ":line"
+
+[narration]
+rule = "tts"
+text_file = "script.txt"
+voice = "en-gb"
+rate = 190
+pitch = 40
+""",
+}
+
+
+def action_metadata(ws: Any, target: str) -> dict[str, Any]:
+    """The metadata the last build recorded for `target`'s action, from its cached result."""
+    build = (ws.path / ".mb" / "builds" / "current").read_text().strip()
+    manifest = json.loads((ws.path / ".mb" / "builds" / f"{build}.json").read_text())
+    (key,) = [a["key"] for a in manifest["actions"] if a["target"] == target]
+    result = ws.path / ".mb" / "cache" / "ac" / key[:2] / f"{key}.json"
+    return json.loads(result.read_text())["metadata"]
+
+
+def test_build_speaks_with_espeak_and_caches(mb_workspace):
+    ws = mb_workspace(NARRATION)
+    result = ws.run("build", "//shorts:all")
+    assert result.exit_code == 0, result.stderr
+    assert "mb-out/shorts/narration.wav" in result.stdout
+    narration = ws.out("shorts/narration.wav").read_bytes()
+    params, samples = read_wav(narration)
+    assert (params.nchannels, params.sampwidth, params.framerate) == (1, 2, 22050)
+    assert 2.0 < params.nframes / 22050 < 6.0
+    assert rms(samples) > 1000
+    assert action_metadata(ws, "//shorts:narration") == {
+        "duration_s": round(params.nframes / 22050, 3)}
+
+    assert ws.run("build", "//shorts:all").exit_code == 0
+    assert ws.executed() == []
+
+    ws.write({"shorts/script.txt": "Ducks float.\n"})
+    assert ws.run("build", "//shorts:all").exit_code == 0
+    assert ws.executed() == ["//shorts:narration"]
+    assert read_wav(ws.out("shorts/narration.wav").read_bytes())[0].nframes < params.nframes
+
+
+def test_build_output_is_byte_identical_in_another_workspace(mb_workspace):
+    files = {"a/BUILD.toml": '[hi]\nrule = "tts"\ntext = "Same words, same bytes."\n'}
+    first, second = mb_workspace(files, subdir="one"), mb_workspace(files, subdir="two")
+    assert first.run("build").exit_code == 0
+    assert second.run("build").exit_code == 0
+    assert second.executed() == ["//a:hi"]  # its own cache: synthesised again, not copied
+    assert first.out("a/hi.wav").read_bytes() == second.out("a/hi.wav").read_bytes()
+
+
+def test_bad_attributes_are_reported_at_the_target(mb_workspace):
+    ws = mb_workspace({
+        "p/BUILD.toml": '[fine]\nrule = "tts"\ntext = "hi"\n\n[both]\nrule = "tts"\n'
+                        'text = "hi"\ntext_file = "x.txt"\n',
+        "q/BUILD.toml": '[speech]\nrule = "tts"\ntext = "hi"\nrate = 1000\n',
+    })
+    result = ws.run("build", "//p:all")
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert result.exit_code == 2
+    assert len(errors) == 1 and errors[0].startswith("p/BUILD.toml:5:1: ")
+    assert errors[0].endswith("give exactly one of 'text' and 'text_file'")
+    result = ws.run("build", "//q:speech")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "q/BUILD.toml:1:1: 'rate' must be between 80 and 450 words per minute for the espeak"
+        " engine, got 1000")
+
+
+def openai_workspace(mb_workspace: Any, url: str) -> Any:
+    return mb_workspace({
+        "MB.toml": f'[providers.tts]\nengine = "openai"\nbase_url = "{url}"\n'
+                   'api_key_env = "TEST_TTS_KEY"\nmodel = "tts-1-hd"\n',
+        "a/line.txt": "Welcome back.",
+        "a/BUILD.toml": '[intro]\nrule = "tts"\ntext_file = "line.txt"\nvoice = "nova"\nrate = 350\n',
+    })
+
+
+def test_build_with_openai_engine(mb_workspace):
+    with serve(KEY) as server:
+        ws = openai_workspace(mb_workspace, server.url)
+        result = ws.run("build", env={"TEST_TTS_KEY": KEY})
+        assert result.exit_code == 0, result.stderr
+    (request,) = server.requests
+    assert request["json"] == {"model": "tts-1-hd", "input": "Welcome back.", "voice": "nova",
+                               "response_format": "wav", "speed": 2.0}
+    seconds = SECONDS_PER_CHAR * len("Welcome back.") / 2.0
+    params, samples = read_wav(ws.out("a/intro.wav").read_bytes())
+    assert params.framerate == SAMPLE_RATE
+    assert samples.tobytes() == tone(VOICES["nova"], seconds)
+    assert action_metadata(ws, "//a:intro") == {"duration_s": round(seconds, 3)}
+    types = [e["type"] for e in ws.last_build_events()]
+    assert "provider.request" in types and "provider.response" in types
+    for path in (ws.path / ".mb").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+    # The server's URL is not part of the key: another server, same result from the cache.
+    with serve(KEY) as other:
+        ws.write({"MB.toml": ws.path.joinpath("MB.toml").read_text().replace(server.url, other.url)})
+        assert ws.run("build", env={"TEST_TTS_KEY": KEY}).exit_code == 0
+    assert other.requests == [] and ws.executed() == []
+
+
+def test_build_with_openai_engine_and_a_bad_key_fails_once(mb_workspace):
+    with serve(KEY) as server:
+        ws = openai_workspace(mb_workspace, server.url)
+        result = ws.run("build", env={"TEST_TTS_KEY": "sk-not-the-right-one-42"})
+    assert result.exit_code == 1
+    assert "Incorrect API key provided" in result.stdout + result.stderr
+    assert len(server.requests) == 1
+    failed = [e for e in ws.last_build_events() if e["type"] == "action.failed"]
+    assert len(failed) == 1 and failed[0]["target"] == "//a:intro"
+    assert "sk-not-the-right-one-42" not in (ws.path / ".mb" / "events.jsonl").read_text()
+    assert not ws.out("a/intro.wav").exists()
