@@ -1,0 +1,169 @@
+"""ComfyUI API-format workflows for `comfy_generate`: load, set params and seeds, read results.
+
+Pure functions over JSON values, so each rule of the format is tested
+without a server. An API-format workflow maps node ids to
+`{"class_type": ..., "inputs": {...}}`; an input is a literal or a link
+`[node_id, output_index]` to another node's output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import mb
+
+#: Inputs that hold a sampler's seed in ComfyUI core nodes (KSampler, RandomNoise, ...).
+SEED_INPUTS: Final = ("seed", "noise_seed")
+PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+_PARAM_KEY: Final = re.compile(r"^([^.]+)\.inputs\.(.+)$")
+
+Workflow = dict[str, dict[str, Any]]
+
+
+def parse_param_key(key: str) -> tuple[str, str] | None:
+    """`"3.inputs.seed"` -> `("3", "seed")`; None if the key has another shape."""
+    match = _PARAM_KEY.match(key)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def derived_seed(label: str, attributes: Mapping[str, Any]) -> int:
+    """A seed in [0, 2**32) that depends only on the label and the other attributes.
+
+    32 bits because some custom nodes reject larger seeds; sha256 of a
+    canonical JSON text, so it is the same on every machine and Python.
+    """
+    text = json.dumps({"label": label, "attributes": attributes}, sort_keys=True,
+                      separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def load_workflow(path: Path, name: str) -> Workflow:
+    """Read and check an API-format workflow; anything else is a non-retryable error."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise mb.ActionError(f"workflow {name} is not valid JSON: {exc}", retryable=False) from None
+    if isinstance(data, dict) and "nodes" in data and "links" in data:
+        raise mb.ActionError(
+            f"workflow {name} is in ComfyUI's UI format; export it with 'Export (API)' "
+            "(or 'Save (API Format)') and point 'workflow' at that file", retryable=False)
+    if not isinstance(data, dict) or not data:
+        raise mb.ActionError(f"workflow {name} must be a JSON object of nodes", retryable=False)
+    for node_id, node in data.items():
+        if not (isinstance(node, dict) and isinstance(node.get("class_type"), str)
+                and isinstance(node.get("inputs"), dict)):
+            raise mb.ActionError(
+                f"workflow {name}: node {node_id!r} needs a 'class_type' string and an "
+                "'inputs' object (is this an API-format workflow?)", retryable=False)
+    return data
+
+
+def _node_list(workflow: Workflow) -> str:
+    return ", ".join(f"{i} ({n['class_type']})" for i, n in sorted(workflow.items(), key=_id_key))
+
+
+def _find_node(workflow: Workflow, ref: str, name: str) -> str:
+    """A node by id, or by its unique `_meta.title` as shown in ComfyUI's editor."""
+    if ref in workflow:
+        return ref
+    titled = [i for i, n in workflow.items() if (n.get("_meta") or {}).get("title") == ref]
+    if len(titled) == 1:
+        return titled[0]
+    why = "several nodes have that title" if titled else "no such node id or title"
+    raise mb.ActionError(f"params: node {ref!r} in workflow {name}: {why}; nodes: "
+                         f"{_node_list(workflow)}", retryable=False)
+
+
+def apply_params(workflow: Workflow, params: Mapping[str, Any], name: str) -> None:
+    """Set `"NODE.inputs.FIELD" = value`; an unknown node or input, or a link, is an error."""
+    for key, value in params.items():
+        parsed = parse_param_key(key)
+        if parsed is None:
+            raise mb.ActionError(f"params: key {key!r} must look like 'NODE.inputs.FIELD'",
+                                 retryable=False)
+        node_id = _find_node(workflow, parsed[0], name)
+        node, field = workflow[node_id], parsed[1]
+        inputs = node["inputs"]
+        if field not in inputs:
+            raise mb.ActionError(
+                f"params: node {node_id} ({node['class_type']}) in workflow {name} has no input "
+                f"{field!r}; its inputs: {', '.join(sorted(inputs)) or 'none'}", retryable=False)
+        if isinstance(inputs[field], list):
+            raise mb.ActionError(
+                f"params: input {field!r} of node {node_id} ({node['class_type']}) is linked to "
+                f"node {inputs[field][0]}; set a literal input instead", retryable=False)
+        inputs[field] = value
+
+
+def apply_seed(workflow: Workflow, seed: int, name: str) -> list[str]:
+    """Write `seed` into every literal `seed`/`noise_seed` input; returns the node ids."""
+    touched = []
+    for node_id, node in sorted(workflow.items(), key=_id_key):
+        for field in SEED_INPUTS:
+            if field in node["inputs"] and not isinstance(node["inputs"][field], list):
+                node["inputs"][field] = seed
+                touched.append(node_id)
+    if not touched:
+        raise mb.ActionError(
+            f"seed: no node of workflow {name} has a literal 'seed' or 'noise_seed' input, so "
+            "the seed would change nothing; remove 'seed' from the target", retryable=False)
+    return touched
+
+
+def _id_key(item: tuple[str, Any]) -> tuple[int, str]:
+    """Numeric ids in numeric order ("2" before "10"), others after, by name."""
+    node_id = item[0]
+    return (int(node_id), "") if node_id.isdigit() else (2**62, node_id)
+
+
+def output_images(outputs: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Saved images of a history entry, in node id order then in batch order.
+
+    Only `type == "output"` images count: `PreviewImage` writes `temp` files
+    that ComfyUI deletes, which is no build output.
+    """
+    images = []
+    for _node_id, result in sorted(outputs.items(), key=_id_key):
+        for image in (result or {}).get("images", []) or []:
+            if image.get("type", "output") == "output":
+                images.append(image)
+    return images
+
+
+def describe_rejection(body: Any, workflow: Workflow) -> str:
+    """ComfyUI's 400 to `POST /prompt` as one line naming each failing node and why."""
+    body = body if isinstance(body, dict) else {"error": str(body)}
+    error = body.get("error")
+    node_errors = body.get("node_errors")
+    parts = []
+    if isinstance(node_errors, dict):
+        for node_id, info in sorted(node_errors.items(), key=_id_key):
+            class_type = info.get("class_type") or workflow.get(node_id, {}).get("class_type", "?")
+            for e in info.get("errors", []):
+                detail = f": {e['details']}" if e.get("details") else ""
+                parts.append(f"node {node_id} ({class_type}): {e.get('message', 'invalid')}{detail}")
+    if not parts and isinstance(error, dict):
+        text = error.get("message") or error.get("type") or "invalid prompt"
+        found = re.search(r"Node ID '#([^']+)'", str(error.get("details", "")))
+        if found and found.group(1) in workflow:
+            node_id = found.group(1)
+            text += f" (node {node_id}, {workflow[node_id].get('class_type', '?')})"
+        elif error.get("details"):
+            text += f" ({error['details']})"
+        parts.append(text)
+    elif not parts:
+        parts.append(str(error or body))
+    return "; ".join(parts)
+
+
+def describe_execution_error(data: Mapping[str, Any]) -> str:
+    """An `execution_error` message's data as 'node 4 (VAEDecode): message (Type)'."""
+    kind = data.get("exception_type")
+    return (f"node {data.get('node_id', '?')} ({data.get('node_type', '?')}): "
+            f"{str(data.get('exception_message', '')).strip() or 'failed'}"
+            + (f" ({kind})" if kind else ""))

@@ -1,0 +1,137 @@
+"""`comfy_generate`: run a ComfyUI API-format workflow on a ComfyUI server, keep its PNGs.
+
+The workflow file, `params`, the seed and the output names are the action's
+key; the server URL is not (`[providers.comfy] url` or `MB_COMFY_URL`), so
+the same target gives a cache hit against any server. The action holds one
+unit of the `gpu` resource pool unless the target says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+import mb
+from mb.providers import ProviderClient, provider_settings
+
+from ._comfy_session import ComfySession
+from ._comfy_workflow import (
+    apply_params,
+    apply_seed,
+    derived_seed,
+    load_workflow,
+    parse_param_key,
+)
+
+ParamValue = str | int | float | bool
+
+#: `[providers.comfy] wait_timeout`: seconds a queued workflow may take to finish.
+DEFAULT_WAIT_TIMEOUT = 600.0
+
+
+def _check_params(_inst: Any, _attr: Any, value: dict[str, ParamValue]) -> None:
+    for key in value:
+        if parse_param_key(key) is None:
+            raise ValueError(f"'params' key {key!r} must look like 'NODE.inputs.FIELD', "
+                             "for example '6.inputs.text'")
+
+
+def _check_seed(_inst: Any, _attr: Any, value: int | str | None) -> None:
+    if isinstance(value, bool) or (isinstance(value, str) and value != "derived"):
+        raise ValueError(f"'seed' must be a whole number >= 0 or \"derived\", got {value!r}")
+    if isinstance(value, int) and not 0 <= value < 2**64:
+        raise ValueError(f"'seed' must be between 0 and 2**64 - 1, got {value}")
+
+
+def _check_outs(_inst: Any, _attr: Any, value: tuple[str, ...]) -> None:
+    for name in value:
+        if not name.endswith(".png"):
+            raise ValueError(f"'outs' names PNG files, so each must end in '.png', got {name!r}")
+
+
+def _check_count(_inst: Any, _attr: Any, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"'count' must be at least 1, got {value}")
+
+
+@attrs.frozen
+class ComfyAttrs:
+    workflow: mb.File
+    params: dict[str, ParamValue] = attrs.field(factory=dict, validator=_check_params)
+    seed: int | str | None = attrs.field(default=None, validator=_check_seed)
+    outs: tuple[str, ...] = attrs.field(default=(), validator=_check_outs)
+    count: int | None = attrs.field(default=None, validator=_check_count)
+
+
+def output_names(name: str, outs: tuple[str, ...], count: int | None) -> list[str]:
+    """`outs` if given; else `<name>.png`, or `<name>_0.png` ... for `count` > 1."""
+    if outs:
+        if count is not None and count != len(outs):
+            raise mb.RuleError(f"'count' is {count} but 'outs' names {len(outs)} files; "
+                               "give one of them")
+        return list(outs)
+    if (count or 1) == 1:
+        return [f"{name}.png"]
+    return [f"{name}_{i}.png" for i in range(count or 1)]
+
+
+@mb.rule("comfy_generate", attrs=ComfyAttrs, version="1")
+def comfy_generate(ctx: mb.RuleContext, a: ComfyAttrs) -> None:
+    """Run a ComfyUI API-format workflow and collect the images it saves as PNGs."""
+    names = output_names(ctx.name, a.outs, a.count)
+    outputs = [ctx.output(n) for n in names]
+    seed = a.seed
+    if seed == "derived":
+        seed = derived_seed(str(ctx.label), {"workflow": str(a.workflow), "params": a.params,
+                                             "outs": names})
+    key_env = ctx.provider("comfy").get("api_key_env")
+    if key_env is not None and not isinstance(key_env, str):
+        raise mb.RuleError(f"[providers.comfy] api_key_env must name an environment variable, "
+                           f"got {key_env!r}")
+    ctx.call(
+        generate, inputs=[a.workflow], outputs=outputs,
+        params={"params": dict(a.params), "seed": seed, "images": len(names)},
+        secret_env=[key_env] if key_env else [], resources={"gpu": 1},
+        description=f"ComfyUI {ctx.path(a.workflow).rsplit('/', 1)[-1]} -> {', '.join(names)}",
+    )
+
+
+def generate(io: mb.ActionIO) -> None:
+    """The action: prepare the workflow, run it on the server, write the PNGs in order."""
+    name = io.inputs[0].name
+    workflow = load_workflow(io.inputs[0], name)
+    if io.params.get("seed") is not None:
+        apply_seed(workflow, int(io.params["seed"]), name)
+    apply_params(workflow, io.params.get("params") or {}, name)
+    settings = provider_settings(io, "comfy")
+    if not settings.url:
+        raise mb.ActionError("no ComfyUI server configured: set [providers.comfy] url in MB.toml "
+                             "or the MB_COMFY_URL environment variable", retryable=False)
+    wait_timeout = settings.extra.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)
+    if isinstance(wait_timeout, bool) or not isinstance(wait_timeout, (int, float)):
+        raise mb.ActionError(f"[providers.comfy] wait_timeout must be a number of seconds, got "
+                             f"{wait_timeout!r}", retryable=False)
+    headers = {}
+    key_env = settings.extra.get("api_key_env")
+    if isinstance(key_env, str) and io.secret(key_env):
+        headers["Authorization"] = f"Bearer {io.secret(key_env)}"
+    with ProviderClient(io, "comfy", settings.url, settings.timeout, settings.retries,
+                        settings.breaker_threshold, settings.breaker_cooldown,
+                        headers=headers, backoff=settings.backoff) as client:
+        images = ComfySession(client, io, float(wait_timeout)).run(workflow, name)
+    expected = len(io.outputs)
+    if len(images) != expected:
+        raise mb.ActionError(
+            f"workflow {name} saved {len(images)} image(s) but the target declares {expected} "
+            f"output(s); set 'count = {len(images)}' or list {len(images)} names in 'outs'",
+            retryable=False)
+    for path, data in zip(io.outputs, images):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    io.set_metadata("images", len(images))
+
+
+@mb.hookimpl
+def mb_rules() -> list[Any]:
+    return [comfy_generate]
