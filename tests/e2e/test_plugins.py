@@ -158,44 +158,24 @@ def test_mb_shout_own_tests_pass(shout_version):
 
 # --- plugins loaded with -p ------------------------------------------------------------
 
-TWICE_PLUGIN = '''"""A plugin that lives in the workspace: doubles a text file."""
-import attrs
-
-import mb
-
-__version__ = "0.3.0"
+PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
 
 
-@attrs.frozen
-class TwiceAttrs:
-    src: mb.File
-
-
-def _twice(io: mb.ActionIO) -> None:
-    text = io.inputs[0].read_text()
-    io.outputs[0].write_text(text + text)
-
-
-@mb.rule("twice", attrs=TwiceAttrs, version="1")
-def twice(ctx: mb.RuleContext, a: TwiceAttrs) -> None:
-    out = ctx.output(f"{ctx.name}.txt")
-    ctx.call(_twice, inputs=[a.src], outputs=[out])
-
-
-@mb.hookimpl
-def mb_rules():
-    return [twice]
-'''
-
-TWICE_WS = {
-    "plug/twice_plugin.py": TWICE_PLUGIN,
-    "p/in.txt": "ab\n",
-    "p/BUILD.toml": '[double]\nrule = "twice"\nsrc = "in.txt"\n',
-}
+def _with_plugins(modules: list[str], files: dict[str, str]) -> dict[str, str]:
+    """Workspace files: plugin modules from plugin_modules/ copied into `plug/`, plus `files`."""
+    return {**{f"plug/{m}.py": (PLUGIN_MODULES / f"{m}.py").read_text() for m in modules},
+            **files}
 
 
 def _plug_env(ws) -> dict[str, str]:
+    """`-p NAME` imports NAME, so the workspace's plug/ directory goes on PYTHONPATH."""
     return {"PYTHONPATH": str(ws.path / "plug")}
+
+
+TWICE_WS = _with_plugins(["twice_plugin", "broken_plugin"], {
+    "p/in.txt": "ab\n",
+    "p/BUILD.toml": '[double]\nrule = "twice"\nsrc = "in.txt"\n',
+})
 
 
 def test_plugin_from_workspace_loaded_with_p(mb_workspace):
@@ -228,14 +208,8 @@ def test_editing_a_plugins_module_reruns_its_actions(mb_workspace):
     assert ws.out("p/double.txt").read_text() == "ab\nab\nab\n"
 
 
-BROKEN_WS = {
-    **TWICE_WS,
-    "plug/broken_plugin.py": 'import mb\n\nraise RuntimeError("no GPU driver here")\n',
-}
-
-
 def test_plugin_failing_to_import_is_one_line_and_others_still_build(mb_workspace):
-    ws = mb_workspace(BROKEN_WS)
+    ws = mb_workspace(TWICE_WS)
     result = ws.run("-p", "broken_plugin", "-p", "twice_plugin", "build", "//p:double",
                     env=_plug_env(ws))
     assert result.exit_code == 0, result.stderr
@@ -251,7 +225,7 @@ def test_plugin_failing_to_import_is_one_line_and_others_still_build(mb_workspac
 
 
 def test_plugin_import_traceback_only_with_verbose(mb_workspace):
-    ws = mb_workspace(BROKEN_WS)
+    ws = mb_workspace(TWICE_WS)
     result = ws.run("-v", "-p", "broken_plugin", "-p", "twice_plugin", "build", "//p:double",
                     env=_plug_env(ws))
     assert result.exit_code == 0, result.stderr
@@ -260,7 +234,35 @@ def test_plugin_import_traceback_only_with_verbose(mb_workspace):
     assert "broken_plugin.py" in result.stderr
 
 
-CLASH = '''import attrs
+def test_misspelt_hook_is_exit_2_naming_plugin_and_hook(mb_workspace):
+    ws = mb_workspace(_with_plugins(["typo_hook"], {}))
+    result = ws.run("-p", "typo_hook", "plugins", env=_plug_env(ws))
+    assert result.exit_code == 2
+    line = _lines_about(result.stderr, "mb_rule")
+    assert len(line) == 1, result.stderr
+    assert "typo_hook" in line[0] and "'mb_rule'" in line[0]
+    assert "Traceback" not in result.stderr
+    if "<module" in line[0]:
+        pytest.xfail("core/plugins.py Plugins.check names the plugin by its module repr")
+
+
+def test_plugin_validator_error_is_one_located_line(mb_workspace):
+    """A plain ValueError from a plugin's attrs validator is a user error, not a crash."""
+    ws = mb_workspace(_with_plugins(["validated_plugin"], {
+        "p/in.txt": "x\n",
+        "p/BUILD.toml": '[w]\nrule = "pad"\nsrc = "in.txt"\nwidth = -2\n',
+    }))
+    result = ws.run("-p", "validated_plugin", "build", "//p:w", env=_plug_env(ws))
+    assert result.exit_code == 2
+    line = _lines_about(result.stderr, "must be positive, got -2")
+    assert len(line) == 1, result.stderr
+    assert line[0].startswith("p/BUILD.toml:1:1: ")
+    assert "Traceback" not in result.stderr
+    if "'' is invalid" in line[0]:
+        pytest.xfail("core/attrs_convert.py errors_of gives validator errors an empty key path")
+
+
+CLASH = """import attrs
 
 import mb
 
@@ -272,17 +274,17 @@ class A:
 
 @mb.rule("{rule}", attrs=A)
 def impl(ctx: mb.RuleContext, a: A) -> None:
-    ctx.call(_noop, inputs=[a.src], outputs=[ctx.output(ctx.name)])
+    ctx.call(_empty, inputs=[a.src], outputs=[ctx.output(ctx.name)])
 
 
-def _noop(io: mb.ActionIO) -> None:
+def _empty(io: mb.ActionIO) -> None:
     io.outputs[0].write_bytes(b"")
 
 
 @mb.hookimpl
 def mb_rules():
     return [impl]
-'''
+"""
 
 
 def test_two_plugins_defining_one_rule_is_exit_2_naming_both(mb_workspace):
@@ -312,53 +314,9 @@ def test_a_p_plugin_clashing_with_an_installed_one_names_both(mb_workspace, shou
 
 # --- one test per hook (tests/test_meta.py checks the names) ---------------------------
 
-RULES_PLUGIN = '''import attrs
-
-import mb
-
-
-@attrs.frozen
-class CountAttrs:
-    src: mb.File
-    unit: str = "lines"
-
-
-@attrs.frozen
-class RepeatAttrs:
-    src: mb.File
-    times: int = 2
-
-
-def _count(io: mb.ActionIO) -> None:
-    text = io.inputs[0].read_text()
-    n = len(text.splitlines()) if io.params["unit"] == "lines" else len(text)
-    io.outputs[0].write_text(f"{n} {io.params['unit']}\\n")
-
-
-@mb.rule("count", attrs=CountAttrs, version="2")
-def count(ctx: mb.RuleContext, a: CountAttrs) -> None:
-    """Count the lines or characters of a file."""
-    out = ctx.output(f"{ctx.name}.txt")
-    ctx.call(_count, inputs=[a.src], outputs=[out], params={"unit": a.unit})
-
-
-@mb.rule("repeat", attrs=RepeatAttrs)
-def repeat(ctx: mb.RuleContext, a: RepeatAttrs) -> None:
-    out = ctx.output(f"{ctx.name}.txt")
-    ctx.run(["bash", "-c", f"for i in $(seq {a.times}); do cat {ctx.path(a.src)}; done > "
-             f"{ctx.path(out)}"], inputs=[a.src], outputs=[out])
-
-
-@mb.hookimpl
-def mb_rules():
-    return [count, repeat]
-'''
-
 
 def test_hook_mb_rules(mb_workspace):
-    ws = mb_workspace({
-        "plug/rules_plugin.py": RULES_PLUGIN,
-        "plug/bad_rules.py": "import mb\n\n@mb.hookimpl\ndef mb_rules():\n    return ['count']\n",
+    ws = mb_workspace(_with_plugins(["rules_plugin", "bad_rules"], {
         "t/in.txt": "one\ntwo\nthree\n",
         "t/BUILD.toml": """
 [n]
@@ -375,7 +333,7 @@ rule = "repeat"
 src = "in.txt"
 times = 3
 """,
-    })
+    }))
     env = _plug_env(ws)
     rules = ws.run("-p", "rules_plugin", "rules", env=env)
     assert rules.exit_code == 0, rules.stderr
@@ -395,20 +353,8 @@ times = 3
     assert "Traceback" not in bad.stderr
 
 
-PLACEHOLDER_PLUGIN = '''import mb
-
-
-@mb.hookimpl
-def mb_placeholder(request):
-    if not request.path.endswith(".txt"):
-        return None  # mb's own generators answer for other types
-    return f"[draft of {request.path} for {request.consumer}]\\n".encode()
-'''
-
-
 def test_hook_mb_placeholder(mb_workspace, shout_version):
-    ws = mb_workspace({
-        "plug/draft_placeholders.py": PLACEHOLDER_PLUGIN,
+    ws = mb_workspace(_with_plugins(["draft_placeholders"], {
         "v/BUILD.toml": """
 [loud]
 rule = "shout"
@@ -420,7 +366,7 @@ srcs = ["notes.bin"]
 outs = ["copy.bin"]
 cmd = "cp $< $@"
 """,
-    })
+    }))
     env = _plug_env(ws)
     strict = ws.run("-p", "draft_placeholders", "build", "//v:loud", env=env)
     assert strict.exit_code == 1, "without --placeholders a missing source fails the build"
