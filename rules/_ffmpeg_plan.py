@@ -152,7 +152,8 @@ def filter_graph(plan: Plan) -> str:
             # frame if the stream ends early, then cut at the planned frame count.
             video = (f"[{i}:v]setpts=PTS-STARTPTS,fps={plan.fps},{_fit(plan.width, plan.height)},"
                      "tpad=stop_mode=clone:stop=-1")
-        chains.append(f"{video},trim=end_frame={seg.frames},setpts=N/{plan.fps}/TB[v{i}]")
+        chains.append(f"{video},trim=end_frame={seg.frames},"
+                      f"setpts=round(N/({plan.fps}*TB))[v{i}]")
         labels.append(f"[v{i}]")
     chains.append(f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0[vout]")
     samples = plan.audio_samples

@@ -187,7 +187,7 @@ def test_build_reports_a_missing_var_and_fails(mb_workspace) -> None:
     })
     result = ws.run("build", "//cards:a")
     assert result.exit_code == 1
-    assert "cards/card.svg: no value for {{word}} (line 3)" in result.stdout + result.stderr
+    assert "cards/card.svg: no value for {{word}} (line 4)" in result.stdout + result.stderr
     assert not ws.out("cards/a.png").exists()
 
 
