@@ -121,7 +121,7 @@ def synthesize(library: Path, data_dir: Path, text: str, voice: str,
         return _synthesize(lib, data_dir, text, voice, rate, pitch)
     finally:
         lib.espeak_Terminate()
-        _ctypes.dlclose(lib._handle)
+        _unload(lib)
 
 
 def _load_private_copy(library: Path) -> ctypes.CDLL:
@@ -146,6 +146,13 @@ def _load_private_copy(library: Path) -> ctypes.CDLL:
                  "espeak_Synth", "espeak_Synchronize", "espeak_Terminate"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
+
+
+def _unload(lib: ctypes.CDLL) -> None:
+    """Unmap the private copy, so a long-lived process does not collect one per synthesis."""
+    close = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary", None)
+    if close is not None:
+        close(lib._handle)
 
 
 def _synthesize(lib: ctypes.CDLL, data_dir: Path, text: str, voice: str,

@@ -13,6 +13,8 @@ import math
 import re
 import statistics
 import wave
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ def fundamental_hz(samples: array.array[int], rate: int) -> float:
 # --- the espeak engine --------------------------------------------------------------------
 
 
-def espeak_io(tmp_path: Path, text: str | None = FOX, inputs: list[Path] = (), **params: Any
+def espeak_io(tmp_path: Path, text: str | None = FOX, inputs: Sequence[Path] = (), **params: Any
               ) -> mb.ActionIO:
     files = _espeak.find_library()
     out = tmp_path / "out" / "speech.wav"
@@ -107,6 +109,14 @@ def test_espeak_is_byte_deterministic_in_one_process(tmp_path):
     speak(tmp_path / "b", text="Something else entirely, to disturb any leftover state.")
     second, _ = speak(tmp_path / "c")
     assert first == second
+
+
+def test_espeak_in_threads_gives_the_same_bytes(tmp_path):
+    texts = [FOX, "Hello there.", FOX, "Hello there."]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: speak(tmp_path / str(i), text=texts[i])[0], range(4)))
+    assert results[0] == results[2] == speak(tmp_path / "alone")[0]
+    assert results[1] == results[3] != results[0]
 
 
 def test_longer_text_gives_longer_audio(tmp_path):
