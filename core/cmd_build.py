@@ -1,18 +1,22 @@
-"""`mb build`: lock the workspace, run the build, report, and map the result to an exit code."""
+"""`mb build`: lock the workspace, run the build, report, and map the result to an exit code.
+
+An unchanged workspace is answered by the no-op fast path (`fastpath.py`)
+before anything heavy is imported; the imports of the full build happen only
+when it is needed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mb.build import BuildOptions, BuildResult, WorkspaceLock, run_build
 from mb.errors import ExitCode, UserError
-from mb.events import EventLog, new_build_id
-from mb.plugins import Plugins, load_plugins
-from mb.statcache import StatCache
-from mb.workspace import Workspace, open_workspace
+from mb.locks import WorkspaceLock
+
+if TYPE_CHECKING:
+    from mb.build import BuildOptions, BuildResult
 
 
 def make_reporter(args: argparse.Namespace) -> Any:
@@ -37,7 +41,9 @@ def report_plugin_failures(plugins: Any, verbose: bool) -> None:
             print(failure.traceback, file=sys.stderr)
 
 
-def options_from(args: argparse.Namespace) -> BuildOptions:
+def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> BuildOptions:
+    from mb.build import BuildOptions
+
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"-j must be at least 1, got {args.jobs}")
     if args.executor != "local":
@@ -46,7 +52,18 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         patterns=tuple(args.patterns), jobs=args.jobs, keep_going=args.keep_going,
         sandbox=args.sandbox, no_cache=args.no_cache,
         placeholders=getattr(args, "placeholders", False) or args.command == "watch",
-        profile=args.profile)
+        profile=args.profile, fastpath_key=fastpath_key)
+
+
+def waiting() -> None:
+    print("another mb build is running in this workspace; waiting for it to finish",
+          file=sys.stderr, flush=True)
+
+
+def fastpath_eligible(args: argparse.Namespace) -> bool:
+    """Requests whose no-op answer a snapshot can give (nothing asked for in detail)."""
+    return not (args.plugins or args.no_cache or getattr(args, "placeholders", False)
+                or args.profile or args.verbose or args.remote_cache)
 
 
 def run(args: argparse.Namespace, start: str) -> int:
@@ -54,13 +71,87 @@ def run(args: argparse.Namespace, start: str) -> int:
         from mb import watch
 
         return watch.run(args, start)
+    key = None
+    if fastpath_eligible(args):
+        from mb import fastpath
+        from mb.root import cwd_package_of, find_root
+
+        root = find_root(start)
+        key = fastpath.request_key(args.patterns, cwd_package_of(root, start), os.environ)
+        answered = run_noop(root, key, args)
+        if answered is not None:
+            return answered
+    return run_full(args, start, key)
+
+
+def run_noop(root: str, key: str, args: argparse.Namespace) -> int | None:
+    """Answer an unchanged build from its snapshot; None when something changed."""
+    from mb import fastpath
+
+    state_dir = os.path.join(root, ".mb")
+    path = fastpath.snapshot_path(state_dir, key)
+    if fastpath.load_if_unchanged(path) is None:
+        return None
+    with WorkspaceLock(state_dir, waiting):
+        snapshot = fastpath.load_if_unchanged(path)  # again, now that no build runs
+        if snapshot is None:
+            return None
+        build_id = replay_noop(state_dir, snapshot)
+    counts = snapshot["counts"]
+    print(f"build ok: 0 executed, {counts['cached']} cached, 0 failed, 0 skipped ({build_id})")
+    if not args.quiet and snapshot["summary"]:
+        sys.stdout.write("\n".join(snapshot["summary"]) + "\n")
+    return ExitCode.OK
+
+
+def replay_noop(state_dir: str, snapshot: dict[str, Any]) -> str:
+    """Log a no-op build like any other: events and a manifest, every action cached."""
+    from mb.events import EventLog, new_build_id, utc_timestamp
+    from mb.history import write_manifest_document
+
+    events = EventLog(os.path.join(state_dir, "events.jsonl"), new_build_id())
+    started = utc_timestamp()
+    actions = snapshot["actions"]
+    events.emit("build.started", patterns=None, targets=len(snapshot["targets"]),
+                actions=len(actions), noop=True)
+    for action in actions:
+        events.emit("action.finished", target=action["target"], cached=True, duration_s=0.0,
+                    outputs=action["outputs"], provisional=False, cost=None,
+                    description=action["description"])
+    events.emit("build.finished", status="ok", counts=snapshot["counts"], cost=None)
+    events.close()
+    write_manifest_document(state_dir, {
+        "build_id": events.build_id, "started": started, "finished": utc_timestamp(),
+        "status": "ok", "counts": snapshot["counts"], "targets": snapshot["targets"],
+        "actions": actions})
+    return events.build_id
+
+
+def run_full(args: argparse.Namespace, start: str, fastpath_key: str | None) -> int:
+    from mb.build import run_build
+    from mb.events import EventLog, new_build_id
+    from mb.plugins import load_plugins
+    from mb.statcache import StatCache
+    from mb.workspace import open_workspace
+
     workspace = open_workspace(start)
     plugins = load_plugins(args.plugins)
     report_plugin_failures(plugins, args.verbose)
-    options = options_from(args)
+    options = options_from(args, fastpath_key)
     events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"), new_build_id())
-    result = locked_build(workspace, plugins, options, events, make_reporter(args),
-                          StatCache(os.path.join(workspace.state_dir, "statcache.bin")))
+    reporter = make_reporter(args)
+    events.subscribe(reporter)
+    try:
+        with WorkspaceLock(workspace.state_dir, waiting):
+            events.start()
+            try:
+                result = run_build(workspace, plugins, options, events, StatCache(
+                    os.path.join(workspace.state_dir, "statcache.bin")))
+            finally:
+                reporter.stop()
+                events.close()
+    finally:
+        reporter.stop()
     print_summary(result, args.quiet)
     if result.status == "interrupted":
         print("interrupted", file=sys.stderr)
@@ -68,38 +159,8 @@ def run(args: argparse.Namespace, start: str) -> int:
     return ExitCode.OK if result.status == "ok" else ExitCode.BUILD_FAILED
 
 
-def locked_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
-                 events: EventLog, reporter: Any, statcache: StatCache) -> BuildResult:
-    """One build under the workspace lock, its events rendered by `reporter` (`mb watch` too).
-
-    Waits (saying so once) while another mb build holds the workspace; the
-    event log and the reporter are closed however the build ends.
-    """
-    events.subscribe(reporter)
-
-    def waiting() -> None:
-        print("another mb build is running in this workspace; waiting for it to finish",
-              file=sys.stderr, flush=True)
-
-    try:
-        with WorkspaceLock(workspace, waiting):
-            events.start()
-            try:
-                return run_build(workspace, plugins, options, events, statcache)
-            finally:
-                reporter.stop()
-                events.close()
-    finally:
-        reporter.stop()
-
-
-def print_summary(result: BuildResult, quiet: bool) -> None:
-    counts = result.counts
-    line = (f"build {result.status}: {counts['executed']} executed, {counts['cached']} cached, "
-            f"{counts['failed']} failed, {counts['skipped']} skipped ({result.build_id})")
-    print(line, file=sys.stdout if result.status == "ok" else sys.stderr)
-    if quiet:
-        return
+def summary_lines(result: BuildResult) -> list[str]:
+    """Each requested target with its status and outputs (SPEC §8: listed at the end)."""
     out = []
     for label in result.requested:
         target = result.targets.get(label)
@@ -109,5 +170,14 @@ def print_summary(result: BuildResult, quiet: bool) -> None:
         out.append(f"{label} ({target.status}){mark}")
         for path in target.outputs:
             out.append(f"  {path}")
-    if out:
-        sys.stdout.write("\n".join(out) + "\n")
+    return out
+
+
+def print_summary(result: BuildResult, quiet: bool) -> None:
+    counts = result.counts
+    line = (f"build {result.status}: {counts['executed']} executed, {counts['cached']} cached, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped ({result.build_id})")
+    print(line, file=sys.stdout if result.status == "ok" else sys.stderr)
+    lines = [] if quiet else summary_lines(result)
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")

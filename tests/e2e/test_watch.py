@@ -1,0 +1,316 @@
+"""End-to-end: a real `mb watch` process, driven by editing files the way editors save them.
+
+Every wait polls `.mb/events.jsonl` or `mb-out/` with a deadline. "Exactly
+one rebuild" and "no rebuild" are checked with a sentinel: after the change
+under test, a second, known change is saved; builds run in the order their
+changes arrive, so a stray build would show up before the sentinel's.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from mb.cache import Cache
+from mb.events import read_events
+
+TWO_TARGETS = {
+    "a/in.txt": "hello\n",
+    "a/other.txt": "other\n",
+    "a/BUILD.toml": """
+[up]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["up.txt"]
+cmd = "tr a-z A-Z < $< > $@"
+
+[rev]
+rule = "genrule"
+srcs = ["other.txt"]
+outs = ["rev.txt"]
+cmd = "rev $< > $@"
+""",
+}
+
+
+class Watch:
+    """A running `mb watch` whose stdout and stderr are collected as they come."""
+
+    def __init__(self, ws: Any, proc: subprocess.Popen[str]) -> None:
+        self.ws = ws
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(s, d), daemon=True)
+                         for s, d in ((proc.stdout, self.out), (proc.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: io.TextIOBase, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    def events(self) -> list[dict[str, Any]]:
+        return read_events(str(self.ws.path / ".mb" / "events.jsonl"))
+
+    def finished(self) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["type"] == "build.finished"]
+
+    def wait_builds(self, count: int) -> list[dict[str, Any]]:
+        """Wait until `count` builds have finished; returns their build.finished events."""
+        wait_for(lambda: len(self.finished()) >= count, self)
+        return self.finished()
+
+    def of_build(self, build_id: str, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["build_id"] == build_id and e["type"] == kind]
+
+    def changes(self) -> list[list[str]]:
+        """The paths of every `watch.change`, in order: one entry per rebuild."""
+        return [e["data"]["paths"] for e in self.events() if e["type"] == "watch.change"]
+
+    def executed(self, build_id: str) -> list[str]:
+        return sorted(e["target"] for e in self.of_build(build_id, "action.finished")
+                      if not e["data"]["cached"])
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return code
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+
+@contextmanager
+def watching(ws: Any, *args: str) -> Iterator[Watch]:
+    watch = Watch(ws, ws.popen("watch", *args))
+    try:
+        yield watch
+    finally:
+        if watch.proc.poll() is None:
+            watch.proc.kill()
+            watch.proc.wait(timeout=30)
+
+
+def wait_for(predicate: Callable[[], bool], watch: Watch | None = None,
+             timeout: float = 30.0) -> None:
+    """Poll a condition on files a real process writes (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if watch is not None and watch.proc.poll() is not None:
+            raise AssertionError(f"mb watch exited with {watch.proc.returncode}: "
+                                 f"{watch.stderr}")
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time"
+                                 + (f"; stderr: {watch.stderr}" if watch else ""))
+        time.sleep(0.01)
+
+
+def save(path: Path, text: str) -> None:
+    """Save the way many editors do: write a temporary file, then rename it over the old one."""
+    tmp = path.with_name(f".{path.name}.swp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_edit_rebuilds_only_the_changed_action(mb_workspace):
+    ws = mb_workspace(TWO_TARGETS)
+    with watching(ws, "//a:all") as watch:
+        first = watch.wait_builds(1)[0]
+        assert ws.out("a/up.txt").read_text() == "HELLO\n"
+        assert watch.executed(first["build_id"]) == ["//a:rev", "//a:up"]
+        (ws.path / "a/in.txt").write_text("world, again\n")
+        second = watch.wait_builds(2)[1]
+        assert ws.out("a/up.txt").read_text() == "WORLD, AGAIN\n"
+        assert watch.executed(second["build_id"]) == ["//a:up"]
+        assert second["data"]["counts"] == {"executed": 1, "cached": 1, "failed": 0,
+                                            "skipped": 0}
+        change = watch.of_build(second["build_id"], "watch.change")
+        assert [c["data"]["paths"] for c in change] == [["a/in.txt"]]
+        assert watch.stop() == 130
+    assert "changed: a/in.txt" in watch.stdout
+    assert "rebuilt: //a:up\n//a:up (built)\n  mb-out/a/up.txt\n" in watch.stdout
+
+
+def test_editor_saves_give_one_rebuild_each(mb_workspace):
+    ws = mb_workspace(TWO_TARGETS)
+    with watching(ws, "//a:all") as watch:
+        watch.wait_builds(1)
+        save(ws.path / "a/in.txt", "renamed into place\n")  # temp file + rename
+        watch.wait_builds(2)
+        assert ws.out("a/up.txt").read_text() == "RENAMED INTO PLACE\n"
+        other = ws.path / "a/other.txt"
+        other.unlink()  # delete, then create
+        other.write_text("created anew\n")
+        watch.wait_builds(3)
+        assert ws.out("a/rev.txt").read_text() == "wena detaerc\n"
+        (ws.path / "a/in.txt").write_text("sentinel\n")
+        watch.wait_builds(4)
+        assert ws.out("a/up.txt").read_text() == "SENTINEL\n"
+        assert watch.changes() == [["a/in.txt"], ["a/other.txt"], ["a/in.txt"]]
+        assert watch.stop() == 130
+
+
+def test_unrelated_files_and_outputs_never_start_a_build(mb_workspace):
+    ws = mb_workspace({**TWO_TARGETS, "b/BUILD.toml": '[x]\nrule = "genrule"\nouts = ["x"]\n'
+                       'cmd = "echo x > $@"\n', "b/notes.txt": "notes\n"})
+    with watching(ws, "//a:up") as watch:
+        watch.wait_builds(1)
+        (ws.path / "a/notes.txt").write_text("not a source of //a:up\n")
+        (ws.path / "a/other.txt").write_text("a source, but of //a:rev\n")
+        (ws.path / "b/BUILD.toml").write_text("# package b is not requested\n")
+        (ws.path / "mb-out/a/stray.txt").write_text("written into mb-out\n")
+        (ws.path / ".mb/stray.txt").write_text("written into .mb\n")
+        (ws.path / "a/in.txt").write_text("sentinel\n")
+        watch.wait_builds(2)
+        assert ws.out("a/up.txt").read_text() == "SENTINEL\n"
+        assert watch.changes() == [["a/in.txt"]]
+        assert watch.stop() == 130
+
+
+def test_change_during_a_build_starts_the_next_one(mb_workspace, tmp_path):
+    gate = tmp_path / "gate"
+    gate.touch()
+    ws = mb_workspace({"a/in.txt": "one\n", "a/BUILD.toml": f"""
+[slow]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["slow.txt"]
+cmd = "while [ ! -e {gate} ]; do sleep 0.02; done; cat $< > $@"
+"""})
+    with watching(ws, "//a:slow") as watch:
+        watch.wait_builds(1)
+        gate.unlink()
+        (ws.path / "a/in.txt").write_text("two\n")
+        wait_for(lambda: len([e for e in watch.events() if e["type"] == "action.started"]) == 2,
+                 watch)
+        (ws.path / "a/in.txt").write_text("three!\n")  # while the build waits on the gate
+        gate.touch()
+        builds = watch.wait_builds(3)
+        assert ws.out("a/slow.txt").read_text() == "three!\n"
+        assert [b["data"]["status"] for b in builds] == ["ok", "ok", "ok"]
+        assert watch.changes() == [["a/in.txt"], ["a/in.txt"]]
+        assert watch.stop() == 130
+
+
+def test_broken_build_file_is_shown_and_the_fix_rebuilds(mb_workspace):
+    ws = mb_workspace(TWO_TARGETS)
+    build_file = ws.path / "a/BUILD.toml"
+    with watching(ws, "//a:up") as watch:
+        watch.wait_builds(1)
+        build_file.write_text(TWO_TARGETS["a/BUILD.toml"].replace("cmd =", "cmdd ="))
+        wait_for(lambda: any(e["type"] == "watch.error" for e in watch.events()), watch)
+        wait_for(lambda: "waiting for a change" in watch.stderr, watch)
+        assert ("a/BUILD.toml:6:1: unknown attribute 'cmdd' for rule 'genrule'; "
+                "did you mean 'cmd'?") in watch.stderr
+        assert "Traceback" not in watch.stderr
+        build_file.write_text(TWO_TARGETS["a/BUILD.toml"].replace("tr a-z A-Z", "tr l L"))
+        builds = watch.wait_builds(2)
+        assert builds[-1]["data"]["status"] == "ok"
+        assert ws.out("a/up.txt").read_text() == "heLLo\n"
+        assert watch.changes() == [["a/BUILD.toml"], ["a/BUILD.toml"]]
+        assert watch.stop() == 130
+
+
+def test_missing_image_is_a_placeholder_until_it_appears(mb_workspace):
+    ws = mb_workspace({"a/BUILD.toml": """
+[card]
+rule = "genrule"
+srcs = ["art.png"]
+outs = ["card.png"]
+cmd = "cp $< $@"
+"""})
+    with watching(ws, "//a:card") as watch:
+        first = watch.wait_builds(1)[0]
+        used = watch.of_build(first["build_id"], "placeholder.used")
+        assert [(e["target"], e["data"]["path"]) for e in used] == [("//a:card", "a/art.png")]
+        with Image.open(ws.out("a/card.png")) as image:
+            assert image.size == (1080, 1920)
+        done = watch.of_build(first["build_id"], "action.finished")
+        assert [e["data"]["provisional"] for e in done] == [True]
+        assert manifest(ws, first["build_id"])["//a:card"]["provisional"] is True
+        provisional_key = watch.of_build(first["build_id"], "action.started")[0]["data"]["key"]
+
+        real = io.BytesIO()
+        Image.new("RGB", (4, 3), (200, 10, 10)).save(real, format="PNG")
+        (ws.path / "a/art.png").write_bytes(real.getvalue())
+        second = watch.wait_builds(2)[1]
+        assert ws.out("a/card.png").read_bytes() == real.getvalue()
+        assert watch.of_build(second["build_id"], "placeholder.used") == []
+        done = watch.of_build(second["build_id"], "action.finished")
+        assert [(e["data"]["cached"], e["data"]["provisional"]) for e in done] == [(False, False)]
+        assert manifest(ws, second["build_id"])["//a:card"]["provisional"] is False
+        real_key = watch.of_build(second["build_id"], "action.started")[0]["data"]["key"]
+        assert real_key != provisional_key, "the real input changes the key"
+        cache = Cache(str(ws.path / ".mb" / "cache"))
+        assert cache.get_result(provisional_key) is None, "provisional results are not cached"
+        assert cache.get_result(real_key) is not None
+        assert watch.stop() == 130
+    first_report, second_report = watch.stdout.split("changed: a/art.png")
+    assert "still provisional:\n  //a:card (placeholder for a/art.png)" in first_report
+    assert "//a:card (built) [provisional]\n  mb-out/a/card.png" in first_report
+    assert "provisional" not in second_report
+    assert "//a:card (built)\n  mb-out/a/card.png" in second_report
+
+
+def manifest(ws: Any, build_id: str) -> dict[str, Any]:
+    import json
+
+    return json.loads((ws.path / ".mb" / "builds" / f"{build_id}.json").read_text())["targets"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_waiting_exits_130(mb_workspace, sig):
+    ws = mb_workspace(TWO_TARGETS)
+    with watching(ws, "//a:up") as watch:
+        watch.wait_builds(1)
+        wait_for(lambda: "Ctrl-C to stop" in watch.stdout, watch)
+        assert watch.stop(sig) == 130
+    assert watch.stderr.endswith("interrupted\n")
+
+
+def test_ctrl_c_during_a_rebuild_stops_its_children(mb_workspace, tmp_path):
+    pidfile = tmp_path / "child.pid"
+    ws = mb_workspace({"a/in.txt": "quick\n", "a/BUILD.toml": f"""
+[long]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["long.txt"]
+cmd = "if grep -q slow $<; then sleep 300 & echo $$! > {pidfile}; wait; fi; cp $< $@"
+"""})
+    with watching(ws, "//a:long") as watch:
+        watch.wait_builds(1)
+        (ws.path / "a/in.txt").write_text("slow\n")
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", watch)
+        child = int(pidfile.read_text())
+        assert watch.stop() == 130
+    wait_for(lambda: not alive(child), timeout=10)
+    assert watch.finished()[-1]["data"]["status"] == "interrupted"
+    assert watch.stderr.endswith("interrupted\n")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie reparented to init counts as gone
+    except FileNotFoundError:
+        return False
