@@ -31,6 +31,8 @@ import httpx
 import tenacity
 from filelock import FileLock
 
+from websockets.exceptions import InvalidHandshake
+
 from mb.errors import ActionError
 
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ T = TypeVar("T")
 
 #: Header names whose values are secrets: redacted from every message mb writes.
 _SECRET_HEADER: Final = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
-_RETRY_STATUSES: Final = frozenset({408, 429})
 _MAX_MESSAGE: Final = 300
 
 
@@ -56,11 +57,8 @@ class ProviderHTTPError(ActionError):
     def __init__(self, message: str, *, provider: str, method: str, path: str, status: int,
                  body: Any, retryable: bool = False) -> None:
         super().__init__(message, retryable=retryable)
-        self.provider = provider
-        self.method = method
-        self.path = path
-        self.status = status
-        self.body = body
+        self.provider, self.method, self.path, self.status, self.body = (
+            provider, method, path, status, body)
 
 
 class CircuitOpenError(ActionError):
@@ -68,11 +66,16 @@ class CircuitOpenError(ActionError):
 
 
 class _Transient(Exception):
-    """One failed attempt worth retrying (connection error, timeout, 5xx, 408, 429)."""
+    """One failed attempt worth retrying (connection error, timeout, 5xx, 408, 429).
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `breaker` is False for 408/429: the server is alive and asks us to slow down.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None,
+                 breaker: bool = True) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.breaker = breaker
 
 
 @attrs.frozen
@@ -88,25 +91,29 @@ class ProviderSettings:
     extra: Mapping[str, Any] = attrs.field(factory=dict)
 
 
+_SETTINGS: Final = {"url": str, "timeout": float, "retries": int, "breaker_threshold": int,
+                    "breaker_cooldown": float, "backoff": float}
+_KIND_WORDS: Final = {str: "a string", int: "a whole number >= 0", float: "a number >= 0"}
+_RETRY_STATUSES: Final = frozenset({408, 429})  # alive, but asking us to slow down
+
+
 def provider_settings(io: ActionIO, provider: str, **defaults: Any) -> ProviderSettings:
-    """Read and type-check `[providers.NAME]`; a wrong type is a non-retryable error."""
+    """Read and type-check `[providers.NAME]`; a wrong type is a non-retryable error.
+
+    `defaults` are the plugin's own defaults for keys the user did not set.
+    """
     raw = dict(io.provider(provider))
-    known = {f.name: f for f in attrs.fields(ProviderSettings) if f.name != "extra"}
-    values: dict[str, Any] = {k: v for k, v in defaults.items() if k in known}
-    for name, field in known.items():
-        if name not in raw:
+    values: dict[str, Any] = {}
+    for name, kind in _SETTINGS.items():
+        value = raw.pop(name) if name in raw else defaults.get(name)
+        if value is None:
             continue
-        value = raw.pop(name)
-        ok = isinstance(value, str) if field.type in ("str", str) else (
-            isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            if field.type in ("int", int)
-            else isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0)
-        if not ok:
-            kind = {"str": "a string", "int": "a whole number >= 0"}.get(str(field.type),
-                                                                         "a number >= 0")
-            raise ActionError(f"[providers.{provider}] {name} must be {kind}, got {value!r}",
-                              retryable=False)
-        values[name] = float(value) if field.type in ("float", float) else value
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        if not (isinstance(value, str) if kind is str else
+                number and (kind is float or isinstance(value, int))):
+            raise ActionError(f"[providers.{provider}] {name} must be {_KIND_WORDS[kind]}, "
+                              f"got {value!r}", retryable=False)
+        values[name] = float(value) if kind is float else value
     return ProviderSettings(**values, extra=raw)
 
 
@@ -135,8 +142,8 @@ class CircuitBreaker:
     def __init__(self, io: ActionIO, provider: str, url: str, threshold: int, cooldown: float,
                  trial_timeout: float, clock: Callable[[], float] = time.time) -> None:
         self.io, self.provider, self.url = io, provider, url
-        self.threshold, self.cooldown, self.trial_timeout = max(1, threshold), cooldown, trial_timeout
-        self.clock = clock
+        self.threshold, self.cooldown = max(1, threshold), cooldown
+        self.trial_timeout, self.clock = trial_timeout, clock
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", provider)
         self.path = io.state_dir / "breakers" / f"{safe}.json" if io.state_dir else None
 
@@ -228,20 +235,13 @@ class ProviderClient:
         self._headers = dict(headers or {})
         self._secrets = _secret_values(self._headers)
         # The host alone names the server in messages: a URL may carry user:password.
-        self.server = f"{parsed.scheme}://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+        port = f":{parsed.port}" if parsed.port else ""
+        self.server = f"{parsed.scheme}://{parsed.hostname}{port}"
         self.base_url = base_url.rstrip("/")
         self.breaker = CircuitBreaker(io, provider, self.server + parsed.path, breaker_threshold,
                                       breaker_cooldown, trial_timeout=timeout * 2, clock=clock)
         self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout),
                                   headers=self._headers)
-
-    @classmethod
-    def from_settings(cls, io: ActionIO, provider: str, *, headers: Mapping[str, str] | None = None,
-                      **defaults: Any) -> ProviderClient:
-        """A client configured from `[providers.NAME]` (url, timeout, retries, breaker_*, backoff)."""
-        s = provider_settings(io, provider, **defaults)
-        return cls(io, provider, s.url, s.timeout, s.retries, s.breaker_threshold,
-                   s.breaker_cooldown, headers=headers, backoff=s.backoff)
 
     def __enter__(self) -> ProviderClient:
         return self
@@ -262,70 +262,52 @@ class ProviderClient:
                                            content=content, headers=headers)
         shown = request.url.path  # never the query: it may carry a key
 
-        def attempt(number: int) -> httpx.Response:
-            self._emit("provider.request", secrets, method=method, path=shown, attempt=number,
-                       bytes_sent=len(request.content))
-            start = time.monotonic()
+        def send() -> tuple[httpx.Response, int, int]:
             try:
                 response = self._http.send(request)
-                response.read()
             except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
                 raise ActionError(f"provider {self.provider!r}: {method} {shown}: "
                                   f"{_redact(str(exc), secrets)}", retryable=False) from None
-            except httpx.TransportError as exc:
-                self._emit("provider.response", secrets, method=method, path=shown, status=None,
-                           attempt=number, duration_s=round(time.monotonic() - start, 6),
-                           bytes_sent=len(request.content), bytes_received=0,
-                           error=_describe_transport(exc))
-                raise _Transient(_describe_transport(exc)) from None
-            self._emit("provider.response", secrets, method=method, path=shown,
-                       status=response.status_code, attempt=number,
-                       duration_s=round(time.monotonic() - start, 6),
-                       bytes_sent=len(request.content), bytes_received=len(response.content))
+            response.read()
+            return response, response.status_code, len(response.content)
+
+        def attempt(number: int) -> httpx.Response:
+            response = self._exchange(method, shown, number, len(request.content), secrets, send)
             return self._check(response, method, shown, secrets)
 
         return self._with_retries(method, shown, attempt)
 
     def websocket(self, path: str, params: Mapping[str, str] | None = None) -> ClientConnection:
-        """Open a WebSocket (`ws://` for `http://`) with the same retries, breaker and events."""
-        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        """Open a WebSocket (`ws://` for `http://`) with the same retries, breaker and events.
+
+        The caller closes it (`with client.websocket(...) as ws:`).
+        """
+        from websockets.exceptions import InvalidStatus
         from websockets.sync.client import connect
 
         query = ("?" + urllib.parse.urlencode(params)) if params else ""
         url = re.sub(r"^http", "ws", self.base_url) + path + query
 
-        def attempt(number: int) -> ClientConnection:
-            self._emit("provider.request", self._secrets, method="GET", path=path, attempt=number,
-                       bytes_sent=0, websocket=True)
-            start = time.monotonic()
+        def send() -> tuple[Any, int, int]:
             try:
-                # Entering at once: websockets >= 17.1 warns about a bare connect().
-                conn = connect(url, open_timeout=self.timeout, additional_headers=self._headers,
-                               max_size=64 * 2**20).__enter__()
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                self._emit("provider.response", self._secrets, method="GET", path=path,
-                           status=status, attempt=number,
-                           duration_s=round(time.monotonic() - start, 6), bytes_sent=0,
-                           bytes_received=len(exc.response.body or b""), websocket=True)
-                if status >= 500:
-                    raise _Transient(f"status {status}") from None
+                # Entered at once: websockets >= 17.1 warns about a bare connect().
+                return connect(url, open_timeout=self.timeout, additional_headers=self._headers,
+                               max_size=64 * 2**20).__enter__(), 101, 0
+            except InvalidStatus as exc:  # answered, but not with 101 Switching Protocols
+                return exc.response, exc.response.status_code, len(exc.response.body or b"")
+
+        def attempt(number: int) -> ClientConnection:
+            conn = self._exchange("GET", path, number, 0, self._secrets, send, websocket=True)
+            status = getattr(conn, "status_code", 101)
+            if status >= 500:
+                raise _Transient(f"status {status}")
+            if status != 101:
                 raise ProviderHTTPError(
                     f"provider {self.provider!r}: websocket GET {path} answered {status}",
                     provider=self.provider, method="GET", path=path, status=status,
-                    body=(exc.response.body or b"").decode(errors="replace")) from None
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                error = _describe_transport(exc)
-                self._emit("provider.response", self._secrets, method="GET", path=path,
-                           status=None, attempt=number,
-                           duration_s=round(time.monotonic() - start, 6), bytes_sent=0,
-                           bytes_received=0, websocket=True, error=error)
-                raise _Transient(error) from None
-            self._emit("provider.response", self._secrets, method="GET", path=path, status=101,
-                       attempt=number, duration_s=round(time.monotonic() - start, 6),
-                       bytes_sent=0, bytes_received=0, websocket=True)
+                    body=_redact((conn.body or b"").decode(errors="replace"), self._secrets))
             self.breaker.record_success()
-            return conn
+            return conn  # type: ignore[no-any-return]
 
         return self._with_retries("GET", path, attempt)
 
@@ -344,8 +326,7 @@ class ProviderClient:
                     try:
                         return attempt(number)
                     except _Transient as exc:
-                        opened = (self.breaker.record_failure(str(exc))
-                                  if self._counts_for_breaker(exc) else None)
+                        opened = self.breaker.record_failure(str(exc)) if exc.breaker else None
                         if opened is not None:
                             raise CircuitOpenError(
                                 f"provider {self.provider!r} is unavailable: circuit open after "
@@ -358,11 +339,6 @@ class ProviderClient:
             raise ActionError(f"provider {self.provider!r}: {method} {path} to {self.server} "
                               f"failed after {attempts}: {exc}", retryable=True) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
-
-    @staticmethod
-    def _counts_for_breaker(exc: _Transient) -> bool:
-        # A 408/429 answer proves the server is alive; it only asks us to slow down.
-        return not str(exc).startswith(("status 408", "status 429"))
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -380,7 +356,7 @@ class ProviderClient:
         message = _redact(_server_message(response), secrets)
         if status >= 500 or status in _RETRY_STATUSES:
             raise _Transient(f"status {status} {response.reason_phrase}: {message}".rstrip(": "),
-                             retry_after=_retry_after(response))
+                             retry_after=_retry_after(response), breaker=status >= 500)
         self.breaker.record_success()  # it answered: the server is up, the request is wrong
         try:
             body: Any = response.json()
@@ -390,6 +366,30 @@ class ProviderClient:
             f"provider {self.provider!r}: {method} {path} answered {status} "
             f"{response.reason_phrase}: {message}".rstrip(": "),
             provider=self.provider, method=method, path=path, status=status, body=body)
+
+    def _exchange(self, method: str, path: str, attempt: int, sent: int, secrets: list[str],
+                  send: Callable[[], tuple[T, int, int]], **extra: Any) -> T:
+        """One attempt of `send`, between its request and response events.
+
+        A connection error or timeout becomes `_Transient`; `send` returns
+        (result, status, bytes received) or raises a final `ActionError`.
+        """
+        self._emit("provider.request", secrets, method=method, path=path, attempt=attempt,
+                   bytes_sent=sent, **extra)
+        start = time.monotonic()
+        status, received, error = None, 0, None
+        try:
+            result, status, received = send()
+            return result
+        except (httpx.TransportError, OSError, TimeoutError, InvalidHandshake) as exc:
+            error = _describe_transport(exc)
+            raise _Transient(error) from None
+        finally:
+            if error is not None:
+                extra["error"] = error
+            self._emit("provider.response", secrets, method=method, path=path, status=status,
+                       attempt=attempt, duration_s=round(time.monotonic() - start, 6),
+                       bytes_sent=sent, bytes_received=received, **extra)
 
     def _emit(self, type: str, secrets: list[str], **data: Any) -> None:
         for key, value in data.items():
@@ -440,10 +440,6 @@ def _describe_transport(exc: BaseException) -> str:
     if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         return f"timed out ({type(exc).__name__})"
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError) or isinstance(exc, ConnectionRefusedError):
+    if isinstance(exc, (httpx.ConnectError, ConnectionRefusedError)):
         return f"cannot connect: {text}"
     return f"{type(exc).__name__}: {text}"
-
-
-__all__ = ["CircuitBreaker", "CircuitOpenError", "ProviderClient", "ProviderHTTPError",
-           "ProviderSettings", "provider_settings"]

@@ -111,7 +111,6 @@ def test_count_and_outs_name_the_outputs(tmp_path):
 
 @pytest.mark.parametrize(("attributes", "message"), [
     ({"seed": "random"}, "'seed' must be a whole number >= 0 or \"derived\", got 'random'"),
-    ({"seed": True}, "'seed' must be a whole number >= 0 or \"derived\", got True"),
     ({"seed": -1}, "'seed' must be between 0 and 2**64 - 1, got -1"),
     ({"params": {"color": 3}}, "'params' key 'color' must look like 'NODE.inputs.FIELD', "
                                "for example '6.inputs.text'"),
