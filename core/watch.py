@@ -26,15 +26,17 @@ from typing import Any, Final
 
 from watchfiles import BaseFilter, Change, watch
 
-from mb.build import BuildResult
-from mb.cmd_build import (locked_build, make_reporter, options_from, print_summary,
-                          report_plugin_failures)
+from mb.build import BuildOptions, BuildResult, run_build
+from mb.cmd_build import (make_reporter, options_from, print_summary, report_plugin_failures,
+                          waiting)
 from mb.errors import ExitCode, UserError
 from mb.events import Event, EventLog, new_build_id
 from mb.labels import Pattern, parse_pattern
+from mb.locks import WorkspaceLock
 from mb.plugins import Plugins, load_plugins
+from mb.root import cwd_package_of, find_root
 from mb.statcache import StatCache
-from mb.workspace import OUTPUT_DIR, STATE_DIR, find_root, open_workspace
+from mb.workspace import OUTPUT_DIR, STATE_DIR, Workspace, open_workspace
 
 #: A burst of events (an editor's temp-file-and-rename save) ends after this many quiet ms.
 STEP_MS: Final = 50
@@ -194,8 +196,8 @@ class Watcher:
         self.plugins = plugins
         self.options = options_from(args)
         self.root = find_root(start)
-        rel = os.path.relpath(os.path.abspath(start), self.root).replace(os.sep, "/")
-        patterns = [parse_pattern(p, "" if rel == "." else rel) for p in self.options.patterns]
+        package = cwd_package_of(self.root, start)
+        patterns = [parse_pattern(p, package) for p in self.options.patterns]
         self.filter = MbFilter(self.root, patterns)
         self.feed = ChangeFeed(self.root, self.filter)
         self.statcache = StatCache(os.path.join(self.root, STATE_DIR, "statcache.bin"))
@@ -253,6 +255,22 @@ class Watcher:
         if events is not None:
             events.emit("watch.error", level="error", message=str(exc))
             events.flush()
+
+
+def locked_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
+                 events: EventLog, reporter: Any, statcache: StatCache) -> BuildResult:
+    """One build under the workspace lock (taken per build, so `mb build` can run between
+    rebuilds), its events rendered by `reporter`; the log and reporter closed however it ends."""
+    events.subscribe(reporter)
+    try:
+        with WorkspaceLock(workspace.state_dir, waiting):
+            events.start()
+            try:
+                return run_build(workspace, plugins, options, events, statcache)
+            finally:
+                events.close()
+    finally:
+        reporter.stop()
 
 
 #: Up to this many requested targets are all listed after a build; beyond, only what changed.
