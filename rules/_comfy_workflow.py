@@ -146,7 +146,8 @@ def describe_rejection(body: Any, workflow: Workflow) -> str:
             class_type = info.get("class_type") or workflow.get(node_id, {}).get("class_type", "?")
             for e in info.get("errors", []):
                 detail = f": {e['details']}" if e.get("details") else ""
-                parts.append(f"node {node_id} ({class_type}): {e.get('message', 'invalid')}{detail}")
+                message = e.get("message", "invalid")
+                parts.append(f"node {node_id} ({class_type}): {message}{detail}")
     if not parts and isinstance(error, dict):
         text = error.get("message") or error.get("type") or "invalid prompt"
         found = re.search(r"Node ID '#([^']+)'", str(error.get("details", "")))

@@ -126,7 +126,7 @@ def generate(io: mb.ActionIO) -> None:
             f"workflow {name} saved {len(images)} image(s) but the target declares {expected} "
             f"output(s); set 'count = {len(images)}' or list {len(images)} names in 'outs'",
             retryable=False)
-    for path, data in zip(io.outputs, images):
+    for path, data in zip(io.outputs, images, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     io.set_metadata("images", len(images))

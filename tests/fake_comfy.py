@@ -22,11 +22,11 @@ import argparse
 import json
 import os
 import queue
+import signal
 import socket
+import sys
 import tempfile
 import threading
-import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from fake_comfy_nodes import NODES, RunContext, execution_order, validate_prompt
+from fake_comfy_nodes import execute_prompt, validate_prompt
 
 
 @dataclass
@@ -223,53 +223,9 @@ class FakeComfy(ThreadingHTTPServer):
         if self.drop_websockets:
             for client in list(self.sockets.values()):
                 client.drop()
-        messages: list[list[Any]] = []
-
-        def add_message(event: str, data: dict[str, Any]) -> None:
-            data = {**data, "timestamp": int(time.time() * 1000)}
-            messages.append([event, data])
-            if sid is not None:
-                self.send(event, data, sid)
-
-        add_message("execution_start", {"prompt_id": prompt_id})
-        add_message("execution_cached", {"nodes": [], "prompt_id": prompt_id})
-        results: dict[str, Any] = {}
-        ui_outputs: dict[str, Any] = {}
-        executed: list[str] = []
-        success = True
-        for node_id in execution_order(prompt, outputs):
-            self.send("executing", {"node": node_id, "display_node": node_id,
-                                    "prompt_id": prompt_id}, sid)
-            node = prompt[node_id]
-            node_class = NODES[node["class_type"]]
-            args = {name: (results[v[0]][v[1]] if isinstance(v, list) else v)
-                    for name, v in node["inputs"].items() if name in node_class.inputs}
-
-            def progress(value: int, maximum: int, node_id: str = node_id) -> None:
-                self.send("progress", {"value": value, "max": maximum, "prompt_id": prompt_id,
-                                       "node": node_id}, sid)
-
-            try:
-                out = node_class.run(RunContext(self.output_dir, prompt, progress), **args)
-            except Exception as ex:
-                add_message("execution_error", {
-                    "prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
-                    "executed": list(executed), "exception_message": str(ex),
-                    "exception_type": type(ex).__qualname__,
-                    "traceback": traceback.format_tb(ex.__traceback__),
-                    "current_inputs": {k: [repr(v)] for k, v in args.items()},
-                    "current_outputs": {}})
-                success = False
-                break
-            if isinstance(out, dict):
-                ui_outputs[node_id] = out["ui"]
-                self.send("executed", {"node": node_id, "display_node": node_id,
-                                       "output": out["ui"], "prompt_id": prompt_id}, sid)
-                out = out.get("result", ())
-            results[node_id] = out
-            executed.append(node_id)
-        else:
-            add_message("execution_success", {"prompt_id": prompt_id})
+        ui_outputs, success, messages = execute_prompt(
+            self.output_dir, prompt_id, prompt, outputs,
+            lambda event, data: self.send(event, data, sid) if sid is not None else None)
         with self.lock:
             self.history[prompt_id] = {
                 "prompt": [number, prompt_id, prompt, extra, outputs],
@@ -406,9 +362,12 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeComfy(args.port, args.host).start()
     print(f"fake ComfyUI at {server.url} (outputs in {server.output_dir})", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
+        pass
+    finally:
         server.stop()
 
 

@@ -1,4 +1,4 @@
-"""The node classes of the fake ComfyUI server and ComfyUI's prompt validation, model-free.
+"""The fake ComfyUI server's nodes, and ComfyUI's prompt validation and execution, model-free.
 
 `EmptyImage`, `ImageInvert`, `SaveImage` and `PreviewImage` behave like the
 ComfyUI core nodes of the same name (inputs, limits, return types, the
@@ -7,7 +7,8 @@ Two nodes exist only here, for tests: `MbTestNoise` (a seeded noise image,
 so a seed visibly changes pixels, reporting `progress`) and `MbTestFail`
 (raises at run time, for `execution_error`). `validate_prompt` follows
 ComfyUI's `execution.validate_prompt`: same error types, messages and the
-`node_errors` shape of a 400 answer to `POST /prompt`.
+`node_errors` shape of a 400 answer to `POST /prompt`. `execute_prompt`
+sends the messages `PromptExecutor.execute` sends, in the same order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import os
 import random
 import re
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +112,8 @@ NODES: dict[str, NodeClass] = {
          "color": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFF, "step": 1})},
         ("IMAGE",), _empty_image),
     "ImageInvert": NodeClass({"image": ("IMAGE",)}, ("IMAGE",), _invert),
-    "SaveImage": NodeClass({"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "ComfyUI"})},
+    "SaveImage": NodeClass({"images": ("IMAGE",),
+                            "filename_prefix": ("STRING", {"default": "ComfyUI"})},
                            (), _save, output_node=True,
                            hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}),
     "PreviewImage": NodeClass({"images": ("IMAGE",)}, (), _preview, output_node=True),
@@ -147,8 +151,11 @@ def _check_value(name: str, value: Any, info: tuple[Any, ...]) -> tuple[Any, dic
     return value, None
 
 
+Validated = dict[str, tuple[bool, list[Any], str]]
+
+
 def validate_inputs(prompt: dict[str, Any], uid: str,
-                    validated: dict[str, tuple[bool, list[Any], str]]) -> tuple[bool, list[Any], str]:
+                    validated: Validated) -> tuple[bool, list[Any], str]:
     if uid in validated:
         return validated[uid]
     inputs = prompt[uid]["inputs"]  # a node without "inputs" raises, as in ComfyUI
@@ -206,7 +213,7 @@ def validate_prompt(prompt: Any) -> tuple[bool, Any, list[str], dict[str, Any]]:
     good: list[str] = []
     failures: list[tuple[str, list[Any]]] = []
     node_errors: dict[str, Any] = {}
-    validated: dict[str, tuple[bool, list[Any], str]] = {}
+    validated: Validated = {}
     for o in outputs:
         try:
             ok, reasons, _ = validate_inputs(prompt, o, validated)
@@ -229,6 +236,59 @@ def validate_prompt(prompt: Any) -> tuple[bool, Any, list[str], dict[str, Any]]:
         return False, _error("prompt_outputs_failed_validation",
                              "Prompt outputs failed validation", details), [], node_errors
     return True, None, good, node_errors
+
+
+def execute_prompt(output_dir: str, prompt_id: str, prompt: dict[str, Any], outputs: list[str],
+                   send: Callable[[str, dict[str, Any]], None],
+                   ) -> tuple[dict[str, Any], bool, list[list[Any]]]:
+    """Run a validated prompt as `PromptExecutor.execute` does, sending its messages.
+
+    Returns the UI outputs per node, whether it succeeded, and the status
+    messages the history keeps (start, cached, success or error).
+    """
+    messages: list[list[Any]] = []
+
+    def add_message(event: str, data: dict[str, Any]) -> None:
+        data = {**data, "timestamp": int(time.time() * 1000)}
+        messages.append([event, data])
+        send(event, data)
+
+    add_message("execution_start", {"prompt_id": prompt_id})
+    add_message("execution_cached", {"nodes": [], "prompt_id": prompt_id})
+    results: dict[str, Any] = {}
+    ui_outputs: dict[str, Any] = {}
+    executed: list[str] = []
+    for node_id in execution_order(prompt, outputs):
+        send("executing", {"node": node_id, "display_node": node_id, "prompt_id": prompt_id})
+        node = prompt[node_id]
+        node_class = NODES[node["class_type"]]
+        args = {name: (results[v[0]][v[1]] if isinstance(v, list) else v)
+                for name, v in node["inputs"].items() if name in node_class.inputs}
+
+        def progress(value: int, maximum: int, node_id: str = node_id) -> None:
+            send("progress", {"value": value, "max": maximum, "prompt_id": prompt_id,
+                              "node": node_id})
+
+        try:
+            out = node_class.run(RunContext(output_dir, prompt, progress), **args)
+        except Exception as ex:
+            add_message("execution_error", {
+                "prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
+                "executed": list(executed), "exception_message": str(ex),
+                "exception_type": type(ex).__qualname__,
+                "traceback": traceback.format_tb(ex.__traceback__),
+                "current_inputs": {k: [repr(v)] for k, v in args.items()},
+                "current_outputs": {}})
+            return ui_outputs, False, messages
+        if isinstance(out, dict):
+            ui_outputs[node_id] = out["ui"]
+            send("executed", {"node": node_id, "display_node": node_id, "output": out["ui"],
+                              "prompt_id": prompt_id})
+            out = out.get("result", ())
+        results[node_id] = out
+        executed.append(node_id)
+    add_message("execution_success", {"prompt_id": prompt_id})
+    return ui_outputs, True, messages
 
 
 def execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:

@@ -352,7 +352,8 @@ def build_files(workflow: dict[str, Any], extra: str = "") -> dict[str, str]:
 
 
 def test_mb_build_renders_caches_and_keeps_the_url_out_of_the_key(mb_workspace, comfy):
-    ws = mb_workspace({"MB.toml": "[providers.comfy]\nbackoff = 0\n", **build_files(solid(4, 2, 0))})
+    ws = mb_workspace({"MB.toml": "[providers.comfy]\nbackoff = 0\n",
+                       **build_files(solid(4, 2, 0))})
     result = ws.run("build", "//pkg:art", env={"MB_COMFY_URL": comfy.url})
     assert result.exit_code == 0, result.stderr
     assert pixels(ws.out("pkg/art.png")) == ((4, 2), {(0, 0xFF, 0x80)})

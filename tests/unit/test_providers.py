@@ -248,7 +248,8 @@ def test_breaker_state_is_shared_by_every_process_through_the_state_dir(tmp_path
         f"c = ProviderClient(a, 'comfy', {url!r})\n"
         "try:\n    c.request('GET', '/x')\nexcept CircuitOpenError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.startswith("provider 'comfy' is unavailable: circuit open after 1 "), out.stderr
+    expected = "provider 'comfy' is unavailable: circuit open after 1 "
+    assert out.stdout.startswith(expected), out.stderr
 
 
 class Clock:
