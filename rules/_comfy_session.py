@@ -78,6 +78,11 @@ class ComfySession:
         if not isinstance(prompt_id, str):
             raise mb.ActionError(f"ComfyUI answered POST /prompt without a prompt_id: {answer!r}",
                                  retryable=True)
+        if answer.get("node_errors"):
+            # ComfyUI queued only the outputs that validated and dropped the rest;
+            # half a workflow's images under the whole one's name would be a lie.
+            raise mb.ActionError(f"ComfyUI rejected part of workflow {name}: "
+                                 f"{describe_rejection(answer, workflow)}", retryable=False)
         self.io.emit("comfy.queued", prompt_id=prompt_id, number=answer.get("number"))
         return prompt_id
 

@@ -231,6 +231,16 @@ def test_node_errors_are_a_non_retryable_error_naming_the_node(tmp_path, comfy):
     assert [m for m, p in comfy.requests if p == "/prompt"] == ["POST"]  # not retried
 
 
+def test_a_partly_invalid_workflow_is_refused_although_comfyui_queues_the_rest(tmp_path, comfy):
+    workflow = solid(2, 2, 0)
+    workflow["3"] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}
+    with pytest.raises(mb.ActionError) as caught:
+        Run(tmp_path, workflow)({"url": comfy.url})
+    assert str(caught.value) == ("ComfyUI rejected part of workflow wf.json: node 3 (SaveImage): "
+                                 "Required input is missing: filename_prefix")
+    assert caught.value.retryable is False
+
+
 def test_an_unknown_node_class_is_named_with_its_id(tmp_path, comfy):
     workflow = solid(2, 2, 0)
     workflow["5"] = {"class_type": "KSamplerTurbo", "inputs": {}}
