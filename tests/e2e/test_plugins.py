@@ -254,7 +254,7 @@ def test_plugin_validator_error_is_one_located_line(mb_workspace):
     }))
     result = ws.run("-p", "validated_plugin", "build", "//p:w", env=_plug_env(ws))
     assert result.exit_code == 2
-    line = _lines_about(result.stderr, "must be positive, got -2")
+    line = _lines_about(result.stderr, "'width' must be positive, got -2")
     assert len(line) == 1, result.stderr
     assert line[0].startswith("p/BUILD.toml:1:1: ")
     assert "Traceback" not in result.stderr

@@ -7,7 +7,7 @@ import mb
 
 def _positive(_instance: object, attribute: attrs.Attribute, value: int) -> None:
     if value <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
+        raise ValueError(f"'{attribute.name}' must be positive, got {value!r}")
 
 
 @attrs.frozen
