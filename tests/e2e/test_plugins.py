@@ -54,10 +54,10 @@ def _pip_install() -> None:
     command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
                "--no-deps", "-q"]
     offline = subprocess.run([*command, "--no-build-isolation", "-e", str(SHOUT_DIR)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
     if offline.returncode == 0:
         return
-    isolated = subprocess.run([*command, "-e", str(SHOUT_DIR)], capture_output=True, text=True)
+    isolated = subprocess.run([*command, "-e", str(SHOUT_DIR)], capture_output=True, text=True, check=False)
     if isolated.returncode != 0:
         pytest.fail(f"pip could not install {SHOUT_DIR}:\n{offline.stderr}\n{isolated.stderr}")
 
@@ -117,8 +117,8 @@ def test_mb_rules_shows_shout(mb_workspace, shout_version):
     detail = ws.run("rules", "shout")
     assert detail.exit_code == 0, detail.stderr
     assert "rule version 1" in detail.stdout
-    assert re.search(r"^\s+suffix: str = '!'$", detail.stdout, re.M), detail.stdout
-    assert re.search(r"^\s+src: .*File \(required\)$", detail.stdout, re.M), detail.stdout
+    assert re.search(r"^\s+suffix: str = '!'$", detail.stdout, re.MULTILINE), detail.stdout
+    assert re.search(r"^\s+src: .*File \(required\)$", detail.stdout, re.MULTILINE), detail.stdout
 
 
 def test_shout_target_builds_expected_content(mb_workspace, shout_version):
@@ -151,7 +151,7 @@ def test_suffix_change_reruns_and_noop_is_cached(mb_workspace, shout_version):
 def test_mb_shout_own_tests_pass(shout_version):
     """The plugin's own suite (which uses the shipped `mb_workspace` fixture) passes."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                          cwd=SHOUT_DIR, capture_output=True, text=True, timeout=300)
+                          cwd=SHOUT_DIR, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"\b\d+ passed\b", proc.stdout), proc.stdout
 

@@ -1,7 +1,6 @@
 """A plugin returning two rules from `mb_rules`: one Python action, one command action."""
 
 import attrs
-
 import mb
 
 

@@ -1,7 +1,6 @@
 """A plugin that lives in a workspace and is loaded with `-p twice_plugin`: doubles a text file."""
 
 import attrs
-
 import mb
 
 __version__ = "0.3.0"

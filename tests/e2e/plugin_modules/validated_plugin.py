@@ -1,7 +1,6 @@
 """A plugin whose attrs class validates a value with a plain `ValueError`."""
 
 import attrs
-
 import mb
 
 

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Final
 
 import attrs
-
 import mb
 
 __version__: Final = "0.1.0"
