@@ -314,3 +314,60 @@ def alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"  # a zombie reparented to init counts as gone
     except FileNotFoundError:
         return False
+
+
+# --- the filter and the change feed, in process --------------------------------------------
+
+
+def test_filter_keeps_only_what_can_change_the_build(tmp_path):
+    from watchfiles import Change
+
+    from mb.labels import parse_pattern
+    from mb.watch import MbFilter
+
+    root = str(tmp_path)
+    keep = MbFilter(root, [parse_pattern("//scenes/...", "")])
+    keep.update(frozenset({"scenes/intro/title.svg", "scenes/intro/BUILD.toml", "MB.toml"}),
+                os.path.join(root, "cache"), errored=False)
+    keep.open = False
+
+    def kept(rel: str) -> bool:
+        return keep(Change.modified, os.path.join(root, rel))
+
+    assert kept("scenes/intro/title.svg")
+    assert kept("scenes/intro/BUILD.toml")
+    assert kept("MB.toml")
+    assert kept("scenes/intro"), "a renamed or removed folder of watched files"
+    assert kept("scenes/outro/BUILD.toml"), "a new package the pattern matches"
+    assert not kept("shorts/BUILD.toml"), "a package no pattern matches"
+    assert not kept("scenes/.hidden/BUILD.toml")
+    assert not kept("scenes/intro/.title.svg.swp")
+    assert not kept("scenes/intro/notes.txt")
+    assert not kept("mb-out/scenes/intro/title.svg")
+    assert not kept(".mb/cache/ac/12/1234.json")
+    assert not kept("cache/cas/ab/abcd")
+    keep.update(keep.watched, os.path.join(root, "cache"), errored=True)
+    assert kept("shorts/BUILD.toml"), "after an error any BUILD.toml may be the fix"
+    keep.open = True
+    assert kept("scenes/intro/notes.txt"), "while a build runs, checked again after it"
+    assert not kept("mb-out/x"), "mb's own output never"
+
+
+def test_change_feed_reports_wanted_changes_and_stops_through_its_event(tmp_path):
+    from mb.watch import ChangeFeed, MbFilter
+
+    (tmp_path / "a").mkdir()
+    source = tmp_path / "a" / "in.txt"
+    source.write_text("one\n")
+    mb_filter = MbFilter(str(tmp_path), [])
+    mb_filter.update(frozenset({"a/in.txt"}), str(tmp_path / ".mb" / "cache"), errored=False)
+    mb_filter.open = False
+    feed = ChangeFeed(str(tmp_path), mb_filter)
+    feed.start()
+    try:
+        (tmp_path / "a" / "notes.txt").write_text("ignored\n")
+        save(source, "two\n")
+        assert feed.wait() == {"a/in.txt"}
+    finally:
+        feed.close()
+    assert not feed._thread.is_alive()
