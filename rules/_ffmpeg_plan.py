@@ -108,7 +108,7 @@ def plan_segments(
         note = f"{DEFAULT_IMAGE_SECONDS:g} s per image"
     total_image_frames = max(total_image_frames, len(images))
     segments: list[Segment] = []
-    for i, (path, kind) in enumerate(zip(srcs, kinds)):
+    for i, (path, kind) in enumerate(zip(srcs, kinds, strict=True)):
         if kind == "clip":
             segments.append(Segment(path, "clip", clip_frames[i]))
         else:

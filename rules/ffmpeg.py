@@ -9,6 +9,7 @@ the output: the command pins threads, encoder settings and metadata.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,11 @@ from mb.rules._ffmpeg_plan import (
 )
 from mb.rules._media_probe import ProbeError, media_duration
 
-#: Lines of ffmpeg's stderr kept in the error of a failed encode.
+#: Lines of ffmpeg's stderr kept in the error of a failed encode: the first
+#: ones usually name the cause, the last ones what gave up.
+_STDERR_HEAD = 5
 _STDERR_TAIL = 15
+_POINTER = re.compile(r" @ 0x[0-9a-f]+")
 
 
 def _even_pixels(name: str) -> Any:
@@ -126,6 +130,14 @@ def make_plan(io: mb.ActionIO) -> Plan:
     return Plan(tuple(segments), tuple(audio), p["width"], p["height"], p["fps"], note)
 
 
+def stderr_excerpt(stderr: str) -> str:
+    """ffmpeg's complaint, shortened: its first and last lines, without object addresses."""
+    lines = [_POINTER.sub("", line) for line in stderr.strip().splitlines()]
+    if len(lines) > _STDERR_HEAD + _STDERR_TAIL:
+        lines = [*lines[:_STDERR_HEAD], "...", *lines[-_STDERR_TAIL:]]
+    return "\n".join(lines) or "(no output)"
+
+
 def concat_media(io: mb.ActionIO) -> None:
     """Run ffmpeg once over every input; fail with the tail of its stderr.
 
@@ -139,9 +151,8 @@ def concat_media(io: mb.ActionIO) -> None:
     proc = subprocess.run(argv, cwd=io.root, capture_output=True, text=True, errors="replace",
                           stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-_STDERR_TAIL:])
         raise mb.ActionError(
-            f"ffmpeg exited with status {proc.returncode}:\n{tail or '(no output)'}",
+            f"ffmpeg exited with status {proc.returncode}:\n{stderr_excerpt(proc.stderr)}",
             retryable=proc.returncode < 0)
     io.set_metadata("duration_s", round(plan.duration, 6))
     io.set_metadata("frames", plan.frames)

@@ -15,7 +15,6 @@ import wave
 from pathlib import Path
 
 import imageio_ffmpeg
-import pytest
 from PIL import Image
 
 from mb.testing import Workspace
@@ -62,8 +61,8 @@ def frame_at(video: Path, seconds: float, size: tuple[int, int]) -> Image.Image:
 def mean_difference(a: Image.Image, b: Image.Image) -> float:
     small_a = a.convert("RGB").resize((54, 96))
     small_b = b.convert("RGB").resize((54, 96))
-    pairs = zip(small_a.get_flattened_data(), small_b.get_flattened_data())
-    return sum(abs(x - y) for pa, pb in pairs for x, y in zip(pa, pb)) / (54 * 96 * 3)
+    pairs = zip(small_a.get_flattened_data(), small_b.get_flattened_data(), strict=True)
+    return sum(abs(x - y) for pa, pb in pairs for x, y in zip(pa, pb, strict=True)) / (54 * 96 * 3)
 
 
 def test_the_shipped_example_builds_a_narrated_vertical_short(mb_workspace) -> None:
