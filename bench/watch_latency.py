@@ -109,10 +109,16 @@ def parse_ts(ts: str) -> float:
 
 
 def measure(root: Path, repeat: int, idle: float) -> dict[str, Any]:
-    log = (root / ".mb").mkdir(exist_ok=True) or open(root / ".mb" / "watch-bench.log", "wb")
-    env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mb", "watch", "-q", "//..."], cwd=root,
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    (root / ".mb").mkdir(exist_ok=True)
+    with open(root / ".mb" / "watch-bench.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mb", "watch", "-q", "//..."], cwd=root,
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "NO_COLOR": "1"})
+        return drive(root, proc, repeat, idle)
+
+
+def drive(root: Path, proc: subprocess.Popen[bytes], repeat: int, idle: float
+          ) -> dict[str, Any]:
     try:
         tail = EventTail(root)
         before = tail.finished_count()
@@ -137,7 +143,7 @@ def measure(root: Path, repeat: int, idle: float) -> dict[str, Any]:
                     sys.exit(f"no rebuilt output for {source}")
                 time.sleep(0.0005)
             latencies.append(time.perf_counter() - started)
-            wait_until(lambda: tail.finished_count() > done, proc, timeout=60)
+            wait_until(lambda done=done: tail.finished_count() > done, proc, timeout=60)
             change = tail.changes[-1]
             detections.append(parse_ts(change["ts"]) - saved_wall)
         time.sleep(0.5)  # let the last build's report and the event flusher settle
@@ -147,7 +153,6 @@ def measure(root: Path, repeat: int, idle: float) -> dict[str, Any]:
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
-        log.close()
     return {"latencies": latencies, "detections": detections, "idle_cpu": idle_cpu,
             "exit": code}
 

@@ -24,11 +24,14 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-from watchfiles import BaseFilter, Change, watch
-
 from mb.build import BuildOptions, BuildResult, run_build
-from mb.cmd_build import (make_reporter, options_from, print_summary, report_plugin_failures,
-                          waiting)
+from mb.cmd_build import (
+    make_reporter,
+    options_from,
+    print_summary,
+    report_plugin_failures,
+    waiting,
+)
 from mb.errors import ExitCode, UserError
 from mb.events import Event, EventLog, new_build_id
 from mb.labels import Pattern, parse_pattern
@@ -37,6 +40,7 @@ from mb.plugins import Plugins, load_plugins
 from mb.root import cwd_package_of, find_root
 from mb.statcache import StatCache
 from mb.workspace import OUTPUT_DIR, STATE_DIR, Workspace, open_workspace
+from watchfiles import BaseFilter, Change, watch
 
 #: A burst of events (an editor's temp-file-and-rename save) ends after this many quiet ms.
 STEP_MS: Final = 50
@@ -62,7 +66,8 @@ class MbFilter(BaseFilter):
         super().__init__()
         self.root = root
         self.patterns = tuple(patterns)
-        self.ignored = (os.path.join(root, OUTPUT_DIR), os.path.join(root, STATE_DIR))
+        self.ignored: tuple[str, ...] = (os.path.join(root, OUTPUT_DIR),
+                                         os.path.join(root, STATE_DIR))
         self.watched: frozenset[str] = frozenset()
         self.folders: frozenset[str] = frozenset()
         self.any_build_file = True
@@ -137,7 +142,7 @@ class ChangeFeed:
             for changes in watch(self.root, watch_filter=self.filter, stop_event=self.stop,
                                  debounce=DEBOUNCE_MS, step=STEP_MS, raise_interrupt=False):
                 self._batches.put({path for _change, path in changes})
-        except Exception as exc:  # e.g. out of inotify watches: end `mb watch`, don't hang
+        except Exception as exc:  # noqa: BLE001  (e.g. out of inotify watches: end, not hang)
             self._batches.put(exc)
 
     def wait(self) -> set[str]:
@@ -225,14 +230,15 @@ class Watcher:
         """One build; None when the workspace or a BUILD.toml has an error (shown)."""
         if changed and not self.args.quiet:
             print(f"changed: {', '.join(changed)}", flush=True)
-        try:
-            workspace = open_workspace(self.start)
-        except UserError as exc:
-            self.show_error(exc, None)
-            return None
-        events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"), new_build_id())
+        events = EventLog(os.path.join(self.root, STATE_DIR, "events.jsonl"), new_build_id())
         if changed:
             events.emit("watch.change", paths=changed)
+        try:
+            workspace = open_workspace(self.start)
+        except UserError as exc:  # MB.toml
+            self.filter.any_build_file = True
+            self.show_error(exc, events)
+            return None
         log = CycleLog()
         events.subscribe(log)
         try:
@@ -248,13 +254,12 @@ class Watcher:
             report(result, log)
         return result
 
-    def show_error(self, exc: UserError, events: EventLog | None) -> None:
+    def show_error(self, exc: UserError, events: EventLog) -> None:
         """The watcher outlives a broken BUILD.toml or MB.toml: show it, wait for the fix."""
         print(str(exc), file=sys.stderr, flush=True)
         print("waiting for a change to fix this", file=sys.stderr, flush=True)
-        if events is not None:
-            events.emit("watch.error", level="error", message=str(exc))
-            events.flush()
+        events.emit("watch.error", level="error", message=str(exc))
+        events.flush()
 
 
 def locked_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
@@ -293,9 +298,9 @@ def report(result: BuildResult, log: CycleLog) -> None:
     provisional = [str(label) for label, t in result.targets.items() if t.provisional]
     if provisional:
         lines.append("still provisional:")
-        for label in provisional:
-            why = log.placeholders.get(label)
-            lines.append(f"  {label}" + (f" (placeholder for {', '.join(why)})" if why else ""))
+        for name in provisional:
+            why = log.placeholders.get(name)
+            lines.append(f"  {name}" + (f" (placeholder for {', '.join(why)})" if why else ""))
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
-
 from mb.cache import Cache
 from mb.events import read_events
+from PIL import Image
 
 TWO_TARGETS = {
     "a/in.txt": "hello\n",
@@ -59,8 +58,7 @@ class Watch:
 
     @staticmethod
     def _read(stream: io.TextIOBase, into: list[str]) -> None:
-        for line in stream:
-            into.append(line)
+        into.extend(stream)  # line by line, as the process writes them
 
     def events(self) -> list[dict[str, Any]]:
         return read_events(str(self.ws.path / ".mb" / "events.jsonl"))
@@ -227,8 +225,17 @@ def test_broken_build_file_is_shown_and_the_fix_rebuilds(mb_workspace):
         builds = watch.wait_builds(2)
         assert builds[-1]["data"]["status"] == "ok"
         assert ws.out("a/up.txt").read_text() == "heLLo\n"
-        assert watch.changes() == [["a/BUILD.toml"], ["a/BUILD.toml"]]
+
+        (ws.path / "MB.toml").write_text('[build]\njobs = "2"\n')
+        wait_for(lambda: len([e for e in watch.events() if e["type"] == "watch.error"]) == 2,
+                 watch)
+        (ws.path / "MB.toml").write_text("[build]\njobs = 2\n")
+        watch.wait_builds(3)
+        assert watch.changes() == [["a/BUILD.toml"], ["a/BUILD.toml"], ["MB.toml"], ["MB.toml"]]
         assert watch.stop() == 130
+    errors = [e["data"]["message"] for e in watch.events() if e["type"] == "watch.error"]
+    assert errors[1].startswith("MB.toml:2:"), errors
+    assert errors[1] in watch.stderr
 
 
 def test_missing_image_is_a_placeholder_until_it_appears(mb_workspace):
@@ -320,10 +327,9 @@ def alive(pid: int) -> bool:
 
 
 def test_filter_keeps_only_what_can_change_the_build(tmp_path):
-    from watchfiles import Change
-
     from mb.labels import parse_pattern
     from mb.watch import MbFilter
+    from watchfiles import Change
 
     root = str(tmp_path)
     keep = MbFilter(root, [parse_pattern("//scenes/...", "")])
