@@ -189,3 +189,27 @@ def render_svg(io: mb.ActionIO) -> None:
 @mb.hookimpl
 def mb_rules() -> list[mb.ruledef.RuleDef]:
     return [svg_render]
+
+
+@mb.hookimpl
+def mb_placeholder(request: Any) -> bytes | None:
+    """A missing SVG becomes a grey card naming it, so `mb watch` still shows a frame.
+
+    mb's generic text placeholder is not SVG, so without this a template being
+    written would fail its card instead of previewing it.
+    """
+    if not str(request.path).lower().endswith(".svg"):
+        return None
+    width, height = request.width, request.height
+    if width is None:  # keep the 9:16 of a vertical short for the side not asked for
+        width = round(height * 9 / 16) if height else 1080
+    if height is None:
+        height = round(width * 16 / 9)
+    size = max(8, width // 20)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f'<rect width="{width}" height="{height}" fill="#404050"/>'
+        f'<text x="{width // 2}" y="{height // 2}" font-family="sans-serif" font-size="{size}" '
+        f'text-anchor="middle" fill="#ffffff">missing: {escape_xml(str(request.path))}</text>'
+        "</svg>\n"
+    ).encode()

@@ -201,3 +201,17 @@ def test_bad_background_is_an_analysis_error_in_the_build_file(mb_workspace) -> 
     assert result.stderr.startswith("cards/BUILD.toml:")
     assert "'background' must be a CSS colour such as 'white'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_placeholder_for_a_missing_svg_renders_a_card_naming_it(tmp_path: Path) -> None:
+    from mb.placeholders import PlaceholderRequest
+
+    request = PlaceholderRequest(path="scenes/<recap>.svg", consumer="//scenes:recap",
+                                 reason="source file is missing", width=90)
+    text = svg.mb_placeholder(request).decode()
+    assert "missing: scenes/&lt;recap&gt;.svg" in text
+    png = image(render(tmp_path, text, width=90)[0])
+    assert png.size == (90, 160)
+    assert sum(1 for p in png.get_flattened_data() if p[0] > 200) > 20, "the label is written"
+    other = PlaceholderRequest(path="a.png", consumer="//a:b", reason="missing")
+    assert svg.mb_placeholder(other) is None
