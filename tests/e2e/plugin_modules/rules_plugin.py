@@ -1,5 +1,7 @@
 """A plugin returning two rules from `mb_rules`: one Python action, one command action."""
 
+from __future__ import annotations
+
 import attrs
 import mb
 

@@ -1,5 +1,7 @@
 """A plugin that lives in a workspace and is loaded with `-p twice_plugin`: doubles a text file."""
 
+from __future__ import annotations
+
 import attrs
 import mb
 

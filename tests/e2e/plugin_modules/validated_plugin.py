@@ -1,5 +1,7 @@
 """A plugin whose attrs class validates a value with a plain `ValueError`."""
 
+from __future__ import annotations
+
 import attrs
 import mb
 
