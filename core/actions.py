@@ -72,7 +72,7 @@ def static_components(action: Action) -> dict[str, Any]:
         "inputs": list(spec.inputs),
         "outputs": list(spec.outputs),
         "tools": [tool.name for tool in spec.tools],
-        "network": "requires-network" in action.tags,
+        "network": spec.network,
     }
 
 

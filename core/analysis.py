@@ -78,7 +78,10 @@ class Analysis:
         self.analyzed: dict[Label, AnalyzedTarget] = {}
         self.actions: list[Action] = []
         self.producers: dict[str, Action] = {}
+        #: (size, mtime, inode, ctime) of each BUILD.toml when it was read.
+        self.build_file_signatures: dict[str, tuple[int, int, int, int]] = {}
         self._in_progress: list[Label] = []
+        self._function_digests: dict[str, str] = {}
         self._current: list[AnalyzedTarget] = []
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
@@ -91,7 +94,10 @@ class Analysis:
         display = os.path.join(package, "BUILD.toml") if package else "BUILD.toml"
         try:
             with open(path, encoding="utf-8") as f:
+                st = os.fstat(f.fileno())
                 text = f.read()
+            self.build_file_signatures[path] = (st.st_size, st.st_mtime_ns, st.st_ino,
+                                                st.st_ctime_ns)
         except FileNotFoundError:
             raise LabelError(f"no package '{package}': {display} does not exist") from None
         source = SourceFile(display, text)
@@ -158,6 +164,8 @@ class Analysis:
             text = f"unknown attribute '{word}' for rule '{raw.rule}'"
             text += f"; did you mean '{hint}'?" if hint else f" (attributes: {', '.join(allowed)})"
             return source.error(key_path, text)
+        if not path:  # a validator of the whole class
+            return source.error((raw.name,), f"target '{raw.name}': {message.split(': ', 1)[-1]}")
         if message == "missing":
             return source.error((raw.name,), f"target '{raw.name}' (rule '{raw.rule}') is "
                                 f"missing the required attribute {describe_path(path)}")
@@ -233,7 +241,7 @@ class Analysis:
     def _add_action(self, target: Target, spec: Any) -> Action:
         function_digest = ""
         if spec.function is not None and spec.function.source_path:
-            function_digest = self._digest_source(spec.function.source_path)
+            function_digest = self._function_digest(spec.function.module)
         action = with_static_digest(Action(
             index=len(self.actions), owner=target.label, spec=spec, rule=target.rule.name,
             rule_version=target.rule.version, plugin=target.rule.plugin,
@@ -249,6 +257,28 @@ class Analysis:
             self.producers[path] = action
         self.actions.append(action)
         return action
+
+    def _function_digest(self, module: str) -> str:
+        """Digest of a Python action's module and the sibling modules it imports.
+
+        A rule's private helpers (`rules/_espeak.py` for `rules/tts.py`) shape
+        its outputs as much as the module itself, so editing one must change
+        the key. Siblings are modules of the same package reached through
+        import statements, followed transitively.
+        """
+        cached = self._function_digests.get(module)
+        if cached is not None:
+            return cached
+        from mb.digest import digest_value
+
+        parts = []
+        for name in sorted(_sibling_closure(module)):
+            source = getattr(sys.modules.get(name), "__file__", None)
+            if source and os.path.isfile(source):
+                parts.append([name, self._digest_source(source)])
+        value = digest_value(parts)
+        self._function_digests[module] = value
+        return value
 
     # --- the resolver RuleContext uses -------------------------------------------
 
@@ -308,3 +338,38 @@ class Analysis:
         for label in labels:
             visit(label)
         return order
+
+
+def _sibling_closure(module: str) -> set[str]:
+    """`module` plus the modules of its own package it imports, transitively."""
+    import ast
+
+    package = module.rpartition(".")[0]
+    found: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        found.add(name)
+        source = getattr(sys.modules.get(name), "__file__", None)
+        if not source or not source.endswith(".py") or not os.path.isfile(source):
+            continue
+        with open(source, "rb") as f:
+            try:
+                tree = ast.parse(f.read())
+            except (SyntaxError, ValueError):
+                continue
+        for node in ast.walk(tree):
+            candidates: list[str] = []
+            if isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(name.split(".")[: -node.level] + ([base] if base else []))
+                candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            for candidate in candidates:
+                if candidate.rpartition(".")[0] == package and candidate in sys.modules:
+                    pending.append(candidate)
+    return found

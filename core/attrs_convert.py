@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import types
+import typing
 from collections.abc import Iterator
 from typing import Any, Final, Union
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
-from cattrs.strategies import configure_union_passthrough
 
 from mb.attributes import File, Files
 from mb.errors import LabelError
@@ -103,8 +104,36 @@ def _primitive_hooks(converter: cattrs.Converter) -> cattrs.Converter:
     converter.register_structure_hook(File, _file)
     converter.register_structure_hook(Files, _files)
     converter.register_structure_hook(Label, lambda v, _t: _label(v))
-    configure_union_passthrough(Union[str, bool, int, float, None], converter)
+    converter.register_structure_hook_factory(_is_primitive_union, _primitive_union_hook)
     return converter
+
+
+_WORDS: Final = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+                 type(None): "absent"}
+
+
+def _is_primitive_union(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return (typing.get_origin(type_) in (Union, types.UnionType) and bool(args)
+            and all(arg in _WORDS for arg in args))
+
+
+def _primitive_union_hook(type_: Any) -> Any:
+    """`int | str` and friends: the value must already be one of them (bool is not int)."""
+    members = [arg for arg in typing.get_args(type_)]
+    words = " or ".join(_WORDS[m] for m in members if m is not type(None))
+
+    def hook(value: Any, _t: Any) -> Any:
+        for member in members:
+            if member is type(None) and value is None:
+                return None
+            if member is float and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+            if member is not type(None) and type(value) is member:
+                return value
+        raise InvalidValue(f"must be {words}, got {describe(value)}")
+
+    return hook
 
 
 def _is_collection(type_: Any) -> bool:
@@ -116,29 +145,61 @@ def _is_collection(type_: Any) -> bool:
 def make_converter() -> cattrs.Converter:
     """The strict converter: also refuses a string where a list or table is expected.
 
-    cattrs would iterate a string into a list of characters; the collection
-    factory checks the container type, then hands the value to cattrs' own
-    hook (built by a second converter without the factory), which keeps
-    cattrs' per-item error notes.
+    cattrs would iterate a string into a list of characters, so lists, tuples
+    and tables are structured here: the container type is checked, then each
+    item goes back through this converter (so nesting stays strict), with
+    cattrs' own error notes so paths like `'srcs' item 2` still come out.
     """
-    inner = _primitive_hooks(cattrs.Converter(forbid_extra_keys=True, detailed_validation=True))
     converter = _primitive_hooks(cattrs.Converter(forbid_extra_keys=True, detailed_validation=True))
 
     def collection_factory(type_: Any) -> Any:
-        base = inner.get_structure_hook(type_)
-        is_map = cattrs.converters.is_mapping(type_)
-
-        def hook(value: Any, t: Any) -> Any:
-            if is_map and not isinstance(value, dict):
-                raise InvalidValue(f"must be a table, got {describe(value)}")
-            if not is_map and not isinstance(value, list):
-                raise InvalidValue(f"must be a list, got {describe(value)}")
-            return base(value, t)
-
-        return hook
+        args = typing.get_args(type_)
+        if cattrs.converters.is_mapping(type_):
+            value_type = args[1] if len(args) == 2 else Any
+            return lambda value, _t: _structure_table(converter, value, value_type, type_)
+        origin = typing.get_origin(type_) or type_
+        item_type = args[0] if args else Any
+        make = tuple if origin in (tuple, typing.Tuple) else list  # noqa: UP006
+        return lambda value, _t: make(_structure_items(converter, value, item_type, type_))
 
     converter.register_structure_hook_factory(_is_collection, collection_factory)
     return converter
+
+
+def _structure_items(converter: cattrs.Converter, value: Any, item_type: Any,
+                     type_: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise InvalidValue(f"must be a list, got {describe(value)}")
+    items: list[Any] = []
+    errors: list[Exception] = []
+    for index, item in enumerate(value):
+        try:
+            items.append(item if item_type is Any else converter.structure(item, item_type))
+        except Exception as exc:
+            exc.__notes__ = [*getattr(exc, "__notes__", []),
+                             cattrs.IterableValidationNote(f"@ index {index}", index, item_type)]
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError("invalid items", errors, type_)
+    return items
+
+
+def _structure_table(converter: cattrs.Converter, value: Any, value_type: Any,
+                     type_: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidValue(f"must be a table, got {describe(value)}")
+    table: dict[str, Any] = {}
+    errors: list[Exception] = []
+    for key, item in value.items():
+        try:
+            table[key] = item if value_type is Any else converter.structure(item, value_type)
+        except Exception as exc:
+            exc.__notes__ = [*getattr(exc, "__notes__", []),
+                             cattrs.AttributeValidationNote(f"@ key {key}", key, value_type)]
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError("invalid values", errors, type_)
+    return table
 
 
 _converter: Final = make_converter()
@@ -176,7 +237,7 @@ def errors_of(exc: BaseException, cls: type, path: KeyPath = ()) -> Iterator[tup
     elif isinstance(exc, InvalidValue):
         yield path, exc.text
     elif isinstance(exc, (ValueError, TypeError)):
-        yield path, f"is invalid: {exc}"
+        yield path, (f"is invalid: {exc}" if path else f"invalid: {exc}")
     else:
         yield path, f"is invalid: {exc!r}"
 

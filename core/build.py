@@ -11,7 +11,7 @@ import signal
 from typing import Any
 
 import attrs
-from filelock import FileLock, Timeout
+from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 
 from mb.analysis import Analysis, AnalyzedTarget
 from mb.cache import Cache
@@ -36,6 +36,8 @@ class BuildOptions:
     no_cache: bool = False
     placeholders: bool = False
     profile: str | None = None
+    #: When set, a successful build records a no-op snapshot under this request key.
+    fastpath_key: str | None = None
 
 
 @attrs.frozen
@@ -82,31 +84,14 @@ def make_sandbox(workspace: Workspace, mode: str, events: EventLog) -> Any:
     return DirSandbox(registry)
 
 
-class WorkspaceLock:
-    """One build at a time per workspace; a second one waits, saying so once."""
-
-    def __init__(self, workspace: Workspace, on_wait: Any) -> None:
-        os.makedirs(workspace.state_dir, exist_ok=True)
-        self._lock = FileLock(os.path.join(workspace.state_dir, "build.lock"))
-        self._on_wait = on_wait
-
-    def __enter__(self) -> WorkspaceLock:
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            self._on_wait()
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
 def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
               events: EventLog, statcache: StatCache) -> BuildResult:
     """Analyse and run the requested patterns; the caller holds the workspace lock."""
     config = workspace.config
     profiler = Profiler() if options.profile else NullProfiler()
+    # Made before the package walk, so creating it does not look like a change
+    # of the workspace root to the next build's fast path.
+    os.makedirs(workspace.output_dir, exist_ok=True)
     analysis = Analysis(workspace, plugins, statcache.digest)
     patterns = [parse_pattern(p, workspace.cwd_package) for p in options.patterns]
     started = utc_timestamp()
@@ -177,10 +162,65 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     cost = sum(t.cost for t in targets.values() if t.cost) or None
     events.emit("build.finished", level="info" if status == "ok" else "error", status=status,
                 counts=counts, cost=cost)
-    write_manifest(workspace.state_dir, events.build_id, started, utc_timestamp(), status, counts,
-                   {str(label): TargetRecord.from_result(t) for label, t in targets.items()},
-                   [_action_record(o) for o in outcomes.values()])
+    manifest = write_manifest(
+        workspace.state_dir, events.build_id, started, utc_timestamp(), status, counts,
+        {str(label): TargetRecord.from_result(t) for label, t in targets.items()},
+        [_action_record(o) for o in outcomes.values()])
+    if (options.fastpath_key and status == "ok" and not options.no_cache
+            and not any(t.provisional for t in targets.values())
+            and all(a.cacheable for a in actions)):
+        _record_fastpath(workspace, analysis, statcache, actions, outcomes, manifest, result,
+                         options.fastpath_key)
     return result
+
+
+def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCache,
+                     actions: list[Any], outcomes: dict[int, Outcome], manifest: dict[str, Any],
+                     result: BuildResult, key: str) -> None:
+    """Snapshot what this build read so an unchanged next build is answered from stats."""
+    import sys
+
+    from mb import fastpath
+    from mb.cmd_build import summary_lines
+
+    files: dict[str, Any] = {}
+    digests: dict[str, str] = {}
+    for action in actions:
+        for path in action.spec.inputs:
+            if path not in analysis.producers:
+                absolute = os.path.join(workspace.root, path)
+                files[absolute] = statcache.signature(absolute)
+                digests[absolute] = statcache.known_digest(absolute) or ""
+        for tool in action.spec.tools:
+            files[tool.path] = statcache.signature(tool.path)
+        if action.spec.function is not None and action.spec.function.source_path:
+            source = action.spec.function.source_path
+            files[source] = statcache.signature(source)
+    files.update(analysis.build_file_signatures)
+    files[os.path.join(workspace.root, "MB.toml")] = workspace.config_signature
+    for module_file in fastpath.module_files():
+        files.setdefault(module_file, fastpath.file_sig(module_file))
+    dirs: dict[str, Any] = dict(workspace.dir_signatures)
+    for entry in sys.path:
+        if entry and os.path.isdir(entry):
+            dirs[entry] = fastpath.dir_sig(entry)
+    outputs = [os.path.join(workspace.output_dir, path)
+               for outcome in outcomes.values() for path in outcome.outputs]
+    noop_targets = {}
+    for label, record in manifest["targets"].items():
+        has_actions = record["status"] in ("built", "cached") and any(
+            a["target"] == label for a in manifest["actions"])
+        noop_targets[label] = {**record, "status": "cached" if has_actions else "built",
+                               "cached": has_actions, "duration_s": 0.0}
+    noop_actions = [{**a, "status": "cached"} for a in manifest["actions"]]
+    noop_result = attrs.evolve(result, targets={
+        label: attrs.evolve(t, status=noop_targets[str(label)]["status"])
+        for label, t in result.targets.items()})
+    fastpath.record(
+        fastpath.snapshot_path(workspace.state_dir, key), files, dirs, outputs,
+        {"targets": noop_targets, "actions": noop_actions,
+         "counts": {"executed": 0, "cached": len(actions), "failed": 0, "skipped": 0},
+         "summary": summary_lines(noop_result)}, digests)
 
 
 def _report_outcome(events: EventLog, outcome: Outcome) -> None:

@@ -61,10 +61,13 @@ class Cache:
         fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
         os.close(fd)
         try:
-            try:
-                os.replace(path, tmp)  # same file system: a move
-            except OSError:
+            if os.path.islink(path):  # store the bytes, never the link
                 shutil.copyfile(path, tmp)
+            else:
+                try:
+                    os.replace(path, tmp)  # same file system: a move
+                except OSError:
+                    shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
         except BaseException:
@@ -90,12 +93,13 @@ class Cache:
                                   cost=data.get("cost"), duration_s=data.get("duration_s", 0.0))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not all(self.has_blob(d) for d in result.outputs.values()):
-            return None
+        now = time.time()
         try:
-            os.utime(path)  # least-recently-used order for `mb gc`
-        except OSError:
-            pass
+            for digest in result.outputs.values():
+                os.utime(self.blob_path(digest), (now, now))  # recency for `mb gc`
+            os.utime(path, (now, now))
+        except FileNotFoundError:
+            return None  # a blob was collected: a miss
         return result
 
     def put_result(self, key: str, result: ActionResult) -> None:
@@ -144,12 +148,6 @@ class Cache:
             removed += 1
         return removed, freed
 
-    def touch_blob(self, digest: str) -> None:
-        try:
-            os.utime(self.blob_path(digest), (time.time(), os.stat(self.blob_path(digest)).st_mtime))
-        except OSError:
-            pass
-
 
 def parse_size(text: str) -> int:
     """`20GB`, `500MiB`, `1024` -> bytes; raises ValueError with a clear message."""
@@ -160,6 +158,9 @@ def parse_size(text: str) -> int:
     number = stripped.rstrip("KMGTIB")
     unit = stripped[len(number):]
     try:
-        return int(float(number) * units[unit])
-    except (ValueError, KeyError):
+        size = int(float(number) * units[unit])
+    except (ValueError, KeyError, OverflowError):
         raise ValueError(f"size {text!r} is not a size like '20GB' or '500MiB'") from None
+    if size < 0:
+        raise ValueError(f"size {text!r} is negative; give a size like '20GB' or '500MiB'")
+    return size

@@ -68,6 +68,8 @@ class ActionSpec:
     timeout: float | None
     retries: int
     description: str
+    #: The action talks to a server (a provider); the linux sandbox lets it out.
+    network: bool = False
 
 
 class Resolver(Protocol):
@@ -202,8 +204,14 @@ class RuleContext:
         timeout: float | None = None,
         retries: int | None = None,
         description: str = "",
+        network: bool = False,
     ) -> None:
-        """Declare a command action; File/OutputFile items in argv become paths."""
+        """Declare a command action; File/OutputFile items in argv become paths.
+
+        `network=True` when the command must reach a server (the `linux`
+        sandbox cuts the network otherwise; users can also tag a target
+        `requires-network`).
+        """
         parts: list[str | Tool] = []
         for part in argv:
             if isinstance(part, (File, OutputFile)):
@@ -214,7 +222,7 @@ class RuleContext:
                 raise TypeError(f"{self.label}: argv item {part!r} is not a string, file or tool")
         self._add(
             "run", tuple(parts), None, {}, inputs, outputs, tools, env, (),
-            resources, timeout, retries, description or f"{argv[0]} for {self.label}",
+            resources, timeout, retries, description or f"{argv[0]} for {self.label}", network,
         )
 
     def call(
@@ -231,6 +239,7 @@ class RuleContext:
         timeout: float | None = None,
         retries: int | None = None,
         description: str = "",
+        network: bool = False,
     ) -> None:
         """Declare a Python action: `fn(io: ActionIO)` runs in a sandboxed worker process.
 
@@ -247,7 +256,7 @@ class RuleContext:
         self._add(
             "call", (), ref, dict(params or {}), inputs, outputs, tools, env,
             tuple(secret_env), resources, timeout, retries,
-            description or f"{qualname} for {self.label}",
+            description or f"{qualname} for {self.label}", network,
         )
 
     def _add(
@@ -265,6 +274,7 @@ class RuleContext:
         timeout: float | None,
         retries: int | None,
         description: str,
+        network: bool,
     ) -> None:
         output_paths = tuple(self.paths(list(outputs)))
         for path in output_paths:
@@ -288,6 +298,7 @@ class RuleContext:
                 timeout=_first_set(self._options.timeout, timeout),
                 retries=_first_set(self._options.retries, retries) or 0,
                 description=description,
+                network=network or "requires-network" in self._options.tags,
             )
         )
 

@@ -7,8 +7,7 @@ CLI; anything else escaping is a bug in mb and shows a traceback.
 from __future__ import annotations
 
 import enum
-
-import attrs
+from typing import NamedTuple
 
 
 class ExitCode(enum.IntEnum):
@@ -19,9 +18,11 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  #: Ctrl-C or SIGTERM
 
 
-@attrs.frozen
-class Location:
-    """Where a mistake is: a workspace-relative (or given) path, 1-based line and column."""
+class Location(NamedTuple):
+    """Where a mistake is: a workspace-relative (or given) path, 1-based line and column.
+
+    A NamedTuple, not an attrs class: errors are imported on the no-op fast path.
+    """
 
     path: str
     line: int | None = None

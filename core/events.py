@@ -12,28 +12,28 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-import attrs
-from filelock import FileLock
+from mb.locks import FileLock
 
 #: Rotate the log to events.jsonl.1 when it passes this size (one old file is kept).
 MAX_LOG_BYTES: Final = 64 * 1024 * 1024
 
 
-@attrs.frozen
-class Event:
+class Event(NamedTuple):
+    """One event. A NamedTuple rather than an attrs class: the no-op fast path
+    writes events and must not import attrs."""
+
     type: str
     build_id: str
     ts: str
     level: str = "info"
     target: str | None = None
-    data: dict[str, Any] = attrs.field(factory=dict)
+    data: dict[str, Any] = {}
 
     def to_json(self, seq: int) -> dict[str, Any]:
         return {"seq": seq, "ts": self.ts, "build_id": self.build_id, "type": self.type,
@@ -47,7 +47,7 @@ def utc_timestamp(when: float | None = None) -> str:
 
 def new_build_id() -> str:
     now = datetime.now(tz=timezone.utc)
-    return f"b-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"b-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
 
 
 def last_seq(path: str) -> int:
@@ -56,16 +56,23 @@ def last_seq(path: str) -> int:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 65536))
-            chunk = f.read()
+            window = 65536
+            while True:  # widen the window until it holds a complete line
+                f.seek(max(0, size - window))
+                chunk = f.read()
+                lines = chunk.splitlines()
+                if window < size:
+                    lines = lines[1:]  # the first one may be cut
+                for line in reversed(lines):
+                    try:
+                        return int(json.loads(line)["seq"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                if window >= size:
+                    return 0
+                window *= 4
     except FileNotFoundError:
         return 0
-    for line in reversed(chunk.splitlines()):
-        try:
-            return int(json.loads(line)["seq"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return 0
 
 
 class EventLog:

@@ -44,6 +44,8 @@ class Outcome:
     provisional: bool = False
     input_digests: Mapping[str, str] = attrs.field(factory=dict)
     tool_digests: Mapping[str, str] = attrs.field(factory=dict)
+    #: False when another attempt cannot help (a 4xx, an input written to).
+    retryable: bool = True
 
     @property
     def ok(self) -> bool:
@@ -143,7 +145,7 @@ class Executor:
             self.events.emit("action.started", target=label, description=action.description,
                              attempt=attempt, key=key)
             last = self._attempt(action, key, inputs, provisional)
-            if last.ok or attempt == attempts or not _retryable(last):
+            if last.ok or attempt == attempts or not last.retryable:
                 break
             self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
                              error=last.error)
@@ -168,9 +170,9 @@ class Executor:
                     env[name] = os.environ[name]
         else:
             argv = tuple(p.path if isinstance(p, Tool) else p for p in spec.argv)
-        request = SandboxRequest(root=root, inputs=staged, outputs=spec.outputs, argv=argv,
+        request = SandboxRequest(root=root, cache_dir=self.cache.directory, inputs=staged, outputs=spec.outputs, argv=argv,
                                  env=env, timeout=spec.timeout,
-                                 network="requires-network" in action.tags)
+                                 network=spec.network)
         try:
             result = self.sandbox.run(request)
             metadata, cost = self._read_channel(channel, str(action.owner))
@@ -181,7 +183,14 @@ class Executor:
                 return Outcome(action, "failed", key,
                                error=_exit_message(spec.kind, result.exit_code),
                                stderr_tail=result.stderr_tail,
-                               metadata={"exit_code": result.exit_code})
+                               retryable=not (spec.kind == "call"
+                                              and result.exit_code == EXIT_PERMANENT))
+            modified = self._modified_sources(staged)
+            if modified:
+                return Outcome(action, "failed", key, error=(
+                    f"the action wrote to its input {', '.join(modified)}; declared inputs are "
+                    "read-only (write a new output instead)"),
+                    stderr_tail=result.stderr_tail, retryable=False)
             if result.missing_outputs:
                 names = ", ".join(result.missing_outputs)
                 return Outcome(action, "failed", key,
@@ -203,6 +212,22 @@ class Executor:
         if os.path.exists(blob):
             return blob
         return os.path.join(self.root, path)
+
+    def _modified_sources(self, staged: Mapping[str, str]) -> list[str]:
+        """Workspace sources (symlinked into the sandbox) whose stat changed while it ran."""
+        changed = []
+        for rel, source in staged.items():
+            if source.startswith(self.cache.directory + os.sep):
+                continue
+            try:
+                st = os.stat(source)
+            except OSError:
+                changed.append(rel)
+                continue
+            before = self.statcache.signature(source)
+            if before is not None and before[:2] != (st.st_size, st.st_mtime_ns):
+                changed.append(rel)
+        return changed
 
     def _collect(self, root: str, outputs: tuple[str, ...]) -> dict[str, str]:
         from mb.digest import digest_file
@@ -259,10 +284,6 @@ class Executor:
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_ino == b.st_ino and a.st_dev == b.st_dev
-
-
-def _retryable(outcome: Outcome) -> bool:
-    return outcome.metadata.get("exit_code") != EXIT_PERMANENT or outcome.action.spec.kind != "call"
 
 
 def _exit_message(kind: str, code: int) -> str:

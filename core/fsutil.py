@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import threading
 
 
 def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` so a reader sees the old or the new file, never a part."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    tmp = os.path.join(directory,
+                       f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(path)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except FileNotFoundError:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -28,17 +33,23 @@ def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
 def place_file(source: str, target: str) -> None:
     """Make `target` a hard link to `source` (a copy across file systems), atomically."""
     directory = os.path.dirname(target)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(target)}")
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o444)
+    tmp = os.path.join(directory,
+                       f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(target)}")
+    for attempt in (1, 2):
+        try:
+            os.link(source, tmp)
+            break
+        except FileNotFoundError:
+            if attempt == 2 or not os.path.exists(source):
+                raise
+            os.makedirs(directory, exist_ok=True)
+        except FileExistsError:  # left by a killed build
+            os.unlink(tmp)
+        except OSError:  # another file system: copy
+            os.makedirs(directory, exist_ok=True)
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o444)
+            break
     os.replace(tmp, target)
 
 

@@ -13,14 +13,18 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
+from typing import NamedTuple
 
 from mb.digest import canonical_json
 from mb.fsutil import atomic_write_bytes
 
+#: How many manifests `.mb/builds/` keeps; older ones are removed after each build.
+KEEP_BUILDS = 200
 
-@attrs.frozen
-class TargetRecord:
+
+class TargetRecord(NamedTuple):
+    """A target's line in a manifest (SPEC §9)."""
+
     status: str
     cached: bool
     provisional: bool
@@ -36,7 +40,8 @@ class TargetRecord:
                    cost=result.cost, outputs=dict(result.outputs), errors=tuple(result.errors))
 
     def to_json(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
+        data = self._asdict()
+        data["outputs"] = dict(self.outputs)
         data["errors"] = list(self.errors)
         return data
 
@@ -46,7 +51,8 @@ def builds_dir(state_dir: str) -> str:
 
 
 def write_manifest(state_dir: str, build_id: str, started: str, finished: str, status: str,
-                   counts: Mapping[str, int], targets: Mapping[str, TargetRecord], actions: list[dict[str, Any]]) -> None:
+                   counts: Mapping[str, int], targets: Mapping[str, TargetRecord],
+                   actions: list[dict[str, Any]]) -> dict[str, Any]:
     keys_dir = os.path.join(state_dir, "keys")
     compact = []
     for record in actions:
@@ -59,10 +65,27 @@ def write_manifest(state_dir: str, build_id: str, started: str, finished: str, s
         "targets": {label: t.to_json() for label, t in sorted(targets.items())},
         "actions": compact,
     }
+    write_manifest_document(state_dir, manifest)
+    return manifest
+
+
+def write_manifest_document(state_dir: str, manifest: Mapping[str, Any]) -> None:
+    """Write `<build_id>.json`, then point `current` at it (both atomic), then prune."""
     directory = builds_dir(state_dir)
+    build_id = manifest["build_id"]
     atomic_write_bytes(os.path.join(directory, f"{build_id}.json"),
-                       json.dumps(manifest, indent=1, sort_keys=True).encode())
+                       json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
     atomic_write_bytes(os.path.join(directory, "current"), (build_id + "\n").encode())
+    prune(directory)
+
+
+def prune(directory: str) -> None:
+    names = sorted(n for n in os.listdir(directory) if n.startswith("b-") and n.endswith(".json"))
+    for name in names[:-KEEP_BUILDS]:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
 
 
 def _store_components(keys_dir: str, components: dict[str, Any]) -> str:

@@ -125,8 +125,10 @@ class Pattern:
 
 def parse_pattern(text: str, current_package: str | None) -> Pattern:
     """Parse a command-line pattern; a plain label is a pattern naming one target."""
-    if text == "//..." or text == "...":
+    if text == "//...":
         return Pattern(package="", recursive=True)
+    if text == "...":
+        return Pattern(package=current_package or "", recursive=True)
     if text.endswith("/..."):
         prefix = text[: -len("/...")]
         if prefix.startswith("//"):

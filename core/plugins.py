@@ -82,7 +82,8 @@ class Plugins:
         try:
             self.manager.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+            name = self.manager.get_name(exc.plugin) or getattr(exc.plugin, "__name__", "?")
+            raise PluginError(f"plugin {name!r}: {exc}") from None
 
     def rules(self) -> dict[str, RuleDef]:
         """Every rule by name; the same name from two plugins is an error naming both."""

@@ -29,8 +29,8 @@ class StatCache:
                 loaded = marshal.load(f)
             if isinstance(loaded, dict):
                 self._entries = loaded
-        except (OSError, EOFError, ValueError, TypeError):
-            pass
+        except (OSError, EOFError, ValueError, TypeError, MemoryError):
+            pass  # a lost or corrupt stat cache only costs re-hashing
 
     def digest(self, path: str, st: os.stat_result | None = None) -> str:
         """The digest of the file at `path` (absolute); raises FileNotFoundError."""
@@ -55,6 +55,15 @@ class StatCache:
         with self._lock:
             self._entries[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, value)
             self._dirty = True
+
+    def signature(self, path: str) -> tuple[int, int, int, int] | None:
+        """The (size, mtime_ns, inode, ctime_ns) the recorded digest was computed for."""
+        entry = self._entries.get(path)
+        return None if entry is None else entry[:4]
+
+    def known_digest(self, path: str) -> str | None:
+        entry = self._entries.get(path)
+        return None if entry is None else entry[4]
 
     def save(self) -> None:
         if not self._dirty:

@@ -75,11 +75,21 @@ class _Scanner:
                 self.record(prefix, start)
             elif self.peek() == "[":
                 self.pos += 1
-                prefix = self.keys(until="]")
+                prefix = self._within_array_tables(self.keys(until="]"))
                 self.pos += 1
                 self.record(prefix, start)
             else:
                 self.key_value(prefix)
+
+    def _within_array_tables(self, keys: KeyPath) -> KeyPath:
+        """`[fruit.physical]` after `[[fruit]]` belongs to the last `fruit` element."""
+        path: KeyPath = ()
+        for depth, key in enumerate(keys):
+            path = path + (key,)
+            count = self.array_table_counts.get(path)
+            if count and depth < len(keys) - 1:
+                path = path + (count - 1,)
+        return path
 
     def keys(self, until: str) -> KeyPath:
         parts: list[str | int] = []
@@ -154,7 +164,14 @@ class _Scanner:
     def string(self) -> str:
         quote = self.peek()
         if self.peek(3) == quote * 3:
-            end = self.text.find(quote * 3, self.pos + 3)
+            end = self.pos + 3
+            while True:
+                if quote == '"' and self.text[end] == "\\":
+                    end += 2  # an escaped character, possibly a quote
+                    continue
+                if self.text.startswith(quote * 3, end):
+                    break
+                end += 1
             while self.text[end + 3 : end + 4] == quote:  # `""""` closes after content quotes
                 end += 1
             value = self.text[self.pos + 3 : end]

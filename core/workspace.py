@@ -8,7 +8,7 @@ from functools import cached_property
 import attrs
 
 from mb.config import Config, load_config
-from mb.errors import ConfigError
+from mb.root import cwd_package_of, find_root
 
 OUTPUT_DIR = "mb-out"
 STATE_DIR = ".mb"
@@ -22,6 +22,10 @@ class Workspace:
     config: Config
     #: The package path of the directory mb was started in (for `:name` labels).
     cwd_package: str | None
+    #: (mtime_ns, inode) of every directory walked to find packages (for the fast path).
+    dir_signatures: dict[str, tuple[int, int]] = attrs.field(factory=dict)
+    #: (size, mtime_ns, inode, ctime_ns) of MB.toml when it was read (None: absent).
+    config_signature: tuple[int, int, int, int] | None = None
 
     @property
     def state_dir(self) -> str:
@@ -47,6 +51,11 @@ class Workspace:
         found: list[str] = []
         skip_abs = {os.path.realpath(self.cache_dir)}
         for dirpath, dirnames, filenames in os.walk(self.root):
+            try:
+                st = os.stat(dirpath)
+                self.dir_signatures[dirpath] = (st.st_mtime_ns, st.st_ino)
+            except OSError:
+                pass
             rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel.replace(os.sep, "/")
             if "BUILD.toml" in filenames:
@@ -65,23 +74,15 @@ class Workspace:
         return sorted(found)
 
 
-def find_root(start: str) -> str:
-    """Walk up from `start` to the directory holding MB.toml."""
-    current = os.path.abspath(start)
-    while True:
-        if os.path.isfile(os.path.join(current, "MB.toml")):
-            return current
-        parent = os.path.dirname(current)
-        if parent == current:
-            raise ConfigError(
-                f"no MB.toml found in {os.path.abspath(start)} or any parent directory; "
-                "create an (empty) MB.toml at the workspace root, or use -C DIR")
-        current = parent
-
-
 def open_workspace(start: str) -> Workspace:
     root = find_root(start)
-    config = load_config(os.path.join(root, "MB.toml"))
-    rel = os.path.relpath(os.path.abspath(start), root).replace(os.sep, "/")
-    cwd_package = "" if rel == "." else rel
-    return Workspace(root=root, config=config, cwd_package=cwd_package)
+    config_path = os.path.join(root, "MB.toml")
+    try:
+        st = os.stat(config_path)
+        signature: tuple[int, int, int, int] | None = (
+            st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    except OSError:
+        signature = None
+    config = load_config(config_path)
+    return Workspace(root=root, config=config, cwd_package=cwd_package_of(root, start),
+                     config_signature=signature)

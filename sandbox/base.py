@@ -30,6 +30,7 @@ class SandboxRequest:
     env: Mapping[str, str]
     timeout: float | None
     network: bool
+    cache_dir: str = ""  # blobs under it are hard-linked into the sandbox; sources symlinked
 
 
 @attrs.frozen
@@ -81,8 +82,11 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
 
 
 def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
-                 link: bool = True) -> None:
+                 link: bool = True, cache_dir: str = "\0") -> None:
     """Make `root` hold exactly the declared inputs, empty output directories, .home and .tmp.
+
+    Inputs from the cache (`cache_dir`, read-only blobs) are hard-linked;
+    workspace sources are symlinked.
 
     Sandbox directories are reused by the next action of the same worker
     (creating and removing directories is most of a small action's cost):
@@ -112,7 +116,9 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
             os.makedirs(directory, exist_ok=True)
     for rel, source in inputs.items():
         target = os.path.join(root, rel)
-        if not link:
+        if not link or not cache_dir or not source.startswith(cache_dir):
+            # Sources are symlinked: a hard link would change the source's ctime
+            # (its link count), which the stat cache reads as an edit.
             os.symlink(source, target)
             continue
         try:

@@ -34,6 +34,7 @@ class DirSandbox:
         return request
 
     def run(self, request: SandboxRequest) -> SandboxResult:
-        prepare_root(request.root, request.inputs, request.outputs)
+        prepare_root(request.root, request.inputs, request.outputs,
+                     cache_dir=request.cache_dir and request.cache_dir + os.sep)
         env = self.environment(request)
         return run_process(self.wrap(request), request.root, env, self.registry)

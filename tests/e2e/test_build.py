@@ -360,5 +360,24 @@ def test_gc_trims_cache(mb_workspace):
     assert result.exit_code == 0
     assert "cache is 0 bytes" in result.stdout
     assert ws.run("build").exit_code == 0
-    assert len(ws.executed()) == 3
+    assert ws.executed() == [], "outputs in mb-out are still right: nothing to do"
+    assert ws.run("clean").exit_code == 0
+    assert ws.run("build").exit_code == 0
+    assert len(ws.executed()) == 3, "the cache was emptied, so everything runs again"
     assert ws.run("gc").exit_code == 2  # no size given anywhere
+
+
+def test_an_action_writing_to_its_input_fails_clearly(mb_workspace):
+    ws = mb_workspace({"w/in.txt": "original\n", "w/BUILD.toml": """
+[rude]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["out.txt"]
+retries = 2
+cmd = "echo scribble >> $<; cp $< $@"
+"""})
+    result = ws.run("build")
+    assert result.exit_code == 1
+    assert ("FAILED //w:rude: the action wrote to its input w/in.txt; declared inputs are "
+            "read-only (write a new output instead)") in result.stderr
+    assert [e for e in ws.last_build_events() if e["type"] == "action.retry"] == []

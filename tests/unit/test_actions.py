@@ -38,7 +38,7 @@ def call_action() -> Action:
         kind="call", argv=(), function=FunctionRef("mb_x.mod", "speak", "/abs/mb_x/mod.py"),
         params={"voice": "en-us", "rate": 1.5, "\u00fc": [1, None, True]}, inputs=("a/s.txt",),
         outputs=("a/t.wav",), tools=(), env=(), secret_env=("OPENAI_API_KEY",), resources=(),
-        timeout=None, retries=0, description="speak",
+        timeout=None, retries=0, description="speak", network=True,
     )
     return Action(index=1, owner=Label("a", "t"), spec=spec, rule="tts", rule_version="2",
                   plugin="mb", plugin_version="0.1.0", tags=("requires-network",),
@@ -122,7 +122,7 @@ CHANGES: dict[str, Callable[[], str]] = {
     "rule version": lambda: key_of(attrs.evolve(run_action(), rule_version="2")),
     "plugin name": lambda: key_of(attrs.evolve(run_action(), plugin="mb-other")),
     "plugin version": lambda: key_of(attrs.evolve(run_action(), plugin_version="0.2.0")),
-    "network tag": lambda: key_of(attrs.evolve(run_action(), tags=("requires-network",))),
+    "network": lambda: key_of(run_action(network=True)),
     "function": lambda: key_of(attrs.evolve(
         run_action(function=FunctionRef("m", "f", "/x.py")))),
     "function digest": lambda: key_of(attrs.evolve(

@@ -47,9 +47,6 @@ def test_store_file_moves_the_file_into_a_read_only_blob(cache: Cache, tmp_path:
     assert os.listdir(os.path.join(cache.directory, "tmp")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Cache.store_file moves a symlink output into cas/ "
-                   "as the blob (a link, not the bytes) and os.chmod(tmp, 0o444) follows it, "
-                   "making the link's target read-only (e.g. `ln -s $< $@` in a genrule)")
 def test_storing_a_symlink_stores_its_bytes_and_leaves_the_target_alone(
         cache: Cache, tmp_path: Path) -> None:
     target = tmp_path / "target.txt"
@@ -241,9 +238,6 @@ def test_gc_within_limit_removes_nothing_and_zero_empties(cache: Cache, tmp_path
     assert cache.size() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Cache.get_result refreshes only the result file's "
-                   "time, never its blobs' (touch_blob is never called), so gc deletes the blobs "
-                   "of the most recently used result first")
 def test_gc_keeps_the_blobs_of_a_recently_hit_result(cache: Cache, tmp_path: Path) -> None:
     used = aged(cache, tmp_path, KEY, b"u" * 1000, 1000)
     aged(cache, tmp_path, OTHER_KEY, b"n" * 1000, 2000)
@@ -272,15 +266,11 @@ def test_parse_size_rejects(text: str) -> None:
     assert str(info.value) == f"size {text!r} is not a size like '20GB' or '500MiB'"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_size('inf') raises OverflowError (a "
-                   "traceback from `mb gc --max-size inf`) instead of ValueError")
 def test_parse_size_rejects_infinity() -> None:
     with pytest.raises(ValueError):
         parse_size("inf")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_size('-1GB') returns -1000000000; "
-                   "`mb gc --max-size -1GB` then empties the whole cache")
 def test_parse_size_rejects_negative_sizes() -> None:
     with pytest.raises(ValueError):
         parse_size("-1GB")

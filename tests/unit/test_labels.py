@@ -132,8 +132,6 @@ def test_bare_dots_outside_a_package_mean_the_whole_workspace() -> None:
     assert parse_pattern("...", "") == Pattern(package="", recursive=True)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_pattern('...', 'pkg') ignores the current "
-                   "package and returns //..., while 'sub/...' is taken relative to it")
 def test_bare_dots_inside_a_package_are_relative_to_it() -> None:
     assert parse_pattern("...", "scenes") == Pattern(package="scenes", recursive=True)
 

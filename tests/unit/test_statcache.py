@@ -196,9 +196,6 @@ def test_copy_with_preserved_mtime_is_a_new_signature(tmp_path: Path, calls: lis
     assert cache.digest(str(path)) == digest_bytes(b"two!")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: StatCache.__init__ marshal.load()s a corrupt file "
-                   "whose list header claims 840M items: MemoryError under a memory limit (not "
-                   "caught, every mb command crashes), about 7 s of work without one")
 def test_corrupt_file_with_a_huge_length_is_tolerated_under_a_memory_limit(
         tmp_path: Path) -> None:
     store = tmp_path / "statcache"

@@ -135,8 +135,6 @@ def test_arrays_of_tables_are_numbered() -> None:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a sub-table of an array-of-tables element "
-                   "([fruit.physical] after [[fruit]]) is recorded without the element index")
 def test_subtable_of_array_of_tables_element() -> None:
     text = ('[[fruit]]\nname = "a"\n[fruit.physical]\ncolor = 1\n'
             '[[fruit]]\nname = "b"\n[fruit.physical]\ncolor = 2\n')
@@ -172,8 +170,6 @@ def test_multiline_strings_hide_what_looks_like_toml() -> None:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _Scanner.string ends a multi-line basic string "
-                   "at an escaped quote (\\\"\"\"), so later keys are lost")
 def test_multiline_basic_string_with_escaped_quotes() -> None:
     text = '[t]\ns = """a \\""" b"""\nafter = 1\n'
     assert tomllib.loads(text)["t"]["s"] == 'a """ b'

@@ -1,0 +1,157 @@
+"""The no-op fast path: prove "nothing changed" from stats alone, before loading anything.
+
+After a successful, non-provisional build, mb records a snapshot of what
+that build depended on: the (size, mtime, inode, ctime) of every source
+file, tool, BUILD.toml, MB.toml and Python module it loaded (mb's and every
+plugin's), the (mtime, inode) of every workspace directory (a new package or
+file shows there) and of every `sys.path` directory (a newly installed
+plugin shows there), and the inode and size of every output it placed in
+`mb-out/`. The next `mb build` with the same request stats those paths; if
+every one matches, every action key is provably the same and every output is
+in place, so the build is a no-op: mb logs it (events and a manifest, like
+any build) without importing attrs, cattrs, pluggy or a single plugin, and
+without parsing a BUILD file. Any mismatch falls through to a normal build,
+which is always correct; the snapshot only ever skips work.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+SNAPSHOT_VERSION = 1
+
+FileSig = tuple[int, int, int, int]
+DirSig = tuple[int, int]
+
+
+def request_key(patterns: Sequence[str], cwd_package: str | None,
+                environ: Mapping[str, str]) -> str:
+    """What makes two `mb build` invocations the same request."""
+    from mb.digest import digest_value
+
+    env = {k: environ.get(k, "") for k in ("MB_CACHE_DIR", "MB_REMOTE_CACHE", "MB_COMFY_URL")}
+    return digest_value({"v": SNAPSHOT_VERSION, "patterns": list(patterns),
+                         "cwd": cwd_package, "env": env, "python": sys.executable})
+
+
+def snapshot_path(state_dir: str, key: str) -> str:
+    return os.path.join(state_dir, "fastpath", key[:32] + ".bin")
+
+
+def file_sig(path: str) -> FileSig | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def dir_sig(path: str) -> DirSig | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ino)
+
+
+def load_if_unchanged(path: str) -> dict[str, Any] | None:
+    """The snapshot at `path` if every recorded stat still matches, else None."""
+    try:
+        with open(path, "rb") as f:
+            snapshot = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:
+        return None
+    stat = os.stat
+    digests = snapshot.get("digests", {})
+    changed = False
+    try:
+        for name, sig in snapshot["files"].items():
+            st = stat(name)
+            current = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            if current != sig:
+                # Touched but maybe not edited: same bytes still mean the same keys.
+                if name not in digests or not _same_digest(name, digests[name]):
+                    return None
+                snapshot["files"][name] = current
+                changed = True
+        for name, sig in snapshot["dirs"].items():
+            st = stat(name)
+            if (st.st_mtime_ns, st.st_ino) != sig:
+                return None
+        for name, sig in snapshot["outputs"].items():
+            st = stat(name)
+            if (st.st_ino, st.st_size) != sig:
+                return None
+    except OSError:
+        return None
+    if changed:
+        from mb.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(path, marshal.dumps(snapshot))
+    return snapshot
+
+
+def _same_digest(path: str, expected: str) -> bool:
+    from mb.digest import digest_file
+
+    try:
+        return digest_file(path) == expected
+    except OSError:
+        return False
+
+
+def module_files() -> list[str]:
+    """Source files of every loaded module outside the standard library."""
+    stdlib = os.path.dirname(os.__file__)
+    found = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and not path.startswith(stdlib + os.sep) and os.path.isfile(path):
+            found.append(path)
+    return found
+
+
+def record(path: str, file_sigs: Mapping[str, FileSig | None],
+           dir_sigs: Mapping[str, DirSig | None], outputs: Iterable[str],
+           payload: Mapping[str, Any], digests: Mapping[str, str] | None = None) -> None:
+    """Write a snapshot from signatures taken when each file was read.
+
+    Signatures come from the moment a file was hashed or parsed, not from
+    now: a source edited while the build ran must not be recorded as seen.
+    Any path without a signature (missing, unreadable) means no snapshot.
+    """
+    from mb.fsutil import atomic_write_bytes
+
+    if any(sig is None for sig in file_sigs.values()) or any(
+            sig is None for sig in dir_sigs.values()):
+        return
+    snapshot: dict[str, Any] = {"version": SNAPSHOT_VERSION, "files": dict(file_sigs),
+                                "dirs": dict(dir_sigs), "outputs": {},
+                                "digests": dict(digests or {}), **payload}
+    for name in outputs:
+        try:
+            st = os.stat(name)
+        except OSError:
+            return
+        snapshot["outputs"][name] = (st.st_ino, st.st_size)
+    atomic_write_bytes(path, marshal.dumps(snapshot))
+
+
+def forget(state_dir: str) -> None:
+    """Drop every snapshot (a build that changed state the snapshots describe)."""
+    directory = os.path.join(state_dir, "fastpath")
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
