@@ -381,3 +381,29 @@ cmd = "echo scribble >> $<; cp $< $@"
     assert ("FAILED //w:rude: the action wrote to its input w/in.txt; declared inputs are "
             "read-only (write a new output instead)") in result.stderr
     assert [e for e in ws.last_build_events() if e["type"] == "action.retry"] == []
+
+
+def test_linux_sandbox_cuts_the_network_unless_tagged(mb_workspace):
+    from mb.sandbox.linux import namespaces_available
+
+    cmd = "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort > $@"
+    ws = mb_workspace({"n/BUILD.toml": f"""
+[closed]
+rule = "genrule"
+outs = ["closed.txt"]
+cmd = "{cmd}"
+
+[open]
+rule = "genrule"
+outs = ["open.txt"]
+tags = ["requires-network"]
+cmd = "{cmd}"
+"""})
+    result = ws.run("build", "--sandbox", "linux")
+    assert result.exit_code == 0, result.stderr
+    if namespaces_available():
+        assert ws.out("n/closed.txt").read_text() == "lo\n"
+        assert ws.out("n/open.txt").read_text() != "lo\n"
+    else:  # mb must say so once and fall back to the dir sandbox
+        assert result.stderr.count("linux namespaces are not available here") == 1
+        assert ws.out("n/closed.txt").read_text() == ws.out("n/open.txt").read_text()
