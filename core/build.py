@@ -207,9 +207,9 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
     outputs = [os.path.join(workspace.output_dir, path)
                for outcome in outcomes.values() for path in outcome.outputs]
     noop_targets = {}
+    with_actions = {a["target"] for a in manifest["actions"]}
     for label, record in manifest["targets"].items():
-        has_actions = record["status"] in ("built", "cached") and any(
-            a["target"] == label for a in manifest["actions"])
+        has_actions = record["status"] in ("built", "cached") and label in with_actions
         noop_targets[label] = {**record, "status": "cached" if has_actions else "built",
                                "cached": has_actions, "duration_s": 0.0}
     noop_actions = [{**a, "status": "cached"} for a in manifest["actions"]]

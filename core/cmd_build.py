@@ -48,6 +48,9 @@ def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> B
         raise UserError(f"-j must be at least 1, got {args.jobs}")
     if args.executor != "local":
         raise UserError(f"--executor {args.executor}: only 'local' is available in this version")
+    if args.remote_cache:
+        raise UserError(f"--remote-cache {args.remote_cache}: remote caches are not available "
+                        "in this version; the local cache is used")
     return BuildOptions(
         patterns=tuple(args.patterns), jobs=args.jobs, keep_going=args.keep_going,
         sandbox=args.sandbox, no_cache=args.no_cache,
@@ -63,7 +66,8 @@ def waiting() -> None:
 def fastpath_eligible(args: argparse.Namespace) -> bool:
     """Requests whose no-op answer a snapshot can give (nothing asked for in detail)."""
     return not (args.plugins or args.no_cache or getattr(args, "placeholders", False)
-                or args.profile or args.verbose or args.remote_cache)
+                or args.profile or args.verbose or args.remote_cache
+                or args.executor != "local")
 
 
 def run(args: argparse.Namespace, start: str) -> int:
