@@ -23,7 +23,7 @@ def make_reporter(args: argparse.Namespace) -> Any:
     from mb.ui import LiveReporter, PlainReporter
 
     color = args.color
-    no_color = "NO_COLOR" in os.environ or color == "never"
+    no_color = bool(os.environ.get("NO_COLOR")) or color == "never"
     tty = sys.stdout.isatty()
     if (tty or color == "always") and not args.quiet:
         from rich.console import Console

@@ -58,7 +58,7 @@ def cmd_show(workspace: Workspace, args: argparse.Namespace) -> int:
         rows.append((label, target_status(record), f"{record.get('duration_s', 0):.2f}s", outputs))
     print(f"build {manifest['build_id']} {manifest['status']} "
           f"({manifest.get('started', '')} .. {manifest.get('finished', '')})")
-    if sys.stdout.isatty() and "NO_COLOR" not in os.environ:
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
         from rich.console import Console
         from rich.table import Table
 

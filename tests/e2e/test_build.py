@@ -407,3 +407,31 @@ cmd = "{cmd}"
     else:  # mb must say so once and fall back to the dir sandbox
         assert result.stderr.count("linux namespaces are not available here") == 1
         assert ws.out("n/closed.txt").read_text() == ws.out("n/open.txt").read_text()
+
+
+def test_none_sandbox_keeps_the_environment(mb_workspace):
+    ws = mb_workspace({"e/BUILD.toml": """
+[env]
+rule = "genrule"
+outs = ["env.txt"]
+cmd = "echo $$MB_TEST_MARKER > $@"
+"""})
+    assert ws.run("build", "--sandbox", "none", env={"MB_TEST_MARKER": "kept"}).exit_code == 0
+    assert ws.out("e/env.txt").read_text() == "kept\n"
+    assert ws.run("clean", "--all").exit_code == 0
+    assert ws.run("build", "--sandbox", "dir", env={"MB_TEST_MARKER": "kept"}).exit_code == 0
+    assert ws.out("e/env.txt").read_text() == "\n", "the dir sandbox scrubs the environment"
+
+
+def test_live_display_and_no_color(mb_workspace):
+    ws = mb_workspace(GENRULES)
+    result = ws.run("--color", "always", "build", env={"NO_COLOR": ""})
+    assert result.exit_code == 0, result.stderr
+    assert "build ok: 3 executed" in result.stdout
+    assert "//b:cat (built)" in result.stdout
+    assert "\x1b[" in result.stdout, "the live display drew on the (forced) terminal"
+    assert "\x1b[36m" in result.stdout or "\x1b[1m" in result.stdout, "with colours"
+    (ws.path / "a/in.txt").write_text("again\n")
+    colored = ws.run("--color", "always", "build", env={"NO_COLOR": "1"})
+    assert colored.exit_code == 0
+    assert "\x1b[3" not in colored.stdout and "\x1b[9" not in colored.stdout, "no colours"
