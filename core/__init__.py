@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mb.errors import ActionError, RuleError
     from mb.hookspecs import hookimpl
     from mb.labels import Label
+    from mb.placeholders import PlaceholderRequest
     from mb.ruledef import rule
 
 _PUBLIC = {
@@ -25,6 +26,7 @@ _PUBLIC = {
     "File": "mb.attributes",
     "Files": "mb.attributes",
     "Label": "mb.labels",
+    "PlaceholderRequest": "mb.placeholders",
     "RuleContext": "mb.context",
     "RuleError": "mb.errors",
     "hookimpl": "mb.hookspecs",

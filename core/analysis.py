@@ -21,7 +21,9 @@ from mb.actions import Action, with_static_digest
 from mb.attrs_convert import AttributeInvalid, closest, describe_path, errors_of, structure
 from mb.buildfile import RawTarget, SourceFile, parse_build_file
 from mb.context import RuleContext, TargetOptions
-from mb.errors import BuildFileError, CycleError, LabelError, MultipleErrors, UserError
+from mb.errors import (
+    BuildFileError, CycleError, LabelError, MultipleErrors, PluginError, UserError,
+)
 from mb.labels import Label, Pattern
 from mb.plugins import Plugins
 from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
@@ -242,11 +244,16 @@ class Analysis:
         function_digest = ""
         if spec.function is not None and spec.function.source_path:
             function_digest = self._function_digest(spec.function.module)
-        action = with_static_digest(Action(
-            index=len(self.actions), owner=target.label, spec=spec, rule=target.rule.name,
-            rule_version=target.rule.version, plugin=target.rule.plugin,
-            plugin_version=target.rule.plugin_version, tags=target.options.tags,
-            function_digest=function_digest))
+        try:
+            action = with_static_digest(Action(
+                index=len(self.actions), owner=target.label, spec=spec, rule=target.rule.name,
+                rule_version=target.rule.version, plugin=target.rule.plugin,
+                plugin_version=target.rule.plugin_version, tags=target.options.tags,
+                function_digest=function_digest))
+        except (TypeError, ValueError) as exc:
+            raise PluginError(
+                f"rule {target.rule.name!r} (plugin {target.rule.plugin!r}) declared an action "
+                f"for {target.label} whose params are not JSON values: {exc}") from None
         for path in spec.outputs:
             other = self.producers.get(path)
             if other is not None:
@@ -344,7 +351,10 @@ def _sibling_closure(module: str) -> set[str]:
     """`module` plus the modules of its own package it imports, transitively."""
     import ast
 
-    package = module.rpartition(".")[0]
+    root = sys.modules.get(module)
+    package = module if hasattr(root, "__path__") else module.rpartition(".")[0]
+    if not package:
+        return {module}  # a top-level module: its imports are other distributions
     found: set[str] = set()
     pending = [module]
     while pending:
@@ -367,9 +377,16 @@ def _sibling_closure(module: str) -> set[str]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(name.split(".")[: -node.level] + ([base] if base else []))
+                    from importlib.util import resolve_name
+
+                    anchor = getattr(sys.modules.get(name), "__package__", None) or package
+                    try:
+                        base = resolve_name("." * node.level + base, anchor)
+                    except (ImportError, ValueError):
+                        continue
                 candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
             for candidate in candidates:
-                if candidate.rpartition(".")[0] == package and candidate in sys.modules:
+                in_package = candidate == package or candidate.startswith(package + ".")
+                if in_package and candidate in sys.modules:
                     pending.append(candidate)
     return found

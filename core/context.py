@@ -222,7 +222,9 @@ class RuleContext:
                 raise TypeError(f"{self.label}: argv item {part!r} is not a string, file or tool")
         self._add(
             "run", tuple(parts), None, {}, inputs, outputs, tools, env, (),
-            resources, timeout, retries, description or f"{argv[0]} for {self.label}", network,
+            resources, timeout, retries,
+            description or f"{_argv_name(argv[0]) if argv else 'command'} for {self.label}",
+            network,
         )
 
     def call(
@@ -305,3 +307,7 @@ class RuleContext:
 
 def _first_set(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
+
+
+def _argv_name(first: Any) -> str:
+    return first.name if isinstance(first, Tool) else str(first)

@@ -119,7 +119,9 @@ class PlaceholderMaker:
         cache_key = (path, width, height)
         digest = self._made.get(cache_key)
         if digest is None:
-            data = self.plugins.placeholder(request) or builtin_placeholder(request)
+            data = self.plugins.placeholder(request)
+            if data is None:
+                data = builtin_placeholder(request)
             from mb.digest import digest_bytes
             from mb.fsutil import atomic_write_bytes
 

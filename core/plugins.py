@@ -83,7 +83,17 @@ class Plugins:
             self.manager.check_pending()
         except pluggy.PluginValidationError as exc:
             name = self.manager.get_name(exc.plugin) or getattr(exc.plugin, "__name__", "?")
-            raise PluginError(f"plugin {name!r}: {exc}") from None
+            known = [h for h in dir(hookspecs) if h.startswith("mb_")]
+            unknown = [h for h in dir(exc.plugin) if h.startswith("mb_") and h not in known]
+            if not unknown:
+                raise PluginError(f"plugin {name!r}: {exc}") from None
+            import difflib
+
+            hint = difflib.get_close_matches(unknown[0], known, n=1)
+            raise PluginError(
+                f"plugin {name!r} implements unknown hook {unknown[0]!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else f" (hooks: {', '.join(known)})")
+            ) from None
 
     def rules(self) -> dict[str, RuleDef]:
         """Every rule by name; the same name from two plugins is an error naming both."""
