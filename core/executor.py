@@ -224,7 +224,7 @@ class Executor:
             except OSError:
                 changed.append(rel)
                 continue
-            before = self.statcache.signature(source)
+            before = self.statcache.hashed_signature(source)
             if before is not None and before[:2] != (st.st_size, st.st_mtime_ns):
                 changed.append(rel)
         return changed

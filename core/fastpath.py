@@ -19,10 +19,12 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 SNAPSHOT_VERSION = 1
+RACY_NS = 2_000_000_000  # as mb.statcache.RACY_NS (not imported: this path stays light)
 
 FileSig = tuple[int, int, int, int]
 DirSig = tuple[int, int]
@@ -78,8 +80,10 @@ def load_if_unchanged(path: str) -> dict[str, Any] | None:
                 # Touched but maybe not edited: same bytes still mean the same keys.
                 if name not in digests or not _same_digest(name, digests[name]):
                     return None
-                snapshot["files"][name] = current
-                changed = True
+                # Remember the new stat, unless it is too fresh to trust (racy).
+                if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
+                    snapshot["files"][name] = current
+                    changed = True
         for name, sig in snapshot["dirs"].items():
             st = stat(name)
             if (st.st_mtime_ns, st.st_ino) != sig:

@@ -11,17 +11,23 @@ from __future__ import annotations
 import marshal
 import os
 import threading
+import time
+from typing import Final
 
 from mb.digest import digest_file
 from mb.fsutil import atomic_write_bytes
 
 _Entry = tuple[int, int, int, int, str]
 
+#: A file changed less than this long before it was hashed is hashed again next time.
+RACY_NS: Final = 2_000_000_000
+
 
 class StatCache:
     def __init__(self, path: str) -> None:
         self.path = path
         self._entries: dict[str, _Entry] = {}
+        self._racy: dict[str, _Entry] = {}
         self._dirty = False
         self._lock = threading.Lock()
         try:
@@ -37,28 +43,33 @@ class StatCache:
         if st is None:
             st = os.stat(path)
         signature = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-        entry = self._entries.get(path)
+        entry = self._entries.get(path) or self._racy.get(path)
         if entry is not None and entry[:4] == signature:
             return entry[4]
         value = digest_file(path)
         with self._lock:
-            self._entries[path] = (*signature, value)
+            if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+                # Changed so recently that another change within the file system's
+                # timestamp granularity would leave the same stat: trust this
+                # digest for this build only (git's "racily clean" problem).
+                self._racy[path] = (*signature, value)
+                self._entries.pop(path, None)
+            else:
+                self._entries[path] = (*signature, value)
             self._dirty = True
         return value
 
-    def remember(self, path: str, value: str) -> None:
-        """Record a digest known from elsewhere (an output just placed from the cache)."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return
-        with self._lock:
-            self._entries[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, value)
-            self._dirty = True
-
     def signature(self, path: str) -> tuple[int, int, int, int] | None:
-        """The (size, mtime_ns, inode, ctime_ns) the recorded digest was computed for."""
+        """The (size, mtime_ns, inode, ctime_ns) the recorded digest was computed for.
+
+        None for a file changed too recently to trust its stat (see `digest`).
+        """
         entry = self._entries.get(path)
+        return None if entry is None else entry[:4]
+
+    def hashed_signature(self, path: str) -> tuple[int, int, int, int] | None:
+        """The stat this build hashed `path` at, trusted or not (for in-build checks)."""
+        entry = self._entries.get(path) or self._racy.get(path)
         return None if entry is None else entry[:4]
 
     def known_digest(self, path: str) -> str | None:

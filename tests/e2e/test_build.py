@@ -359,8 +359,6 @@ def test_gc_trims_cache(mb_workspace):
     result = ws.run("gc", "--max-size", "0")
     assert result.exit_code == 0
     assert "cache is 0 bytes" in result.stdout
-    assert ws.run("build").exit_code == 0
-    assert ws.executed() == [], "outputs in mb-out are still right: nothing to do"
     assert ws.run("clean").exit_code == 0
     assert ws.run("build").exit_code == 0
     assert len(ws.executed()) == 3, "the cache was emptied, so everything runs again"

@@ -17,6 +17,30 @@ from mb.digest import digest_bytes
 from mb.statcache import StatCache
 
 
+@pytest.fixture(autouse=True)
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests write files and hash them at once; the racy window is tested on its own."""
+    monkeypatch.setattr(statcache, "RACY_NS", 0)
+
+
+def test_a_file_changed_just_now_is_hashed_again_by_the_next_build(
+        tmp_path: Path, calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache, "RACY_NS", 2_000_000_000)
+    fresh = tmp_path / "fresh.txt"
+    fresh.write_text("a")
+    old = tmp_path / "old.txt"
+    old.write_text("b")
+    os.utime(old, (1_000_000, 1_000_000))  # ctime stays recent, so backdate what we can
+    first = StatCache(str(tmp_path / "stat"))
+    first.digest(str(fresh))
+    first.digest(str(fresh))  # within one build: hashed once
+    assert calls == [str(fresh)]
+    assert first.signature(str(fresh)) is None, "not trusted for the fast path"
+    first.save()
+    StatCache(str(tmp_path / "stat")).digest(str(fresh))
+    assert calls == [str(fresh), str(fresh)], "the next build hashes it again"
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every path `mb.statcache` hashes, in order."""
@@ -140,18 +164,6 @@ def test_save_without_changes_writes_nothing(tmp_path: Path) -> None:
     store = tmp_path / "statcache"
     StatCache(str(store)).save()
     assert not store.exists()
-
-
-def test_remember_records_a_known_digest(tmp_path: Path, calls: list[str]) -> None:
-    path = tmp_path / "out.png"
-    path.write_bytes(b"png")
-    cache = StatCache(str(tmp_path / "stat"))
-    cache.remember(str(path), "d" * 64)
-    assert cache.digest(str(path)) == "d" * 64
-    assert calls == []
-    cache.remember(str(tmp_path / "gone"), "e" * 64)  # a missing file is ignored
-    with pytest.raises(FileNotFoundError):
-        cache.digest(str(tmp_path / "gone"))
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\x01garbage", b"\xfb" * 100, b"[\x02\x00\x00\x00"])
