@@ -105,7 +105,23 @@ def _primitive_hooks(converter: cattrs.Converter) -> cattrs.Converter:
     converter.register_structure_hook(Files, _files)
     converter.register_structure_hook(Label, lambda v, _t: _label(v))
     converter.register_structure_hook_factory(_is_primitive_union, _primitive_union_hook)
+    converter.register_structure_hook_factory(_is_file_or_files, lambda _t: _file_or_files)
     return converter
+
+
+def _is_file_or_files(type_: Any) -> bool:
+    """`mb.File | mb.Files`: one file as a string, or several as a list (e.g. `audio`)."""
+    args = set(typing.get_args(type_))
+    return (typing.get_origin(type_) in (Union, types.UnionType)
+            and {File, Files} <= args <= {File, Files, type(None)})
+
+
+def _file_or_files(value: Any, _type: Any) -> File | Files:
+    if isinstance(value, list):
+        return _files(value, Files)
+    if isinstance(value, str):
+        return _file(value, File)
+    raise InvalidValue(f"must be a file or a list of files, got {describe(value)}")
 
 
 _WORDS: Final = {str: "a string", int: "an integer", float: "a number", bool: "true or false",

@@ -120,8 +120,10 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
         executor,
         SchedulerOptions(
             jobs=options.jobs or config.build.jobs or os.cpu_count() or 1,
-            keep_going=options.keep_going if options.keep_going is not None
-            else config.build.keep_going,
+            # With placeholders a failure never stops the build: dependents get one.
+            keep_going=options.placeholders or (
+                options.keep_going if options.keep_going is not None
+                else config.build.keep_going),
             pools=config.resources, placeholder=placeholder),
         on_outcome=lambda outcome: _report_outcome(events, outcome), profiler=profiler)
     events.emit("build.started", patterns=list(options.patterns), targets=len(closure),

@@ -55,8 +55,8 @@ def _positive_seconds(_instance: object, _attribute: attrs.Attribute[float | Non
 class ConcatAttrs:
     #: Images (.png .jpg .jpeg) become stills, clips (.mp4 .mov .webm .mkv) play; in order.
     srcs: mb.Files
-    #: WAV (or any audio ffmpeg reads) files played one after the other under the video.
-    audio: mb.Files = mb.Files()
+    #: One WAV (`":narration"`) or a list played one after the other under the video.
+    audio: mb.File | mb.Files = mb.Files()
     width: int = attrs.field(default=1080, validator=_even_pixels("width"))
     height: int = attrs.field(default=1920, validator=_even_pixels("height"))
     fps: int = attrs.field(default=30, validator=_fps_range)

@@ -290,3 +290,25 @@ def test_closest() -> None:
     assert closest("srcz", ["srcs", "src"]) in ("srcs", "src")
     assert closest("zzz", ["timeout", "tags"]) is None
     assert closest("x", []) is None
+
+
+def test_file_or_files_takes_a_string_or_a_list() -> None:
+    import attrs as attrs_module
+
+    from mb.attributes import File, Files
+    from mb.attrs_convert import structure as convert
+
+    @attrs_module.frozen
+    class Audio:
+        audio: File | Files = Files()
+
+    one = convert({"audio": ":narration"}, Audio, "shorts").audio
+    assert one == File(Label("shorts", "narration"))
+    several = convert({"audio": [":a", "b.wav"]}, Audio, "shorts").audio
+    assert several == Files((File(Label("shorts", "a")), File(Label("shorts", "b.wav"))))
+    with pytest.raises(Exception) as raised:
+        convert({"audio": 3}, Audio, "shorts")
+    from mb.attrs_convert import errors_of
+
+    assert list(errors_of(raised.value, Audio)) == [
+        (("audio",), "must be a file or a list of files, got the integer 3")]
