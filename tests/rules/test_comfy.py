@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from mb.attrs_convert import errors_of, structure
 from mb.context import RuleContext, TargetOptions
 from mb.labels import Label
 from mb.rules.comfy import ComfyAttrs, comfy_generate, generate
+from mb.testing import Workspace, clean_env
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "shorts" / "comfy_workflow.json"
 
@@ -397,3 +399,15 @@ def test_with_the_server_down_other_targets_still_build_and_stay_cached(mb_works
         second.stderr)
     assert "//pkg:note" not in ws.executed()
     assert ws.out("pkg/note.txt").read_text() == "independent\n"
+
+
+def test_the_example_target_builds_against_a_server_and_is_manual(tmp_path, comfy):
+    examples = tmp_path / "examples"
+    shutil.copytree(EXAMPLE.parents[1], examples, ignore=shutil.ignore_patterns("mb-out", ".mb"))
+    ws = Workspace(examples, clean_env())
+    result = ws.run("build", "//shorts:background", env={"MB_COMFY_URL": comfy.url})
+    assert result.exit_code == 0, result.stderr
+    assert pixels(ws.out("shorts/background.png")) == ((1080, 1920), {(0x2F, 0x86, 0xC9)})
+    listed = ws.run("query", "//shorts:all")
+    assert "//shorts:final" in listed.stdout.split()
+    assert "//shorts:background" not in listed.stdout.split()
