@@ -16,6 +16,12 @@ from mb.labels import parse_label
 
 _VARIABLE = re.compile(r"\$\$|\$\((SRCS|OUTS|location\s+[^)]*)\)|\$<|\$@|\$\(([^)]*)\)|\$")
 _SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~=%{}\n!]")
+#: Words only bash understands; a command starting with one needs the shell.
+_SHELL_WORDS = frozenset({
+    "exit", "cd", "export", "set", "unset", "source", ".", "eval", "exec", "read", "shift",
+    "trap", "ulimit", "umask", "wait", "alias", "declare", "local", "return", "if", "for",
+    "while", "until", "case", "function", "time", "builtin", "command", "type", "hash",
+})
 
 
 @attrs.frozen
@@ -78,13 +84,14 @@ def genrule(ctx: mb.RuleContext, a: GenruleAttrs) -> None:
         return path
 
     command = expand_command(a.cmd, srcs, outs, locate)
-    if _SHELL_SYNTAX.search(command):
+    words = command.split()
+    if not words:
+        raise mb.RuleError("'cmd' is empty")
+    if _SHELL_SYNTAX.search(command) or words[0] in _SHELL_WORDS:
         argv = ["bash", "-c", command]
     else:
         # No quotes, escapes or other shell syntax: splitting on white space is exact.
-        argv = command.split()
-        if not argv:
-            raise mb.RuleError("'cmd' is empty")
+        argv = words
     ctx.run(argv, inputs=[*srcs, *tools, *extra], outputs=outputs, env=a.env,
             description=f"genrule -> {', '.join(a.outs)}")
 

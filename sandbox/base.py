@@ -133,10 +133,16 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
     start = time.monotonic()
     stderr_path = os.path.join(request.root, ".mb-stderr")
     with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            list(request.argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-            stdout=stderr, stderr=stderr, start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                list(request.argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                stdout=stderr, stderr=stderr, start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            return SandboxResult(
+                exit_code=127, timed_out=False, duration_s=time.monotonic() - start,
+                stderr_tail=f"cannot run {request.argv[0]!r}: {exc.strerror}",
+                missing_outputs=tuple(request.outputs))
         registry.add(proc)
         timed_out = False
         try:

@@ -1,0 +1,65 @@
+"""`mb build --placeholders`: missing sources and failed upstreams become placeholders."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+BUILD = """
+[broken]
+rule = "genrule"
+outs = ["broken.wav"]
+cmd = "exit 1"
+
+[pack]
+rule = "genrule"
+srcs = ["cover.png", ":broken", "notes.txt"]
+outs = ["cover_copy.png", "voice.wav", "notes_copy.txt"]
+cmd = "cp v/cover.png v/cover_copy.png; cp v/broken.wav v/voice.wav; cp v/notes.txt v/notes_copy.txt"
+"""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_placeholders_fill_missing_inputs_and_are_provisional(mb_workspace):
+    ws = mb_workspace({"v/BUILD.toml": BUILD})
+    plain = ws.run("build", "//v:pack")
+    assert plain.exit_code == 1
+    assert "missing source file v/cover.png (needed by //v:pack)" in plain.stderr
+
+    result = ws.run("build", "--placeholders", "//v:pack")
+    assert result.exit_code == 1, "//v:broken still failed"
+    assert "//v:pack (built) [provisional]" in result.stdout
+    assert png_size(ws.out("v/cover_copy.png").read_bytes()) == (1080, 1920)
+    wav = ws.out("v/voice.wav").read_bytes()
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    assert set(wav[44:]) == {0}, "silence"
+    assert ws.out("v/notes_copy.txt").read_text() == (
+        "placeholder: v/notes.txt is missing (source file is missing)\n")
+    used = [e for e in ws.last_build_events() if e["type"] == "placeholder.used"]
+    assert sorted(e["data"]["path"] for e in used) == ["v/broken.wav", "v/cover.png", "v/notes.txt"]
+    finished = [e for e in ws.last_build_events()
+                if e["type"] == "action.finished" and e["target"] == "//v:pack"]
+    assert finished[0]["data"]["provisional"] is True
+    build_id = (ws.path / ".mb/builds/current").read_text().strip()
+    manifest = json.loads((ws.path / f".mb/builds/{build_id}.json").read_text())
+    assert manifest["targets"]["//v:pack"]["provisional"] is True
+    assert "provisional" in ws.run("show").stdout
+
+    # The real inputs arrive: the placeholder result is not reused, nothing is provisional.
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(ws.path / "v/cover.png")
+    (ws.path / "v/notes.txt").write_text("real notes\n")
+    build = (ws.path / "v/BUILD.toml").read_text().replace(
+        'cmd = "exit 1"', 'cmd = "head -c 44 /dev/zero > $@"')
+    (ws.path / "v/BUILD.toml").write_text(build)
+    again = ws.run("build", "--placeholders", "//v:pack")
+    assert again.exit_code == 0, again.stderr
+    assert "[provisional]" not in again.stdout
+    assert png_size(ws.out("v/cover_copy.png").read_bytes()) == (4, 4)
+    assert ws.out("v/notes_copy.txt").read_text() == "real notes\n"
+    assert [e for e in ws.last_build_events() if e["type"] == "placeholder.used"] == []
