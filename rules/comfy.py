@@ -24,13 +24,11 @@ from ._comfy_workflow import (
     parse_param_key,
 )
 
-ParamValue = str | int | float | bool
-
 #: `[providers.comfy] wait_timeout`: seconds a queued workflow may take to finish.
 DEFAULT_WAIT_TIMEOUT = 600.0
 
 
-def _check_params(_inst: Any, _attr: Any, value: dict[str, ParamValue]) -> None:
+def _check_params(_inst: Any, _attr: Any, value: dict[str, Any]) -> None:
     for key in value:
         if parse_param_key(key) is None:
             raise ValueError(f"'params' key {key!r} must look like 'NODE.inputs.FIELD', "
@@ -58,7 +56,8 @@ def _check_count(_inst: Any, _attr: Any, value: int | None) -> None:
 @attrs.frozen
 class ComfyAttrs:
     workflow: mb.File
-    params: dict[str, ParamValue] = attrs.field(factory=dict, validator=_check_params)
+    params: dict[str, str | int | float | bool] = attrs.field(factory=dict,
+                                                              validator=_check_params)
     seed: int | str | None = attrs.field(default=None, validator=_check_seed)
     outs: tuple[str, ...] = attrs.field(default=(), validator=_check_outs)
     count: int | None = attrs.field(default=None, validator=_check_count)
