@@ -55,12 +55,13 @@ def describe(value: Any) -> str:
 
 
 def _expect(kind: type | tuple[type, ...], word: str) -> Any:
-    def hook(value: Any, _type: Any) -> Any:
+    def hook(value: Any, _type: object) -> Any:
         if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
             raise InvalidValue(f"must be {word}, got {describe(value)}")
         if not isinstance(value, kind):
             raise InvalidValue(f"must be {word}, got {describe(value)}")
-        return float(value) if word == "a number" else value
+        checked: Any = value  # isinstance against a runtime type narrows to object
+        return float(checked) if word == "a number" else checked
 
     return hook
 

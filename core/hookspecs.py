@@ -25,6 +25,7 @@ def mb_rules() -> Sequence[RuleDef]:
     collected; two plugins defining the same rule name is a user error that
     names both plugins.
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 # --- placeholders -----------------------------------------------------------
@@ -40,3 +41,4 @@ def mb_placeholder(request: PlaceholderRequest) -> bytes | None:
     plugin can synthesize placeholders for its own file types; mb's built-in
     generators (images, audio, video, text) answer last.
     """
+    raise NotImplementedError  # a specification: plugins implement it

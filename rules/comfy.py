@@ -91,7 +91,7 @@ def comfy_generate(ctx: mb.RuleContext, a: ComfyAttrs) -> None:
     ctx.call(
         generate, inputs=[a.workflow], outputs=outputs,
         params={"params": dict(a.params), "seed": seed, "images": len(names)},
-        secret_env=[key_env] if key_env else [], resources={"gpu": 1},
+        secret_env=[key_env] if key_env else [], resources={"gpu": 1}, network=True,
         description=f"ComfyUI {ctx.path(a.workflow).rsplit('/', 1)[-1]} -> {', '.join(names)}",
     )
 

@@ -121,7 +121,7 @@ def _declare_openai(ctx: mb.RuleContext, a: TtsAttrs, settings: Mapping[str, Any
                   voice=a.voice or str(settings.get("voice", DEFAULT_OPENAI_VOICE)),
                   speed=speed)
     ctx.call(speak_openai, inputs=inputs, outputs=[out], params=params,
-             secret_env=[key_env] if key_env else [],
+             secret_env=[key_env] if key_env else [], network=True,
              description=f"tts (openai) -> {out.path.rsplit('/', 1)[-1]}")
 
 

@@ -14,6 +14,7 @@ import json
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 EXIT_RETRYABLE = 75
 EXIT_PERMANENT = 3
@@ -29,8 +30,7 @@ def main(spec_path: str) -> int:
     from mb.errors import ActionError
 
     root = Path.cwd()
-    module = importlib.import_module(spec["module"])
-    fn = module
+    fn: Any = importlib.import_module(spec["module"])
     for part in spec["qualname"].split("."):
         fn = getattr(fn, part)
     with open(spec["channel"], "w", encoding="utf-8") as channel:
