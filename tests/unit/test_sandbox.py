@@ -104,9 +104,9 @@ def test_parent_directories_of_outputs_exist_before_the_action(tmp_path: Path) -
     assert (root / "out/deep/er/x.txt").read_text() == "hi\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: sandbox.base stage_inputs/prepare_root hard-link "
-                   "the workspace file (or the cache blob) into the sandbox, so an action that "
-                   "writes to a declared input in place changes the user's source")
+@pytest.mark.xfail(strict=True, reason="BUG: sandbox.base.prepare_root symlinks workspace "
+                   "sources (and hard-links cache blobs) into the sandbox, so an action that "
+                   "writes to a declared input in place changes the user's file (or the blob)")
 def test_writing_to_an_input_does_not_change_the_source(tmp_path: Path,
                                                         workspace: Path) -> None:
     root = tmp_path / "sandbox"
