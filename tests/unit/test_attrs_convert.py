@@ -7,7 +7,7 @@ told about it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import pytest
@@ -312,3 +312,38 @@ def test_file_or_files_takes_a_string_or_a_list() -> None:
 
     assert list(errors_of(raised.value, Audio)) == [
         (("audio",), "must be a file or a list of files, got the integer 3")]
+
+
+@attrs.frozen
+class OtherContainers:
+    pair: tuple[str, str] = ("", "")
+    names: set[str] = attrs.field(factory=set)
+    frozen: frozenset[str] = frozenset()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: attrs_convert._is_collection misses fixed-length "
+                   "tuples and sets (cattrs' is_sequence is False for them), so a string given "
+                   "for tuple[str, str] or set[str] is split into characters")
+@pytest.mark.parametrize("raw", [{"pair": "ab"}, {"names": "xyz"}, {"frozen": "xyz"}])
+def test_a_string_is_not_a_tuple_or_a_set(raw: dict[str, Any]) -> None:
+    ((name, value),) = raw.items()
+    assert errors(raw, OtherContainers) == [((name,), f"must be a list, got the string {value!r}")]
+
+
+@attrs.frozen
+class WithLiteral:
+    engine: Literal["espeak", "openai"] = "espeak"
+
+
+def test_literal_accepts_its_values() -> None:
+    assert structure({"engine": "openai"}, WithLiteral, "p") == WithLiteral("openai")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: attrs_convert has no hook for Literal; a wrong "
+                   "value is reported as 'is invalid: CattrsError(\"x not in literal "
+                   "typing.Literal[...]\")', Python internals in a user message")
+def test_literal_error_names_the_allowed_values() -> None:
+    (found,) = errors({"engine": "x"}, WithLiteral)
+    assert found[0] == ("engine",)
+    assert "typing" not in found[1] and "CattrsError" not in found[1]
+    assert "'espeak'" in found[1] and "'openai'" in found[1]
