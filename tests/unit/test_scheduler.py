@@ -494,3 +494,17 @@ def test_empty_run() -> None:
     scheduler, reported = new_scheduler(executor, jobs=2)
     assert scheduler.run([], {}) == {}
     assert reported == [] and executor.kills == 0
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: Scheduler.run ends when nothing is ready and "
+                   "nothing runs; actions waiting on each other (reachable through the "
+                   "analysis cycle bug with output-file labels) come back 'skipped' with no "
+                   "error, so `mb build` fails without saying why")
+def test_actions_that_can_never_run_are_reported_with_a_reason() -> None:
+    a = make_action(0, "a", inputs=["p/b.out"])
+    b = make_action(1, "b", inputs=["p/a.out"])
+    executor = FakeExecutor()
+    scheduler, _ = new_scheduler(executor, jobs=2)
+    outcomes = scheduler.run([a, b], producers_of([a, b]))
+    assert executor.started == []
+    assert all(outcome.error for outcome in outcomes.values())
