@@ -71,6 +71,10 @@ class Watch:
         wait_for(lambda: len(self.finished()) >= count, self)
         return self.finished()
 
+    def wait_reports(self, count: int) -> None:
+        """Wait until the watcher has printed its report and gone idle `count` times."""
+        wait_for(lambda: self.stdout.count("Ctrl-C to stop") >= count, self)
+
     def of_build(self, build_id: str, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if e["build_id"] == build_id and e["type"] == kind]
 
@@ -144,6 +148,7 @@ def test_edit_rebuilds_only_the_changed_action(mb_workspace):
                                             "skipped": 0}
         change = watch.of_build(second["build_id"], "watch.change")
         assert [c["data"]["paths"] for c in change] == [["a/in.txt"]]
+        watch.wait_reports(2)
         assert watch.stop() == 130
     assert "changed: a/in.txt" in watch.stdout
     assert "rebuilt: //a:up\n//a:up (built)\n  mb-out/a/up.txt\n" in watch.stdout
@@ -273,6 +278,7 @@ cmd = "cp $< $@"
         cache = Cache(str(ws.path / ".mb" / "cache"))
         assert cache.get_result(provisional_key) is None, "provisional results are not cached"
         assert cache.get_result(real_key) is not None
+        watch.wait_reports(2)
         assert watch.stop() == 130
     first_report, second_report = watch.stdout.split("changed: a/art.png")
     assert "still provisional:\n  //a:card (placeholder for a/art.png)" in first_report
@@ -311,7 +317,7 @@ def test_ctrl_c_while_waiting_exits_130(mb_workspace, sig):
     ws = mb_workspace(TWO_TARGETS)
     with watching(ws, "//a:up") as watch:
         watch.wait_builds(1)
-        wait_for(lambda: "Ctrl-C to stop" in watch.stdout, watch)
+        watch.wait_reports(1)
         assert watch.stop(sig) == 130
     assert watch.stderr.endswith("interrupted\n")
 
