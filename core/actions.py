@@ -40,8 +40,10 @@ class Action:
     plugin: str
     plugin_version: str
     tags: tuple[str, ...]
-    #: The digest of the function's module source (Python actions only).
+    #: The digest of the function's module source and its package helpers (Python actions).
     function_digest: str = ""
+    #: Those modules by name: the worker loads them from source, never from a stale .pyc.
+    function_modules: tuple[str, ...] = ()
     static_digest: str = ""
 
     @property

@@ -83,7 +83,7 @@ class Analysis:
         #: (size, mtime, inode, ctime) of each BUILD.toml when it was read.
         self.build_file_signatures: dict[str, tuple[int, int, int, int]] = {}
         self._in_progress: list[Label] = []
-        self._function_digests: dict[str, str] = {}
+        self._function_digests: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._current: list[AnalyzedTarget] = []
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
@@ -242,14 +242,15 @@ class Analysis:
 
     def _add_action(self, target: Target, spec: Any) -> Action:
         function_digest = ""
+        function_modules: tuple[str, ...] = ()
         if spec.function is not None and spec.function.source_path:
-            function_digest = self._function_digest(spec.function.module)
+            function_digest, function_modules = self._function_digest(spec.function.module)
         try:
             action = with_static_digest(Action(
                 index=len(self.actions), owner=target.label, spec=spec, rule=target.rule.name,
                 rule_version=target.rule.version, plugin=target.rule.plugin,
                 plugin_version=target.rule.plugin_version, tags=target.options.tags,
-                function_digest=function_digest))
+                function_digest=function_digest, function_modules=function_modules))
         except (TypeError, ValueError) as exc:
             raise PluginError(
                 f"rule {target.rule.name!r} (plugin {target.rule.plugin!r}) declared an action "
@@ -265,7 +266,7 @@ class Analysis:
         self.actions.append(action)
         return action
 
-    def _function_digest(self, module: str) -> str:
+    def _function_digest(self, module: str) -> tuple[str, tuple[str, ...]]:
         """Digest of a Python action's module and the sibling modules it imports.
 
         A rule's private helpers (`rules/_espeak.py` for `rules/tts.py`) shape
@@ -280,10 +281,10 @@ class Analysis:
 
         parts = []
         for name in sorted(_sibling_closure(module)):
-            source = getattr(sys.modules.get(name), "__file__", None)
-            if source and os.path.isfile(source):
+            source = _module_file(name)
+            if source is not None:
                 parts.append([name, self._digest_source(source)])
-        value = digest_value(parts)
+        value = (digest_value(parts), tuple(name for name, _digest in parts))
         self._function_digests[module] = value
         return value
 
@@ -347,9 +348,32 @@ class Analysis:
         return order
 
 
+def _module_file(name: str) -> str | None:
+    """The source file of a module, imported or not (helpers may be imported lazily)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        source = getattr(module, "__file__", None)
+    else:
+        from importlib.util import find_spec
+
+        try:
+            spec = find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        source = spec.origin if spec is not None else None
+    if source and source.endswith(".py") and os.path.isfile(source):
+        return source
+    return None
+
+
 def _sibling_closure(module: str) -> set[str]:
-    """`module` plus the modules of its own package it imports, transitively."""
+    """`module` plus the modules of its own package it imports, transitively.
+
+    Imports inside functions count too: a rule may import a heavy helper only
+    in its action.
+    """
     import ast
+    from importlib.util import resolve_name
 
     root = sys.modules.get(module)
     package = module if hasattr(root, "__path__") else module.rpartition(".")[0]
@@ -361,15 +385,16 @@ def _sibling_closure(module: str) -> set[str]:
         name = pending.pop()
         if name in found:
             continue
-        found.add(name)
-        source = getattr(sys.modules.get(name), "__file__", None)
-        if not source or not source.endswith(".py") or not os.path.isfile(source):
+        source = _module_file(name)
+        if source is None:
             continue
+        found.add(name)
         with open(source, "rb") as f:
             try:
                 tree = ast.parse(f.read())
             except (SyntaxError, ValueError):
                 continue
+        anchor = name if source.endswith("__init__.py") else name.rpartition(".")[0]
         for node in ast.walk(tree):
             candidates: list[str] = []
             if isinstance(node, ast.Import):
@@ -377,16 +402,12 @@ def _sibling_closure(module: str) -> set[str]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    from importlib.util import resolve_name
-
-                    anchor = getattr(sys.modules.get(name), "__package__", None) or package
                     try:
                         base = resolve_name("." * node.level + base, anchor)
                     except (ImportError, ValueError):
                         continue
                 candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
             for candidate in candidates:
-                in_package = candidate == package or candidate.startswith(package + ".")
-                if in_package and candidate in sys.modules:
+                if candidate == package or candidate.startswith(package + "."):
                     pending.append(candidate)
     return found

@@ -271,7 +271,8 @@ def _action_record(outcome: Outcome) -> dict[str, Any]:
 
     return {"target": str(action.owner), "index": action.index, "status": outcome.status,
             "key": outcome.key, "description": action.description,
-            "static": static_components(action), "inputs": dict(outcome.input_digests),
+            "static": (action.static_digest, lambda: static_components(action)),
+            "inputs": dict(outcome.input_digests),
             "tools": dict(outcome.tool_digests), "outputs": dict(outcome.outputs),
             "provisional": outcome.provisional, "error": outcome.error}
 

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,13 +92,14 @@ class Cache:
                                   cost=data.get("cost"), duration_s=data.get("duration_s", 0.0))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        now = time.time()
-        try:
-            for digest in result.outputs.values():
-                os.utime(self.blob_path(digest), (now, now))  # recency for `mb gc`
-            os.utime(path, (now, now))
-        except FileNotFoundError:
+        if not all(self.has_blob(d) for d in result.outputs.values()):
             return None  # a blob was collected: a miss
+        try:
+            # Recency for `mb gc` lives on the result only: blobs are hard-linked
+            # into mb-out/, and touching them would change every output's mtime.
+            os.utime(path)
+        except OSError:
+            pass
         return result
 
     def put_result(self, key: str, result: ActionResult) -> None:
@@ -120,7 +120,7 @@ class Cache:
                         st = os.stat(path)
                     except OSError:
                         continue
-                    entries.append((max(st.st_mtime, st.st_atime), st.st_size, path))
+                    entries.append((st.st_mtime, st.st_size, path))
         return entries
 
     def size(self) -> int:
@@ -129,11 +129,24 @@ class Cache:
     def gc(self, max_size: int) -> tuple[int, int]:
         """Delete least recently used entries until the cache is at most `max_size` bytes.
 
-        Action results go first within the same age, so a result never outlives
-        its blobs for long; a result whose blob is gone is treated as a miss.
-        Returns (files removed, bytes freed).
+        A blob is as recent as the most recent result naming it (results are
+        touched on every hit). Action results go first within the same age, so
+        a result never outlives its blobs for long; a result whose blob is gone
+        is a miss. Returns (files removed, bytes freed).
         """
-        entries = sorted(self._entries(), key=lambda e: (e[0], not e[2].endswith(".json")))
+        used_at: dict[str, float] = {}
+        for when, _size, path in self._entries():
+            if path.endswith(".json"):
+                try:
+                    with open(path, "rb") as f:
+                        outputs = json.loads(f.read()).get("outputs", {})
+                except (OSError, ValueError, AttributeError):
+                    continue
+                for digest in outputs.values():
+                    used_at[digest] = max(used_at.get(digest, 0.0), when)
+        entries = [(max(when, used_at.get(os.path.basename(path), 0.0)), size, path)
+                   for when, size, path in self._entries()]
+        entries.sort(key=lambda e: (e[0], not e[2].endswith(".json")))
         total = sum(size for _t, size, _p in entries)
         removed = freed = 0
         for _time, size, path in entries:

@@ -253,6 +253,7 @@ class Executor:
             "providers": self.providers, "label": str(action.owner), "channel": channel,
             "state_dir": os.path.join(self.state_dir, "providers"),
             "sys_path": [p for p in sys.path if p],
+            "fresh_modules": list(action.function_modules),
         }
         with open(spec_path, "w", encoding="utf-8") as f:
             json.dump(data, f)

@@ -56,8 +56,8 @@ def write_manifest(state_dir: str, build_id: str, started: str, finished: str, s
     keys_dir = os.path.join(state_dir, "keys")
     compact = []
     for record in actions:
-        static = record.pop("static")
-        static_digest = _store_components(keys_dir, static)
+        static_digest, components = record.pop("static")
+        _store_components(keys_dir, static_digest, components)
         compact.append({**record, "static": static_digest})
     manifest = {
         "build_id": build_id, "started": started, "finished": finished, "status": status,
@@ -88,15 +88,14 @@ def prune(directory: str) -> None:
             pass
 
 
-def _store_components(keys_dir: str, components: dict[str, Any]) -> str:
-    from mb.digest import digest_bytes
+def _store_components(keys_dir: str, static_digest: str, components: Any) -> None:
+    """Store a key's static components once, under their digest (the action's static digest).
 
-    data = canonical_json(components)
-    digest = digest_bytes(data)
-    path = os.path.join(keys_dir, digest[:2], digest + ".json")
+    `components` is a callable producing them, so they are only encoded when new.
+    """
+    path = os.path.join(keys_dir, static_digest[:2], static_digest + ".json")
     if not os.path.exists(path):
-        atomic_write_bytes(path, data)
-    return digest
+        atomic_write_bytes(path, canonical_json(components()))
 
 
 def current_build_id(state_dir: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -117,10 +118,13 @@ class Scheduler:
                     ready.append(dependent)
 
         # Actions whose key is known and missed the cache, waiting for pool units.
-        runnable: list[tuple[Action, str, dict[str, str], bool]] = []
+        # Keyed actions that missed the cache, in order; `parked` wait for a named
+        # pool (gpu, api) and come back when one of its units is given back.
+        runnable: deque[tuple[Action, str, dict[str, str], bool]] = deque()
+        parked: list[tuple[Action, str, dict[str, str], bool]] = []
         with ThreadPoolExecutor(max_workers=max(1, self.options.jobs),
                                 thread_name_prefix="mb-action") as workers:
-            while ready or runnable or running:
+            while ready or runnable or parked or running:
                 if self.interrupted.is_set():
                     break
                 while ready:
@@ -139,29 +143,34 @@ class Scheduler:
                         finish(action, prepared)
                     else:
                         runnable.append((action, *prepared))
-                still_waiting = []
-                for action, key, inputs, provisional in runnable:
-                    wants = (job_slot, *action.spec.resources)
-                    if ((failed and not self.options.keep_going)
-                            or self.interrupted.is_set()):
+                if (failed and not self.options.keep_going) or self.interrupted.is_set():
+                    for action, key, _inputs, _provisional in (*runnable, *parked):
                         finish(action, Outcome(action, "skipped", key))
-                    elif pools.fits(wants):
+                    runnable.clear()
+                    parked.clear()
+                # Every action needs a job slot: stop looking as soon as none is free.
+                while runnable and pools.fits((job_slot,)):
+                    item = runnable.popleft()
+                    wants = (job_slot, *item[0].spec.resources)
+                    if pools.fits(wants):
                         pools.take(wants)
                         running += 1
-                        workers.submit(self._work, action, key, inputs, provisional)
+                        workers.submit(self._work, *item)
                     else:
-                        still_waiting.append((action, key, inputs, provisional))
-                runnable = still_waiting
+                        parked.append(item)
                 if ready:
                     continue  # finishing skipped actions may have readied others
                 if not running:
                     break  # nothing can make progress (cannot happen after check_pools)
-                item = self._done.get()
-                if item is None:
+                done = self._done.get()
+                if done is None:
                     continue
-                action, outcome = item
+                action, outcome = done
                 running -= 1
                 pools.give((job_slot, *action.spec.resources))
+                if action.spec.resources and parked:
+                    runnable.extendleft(reversed(parked))
+                    parked.clear()
                 finish(action, outcome)
             if self.interrupted.is_set():
                 self.executor.sandbox.registry.kill_all()

@@ -13,9 +13,7 @@ from typing import Any
 import attrs
 
 import mb
-from mb.providers import ProviderClient, provider_settings
 
-from ._comfy_session import ComfySession
 from ._comfy_workflow import (
     apply_params,
     apply_seed,
@@ -97,6 +95,12 @@ def comfy_generate(ctx: mb.RuleContext, a: ComfyAttrs) -> None:
 
 
 def generate(io: mb.ActionIO) -> None:
+    # Imported here: HTTP and websocket libraries cost every build ~0.1 s to import,
+    # and only builds that run a ComfyUI action need them.
+    from mb.providers import ProviderClient, provider_settings
+
+    from ._comfy_session import ComfySession
+
     """The action: prepare the workflow, run it on the server, write the PNGs in order."""
     name = io.inputs[0].name
     workflow = load_workflow(io.inputs[0], name)

@@ -10,6 +10,9 @@ failure, 3 a failure a retry cannot fix; the message goes to stderr.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import json
 import sys
 import traceback
@@ -28,6 +31,8 @@ def main(spec_path: str) -> int:
             sys.path.insert(0, entry)
     from mb.actionio import ActionIO
     from mb.errors import ActionError
+
+    sys.meta_path.insert(0, _SourceOnlyFinder(frozenset(spec.get("fresh_modules", []))))
 
     root = Path.cwd()
     fn: Any = importlib.import_module(spec["module"])
@@ -54,6 +59,34 @@ def main(spec_path: str) -> int:
             traceback.print_exc()
             return EXIT_RETRYABLE
     return 0
+
+
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles from source: the key covered these files' bytes, so must the code that runs.
+
+    Python trusts a .pyc whose recorded source mtime (whole seconds) and size
+    match, so a same-size edit within a second would run stale bytecode.
+    """
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return compile(self.get_data(path), path, "exec", dont_inherit=True)
+
+
+class _SourceOnlyFinder(importlib.abc.MetaPathFinder):
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self.names:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            return spec
+        loader = _SourceOnlyLoader(fullname, spec.loader.path)
+        return importlib.util.spec_from_file_location(
+            fullname, spec.loader.path, loader=loader,
+            submodule_search_locations=spec.submodule_search_locations)
 
 
 if __name__ == "__main__":
