@@ -14,7 +14,7 @@ import attrs
 from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 
 from mb.analysis import Analysis, AnalyzedTarget
-from mb.cache import Cache
+from mb.cache import ActionResult, Cache
 from mb.errors import ConfigError
 from mb.events import EventLog, new_build_id, utc_timestamp
 from mb.executor import Executor, ExecutorOptions, Outcome
@@ -84,22 +84,46 @@ def make_sandbox(workspace: Workspace, mode: str, events: EventLog) -> Any:
     return DirSandbox(registry)
 
 
+@attrs.define
+class BuildSession:
+    """What a long-lived process (`mb watch`) keeps between builds of one request.
+
+    A set `analysis` is reused as is: the caller drops it when a BUILD.toml,
+    MB.toml or folder changed. `changed` holds the paths changed since the
+    last build; the actions reading them are scheduled first. Provisional
+    results are remembered here, for this session only (SPEC §7 keeps them out
+    of the cache), so an unchanged provisional action does not run again.
+    """
+
+    analysis: Analysis | None = None
+    requested: list[Label] = attrs.field(factory=list)
+    changed: frozenset[str] = frozenset()
+    provisional_results: dict[str, ActionResult] = attrs.field(factory=dict)
+
+
 def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
-              events: EventLog, statcache: StatCache) -> BuildResult:
+              events: EventLog, statcache: StatCache,
+              session: BuildSession | None = None) -> BuildResult:
     """Analyse and run the requested patterns; the caller holds the workspace lock."""
     config = workspace.config
     profiler = Profiler() if options.profile else NullProfiler()
     # Made before the package walk, so creating it does not look like a change
     # of the workspace root to the next build's fast path.
     os.makedirs(workspace.output_dir, exist_ok=True)
-    analysis = Analysis(workspace, plugins, statcache.digest)
-    patterns = [parse_pattern(p, workspace.cwd_package) for p in options.patterns]
     started = utc_timestamp()
-    with profiler.span("analysis", "analysis"):
-        requested = analysis.expand(patterns)
-        for label in requested:
-            analysis.analyze(label)
+    if session is not None and session.analysis is not None:
+        analysis, requested = session.analysis, session.requested
         closure = analysis.closure(requested)
+    else:
+        analysis = Analysis(workspace, plugins, statcache.digest)
+        patterns = [parse_pattern(p, workspace.cwd_package) for p in options.patterns]
+        with profiler.span("analysis", "analysis"):
+            requested = analysis.expand(patterns)
+            for label in requested:
+                analysis.analyze(label)
+            closure = analysis.closure(requested)
+        if session is not None:
+            session.analysis, session.requested = analysis, requested
     actions = [a for t in closure for a in t.actions]
 
     mode = options.sandbox or config.build.sandbox
@@ -111,6 +135,8 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
         workspace.root, cache, statcache, sandbox, events, config.providers,
         ExecutorOptions(read_cache=not options.no_cache, write_cache=not options.no_cache),
         workspace.state_dir)
+    if session is not None:
+        executor.provisional_results = session.provisional_results
     placeholder = None
     if options.placeholders:
         from mb.placeholders import PlaceholderMaker
@@ -124,7 +150,8 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
             keep_going=options.placeholders or (
                 options.keep_going if options.keep_going is not None
                 else config.build.keep_going),
-            pools=config.resources, placeholder=placeholder),
+            pools=config.resources, placeholder=placeholder,
+            first=session.changed if session is not None else frozenset()),
         on_outcome=lambda outcome: _report_outcome(events, outcome), profiler=profiler)
     events.emit("build.started", patterns=list(options.patterns), targets=len(closure),
                 actions=len(actions))

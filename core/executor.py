@@ -75,6 +75,9 @@ class Executor:
         self.events = events
         self.providers = providers
         self.options = options
+        #: key -> result of provisional actions, kept for one `mb watch` session only
+        #: (never in the cache), so an unchanged provisional action does not run again.
+        self.provisional_results: dict[str, ActionResult] | None = None
         self.state_dir = state_dir
         self.output_dir = os.path.join(root, "mb-out")
         self._sandbox_base = os.path.join(state_dir, "sandbox")
@@ -118,7 +121,13 @@ class Executor:
     def lookup(self, action: Action, key: str) -> ActionResult | None:
         if not (action.cacheable and self.options.read_cache):
             return None
-        return self.cache.get_result(key)
+        found = self.cache.get_result(key)
+        if found is None and self.provisional_results is not None:
+            found = self.provisional_results.get(key)
+            if found is not None and not all(self.cache.has_blob(d)
+                                             for d in found.outputs.values()):
+                found = None
+        return found
 
     def materialize(self, outputs: Mapping[str, str]) -> None:
         """Place outputs under mb-out/ unless the right file is already there."""
@@ -199,9 +208,12 @@ class Executor:
             outputs = self._collect(root, spec.outputs)
         finally:
             self._roots.add(root)
+        stored = ActionResult(outputs=outputs, metadata=metadata, cost=cost,
+                              duration_s=result.duration_s)
         if action.cacheable and self.options.write_cache and not provisional:
-            self.cache.put_result(key, ActionResult(outputs=outputs, metadata=metadata,
-                                                    cost=cost, duration_s=result.duration_s))
+            self.cache.put_result(key, stored)
+        elif action.cacheable and provisional and self.provisional_results is not None:
+            self.provisional_results[key] = stored
         self.materialize(outputs)
         return Outcome(action, "executed", key, outputs=outputs, metadata=metadata, cost=cost,
                        provisional=provisional, input_digests=inputs)

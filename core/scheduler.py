@@ -30,6 +30,8 @@ class SchedulerOptions:
     pools: Mapping[str, int] = attrs.field(factory=dict)
     #: Called for each missing input when placeholders are on: path -> digest, or None.
     placeholder: Callable[[str, Action], str | None] | None = None
+    #: Paths changed since the last build (mb watch): actions reading them go first.
+    first: frozenset[str] = frozenset()
 
 
 class Pools:
@@ -93,6 +95,8 @@ class Scheduler:
             for index in needs:
                 dependents[index].append(action)
         ready = [a for a in reversed(actions) if not waiting_on[a.index]]
+        if self.options.first:  # a stack: the actions reading a changed path on top
+            ready.sort(key=lambda a: any(p in self.options.first for p in a.spec.inputs))
         produced: dict[str, str] = {}
         provisional_paths: set[str] = set()
         outcomes: dict[int, Outcome] = {}
@@ -143,6 +147,19 @@ class Scheduler:
                         finish(action, prepared)
                     else:
                         runnable.append((action, *prepared))
+                        if pools.fits((job_slot, *action.spec.resources)):
+                            break  # start it now; look the rest up while it runs
+                    while running:  # what finished readies its dependents, on top of the stack
+                        try:
+                            finished_item = self._done.get_nowait()
+                        except queue.Empty:
+                            break
+                        if finished_item is None:
+                            continue
+                        done_action, outcome = finished_item
+                        running -= 1
+                        pools.give((job_slot, *done_action.spec.resources))
+                        finish(done_action, outcome)
                 if (failed and not self.options.keep_going) or self.interrupted.is_set():
                     for action, key, _inputs, _provisional in (*runnable, *parked):
                         finish(action, Outcome(action, "skipped", key))

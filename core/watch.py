@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-from mb.build import BuildOptions, BuildResult, run_build
+from mb.build import BuildOptions, BuildResult, BuildSession, run_build
 from mb.cmd_build import (
     make_reporter,
     options_from,
@@ -205,6 +205,7 @@ class Watcher:
         patterns = [parse_pattern(p, package) for p in self.options.patterns]
         self.filter = MbFilter(self.root, patterns)
         self.feed = ChangeFeed(self.root, self.filter)
+        self.session = BuildSession()
         self.statcache = StatCache(os.path.join(self.root, STATE_DIR, "statcache.bin"))
 
     def run(self) -> int:
@@ -239,12 +240,17 @@ class Watcher:
             self.filter.any_build_file = True
             self.show_error(exc, events)
             return None
+        if any(os.path.basename(p) in ("BUILD.toml", "MB.toml") or p in self.filter.folders
+               for p in changed):
+            self.session.analysis = None  # re-analyse; a source change keeps the analysis
+        self.session.changed = frozenset(changed)
         log = CycleLog()
         events.subscribe(log)
         try:
             result = locked_build(workspace, self.plugins, self.options, events,
-                                  make_reporter(self.args), self.statcache)
+                                  make_reporter(self.args), self.statcache, self.session)
         except UserError as exc:
+            self.session.analysis = None
             self.filter.update(self.filter.watched, workspace.cache_dir, errored=True)
             self.show_error(exc, events)
             return None
@@ -263,7 +269,8 @@ class Watcher:
 
 
 def locked_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
-                 events: EventLog, reporter: Any, statcache: StatCache) -> BuildResult:
+                 events: EventLog, reporter: Any, statcache: StatCache,
+                 session: BuildSession) -> BuildResult:
     """One build under the workspace lock (taken per build, so `mb build` can run between
     rebuilds), its events rendered by `reporter`; the log and reporter closed however it ends."""
     events.subscribe(reporter)
@@ -271,7 +278,7 @@ def locked_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
         with WorkspaceLock(workspace.state_dir, waiting):
             events.start()
             try:
-                return run_build(workspace, plugins, options, events, statcache)
+                return run_build(workspace, plugins, options, events, statcache, session)
             finally:
                 events.close()
     finally:

@@ -287,8 +287,6 @@ cmd = "cp $< $@"
     assert "//a:card (built)\n  mb-out/a/card.png" in second_report
 
 
-@pytest.mark.xfail(strict=True, reason="run_build keeps no provisional results between "
-                   "rebuilds yet (they are never cached), so every rebuild re-runs them")
 def test_an_unchanged_provisional_action_does_not_run_again(mb_workspace):
     ws = mb_workspace({**TWO_TARGETS, "a/BUILD.toml": TWO_TARGETS["a/BUILD.toml"] + """
 [card]

@@ -170,7 +170,8 @@ class IdleQueue(queue.Queue):  # type: ignore[type-arg]
         self.idle = threading.Event()
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        self.idle.set()
+        if block:  # a non-blocking poll between cache lookups is not waiting
+            self.idle.set()
         return super().get(block, timeout)
 
 
