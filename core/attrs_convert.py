@@ -154,8 +154,10 @@ def _primitive_union_hook(type_: Any) -> Any:
 
 
 def _is_collection(type_: Any) -> bool:
+    origin = typing.get_origin(type_) or type_
     return type_ not in (str, bytes) and (
         cattrs.converters.is_sequence(type_) or cattrs.converters.is_mapping(type_)
+        or origin in (tuple, set, frozenset)
     )
 
 
@@ -175,11 +177,17 @@ def make_converter() -> cattrs.Converter:
             value_type = args[1] if len(args) == 2 else Any
             return lambda value, _t: _structure_table(converter, value, value_type, type_)
         origin = typing.get_origin(type_) or type_
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[int, str]: fixed
+            return lambda value, _t: _structure_fixed(converter, value, args, type_)
         item_type = args[0] if args else Any
-        make = tuple if origin in (tuple, typing.Tuple) else list  # noqa: UP006
+        make: Any = {tuple: tuple, set: set, frozenset: frozenset}.get(origin, list)
         return lambda value, _t: make(_structure_items(converter, value, item_type, type_))
 
     converter.register_structure_hook_factory(_is_collection, collection_factory)
+    converter.register_structure_hook_factory(
+        lambda t: typing.get_origin(t) is typing.Literal, _literal_hook)
+    converter.register_structure_hook_factory(
+        lambda t: isinstance(t, type) and attrs.has(t), _table_class_hook(converter))
     return converter
 
 
@@ -199,6 +207,58 @@ def _structure_items(converter: cattrs.Converter, value: Any, item_type: Any,
     if errors:
         raise IterableValidationError("invalid items", errors, type_)
     return items
+
+
+def _structure_fixed(converter: cattrs.Converter, value: Any, item_types: tuple[Any, ...],
+                     type_: Any) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise InvalidValue(f"must be a list, got {describe(value)}")
+    if len(value) != len(item_types):
+        raise InvalidValue(f"must be a list of {len(item_types)} items, got {len(value)}")
+    errors: list[Exception] = []
+    items: list[Any] = []
+    for index, (item, item_type) in enumerate(zip(value, item_types)):
+        try:
+            items.append(converter.structure(item, item_type))
+        except Exception as exc:
+            exc.__notes__ = [*getattr(exc, "__notes__", []),
+                             cattrs.IterableValidationNote(f"@ index {index}", index, item_type)]
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError("invalid items", errors, type_)
+    return tuple(items)
+
+
+def _literal_hook(type_: Any) -> Any:
+    """`Literal["dir", "linux"]`: one of the values, of the same type (no `1` for `True`)."""
+    allowed = typing.get_args(type_)
+    words = ", ".join(repr(a) for a in allowed)
+
+    def hook(value: Any, _t: Any) -> Any:
+        if any(type(value) is type(a) and value == a for a in allowed):
+            return value
+        raise InvalidValue(f"must be one of {words}, got {describe(value)}")
+
+    return hook
+
+
+def _table_class_hook(converter: cattrs.Converter) -> Any:
+    """An attrs class inside a file (`[build]` in MB.toml) must be given as a table."""
+
+    def factory(cls: type) -> Any:
+        from cattrs.gen import make_dict_structure_fn
+
+        base = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True,
+                                      _cattrs_detailed_validation=True)
+
+        def hook(value: Any, _t: Any) -> Any:
+            if not isinstance(value, dict):
+                raise InvalidValue(f"must be a table, got {describe(value)}")
+            return base(value, cls)
+
+        return hook
+
+    return factory
 
 
 def _structure_table(converter: cattrs.Converter, value: Any, value_type: Any,

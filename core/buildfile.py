@@ -56,7 +56,12 @@ def parse_toml(display_path: str, text: str, error_class: type[UserError] = Buil
         message = str(exc)
         found = _TOML_POSITION.search(message)
         line, col = (int(found.group(1)), int(found.group(2))) if found else (None, None)
-        reason = _TOML_POSITION.sub("", message).strip()
+        if found is None and "(at end of document)" in message:
+            lines = text.split("\n")
+            line, col = len(lines), len(lines[-1]) + 1
+        reason = _TOML_POSITION.sub("", message).replace("(at end of document)", "").strip()
+        if found is None and line is not None:
+            reason += " at the end of the file"
         raise error_class(
             f"TOML syntax error: {reason[0].lower() + reason[1:] if reason else message}",
             Location(display_path, line, col),

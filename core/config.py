@@ -22,9 +22,14 @@ def _sandbox_mode(_instance: Any, attribute: Any, value: str) -> None:
                                f"must be one of {', '.join(SANDBOX_MODES)}, got {value!r}")
 
 
+def _positive_jobs(_instance: Any, attribute: Any, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise AttributeInvalid(attribute.name, f"must be at least 1, got {value}")
+
+
 @attrs.frozen
 class BuildSection:
-    jobs: int | None = None
+    jobs: int | None = attrs.field(default=None, validator=_positive_jobs)
     sandbox: str = attrs.field(default="dir", validator=_sandbox_mode)
     keep_going: bool = False
 

@@ -197,8 +197,9 @@ class Executor:
             modified = self._modified_sources(staged)
             if modified:
                 return Outcome(action, "failed", key, error=(
-                    f"the action wrote to its input {', '.join(modified)}; declared inputs are "
-                    "read-only (write a new output instead)"),
+                    f"input {', '.join(modified)} changed while the action ran (the action "
+                    "wrote to it, or it was edited meanwhile); the result is not kept. "
+                    "Declared inputs are read-only: write a new output instead"),
                     stderr_tail=result.stderr_tail, retryable=False)
             if result.missing_outputs:
                 names = ", ".join(result.missing_outputs)

@@ -376,8 +376,9 @@ cmd = "echo scribble >> $<; cp $< $@"
 """})
     result = ws.run("build")
     assert result.exit_code == 1
-    assert ("FAILED //w:rude: the action wrote to its input w/in.txt; declared inputs are "
-            "read-only (write a new output instead)") in result.stderr
+    assert ("FAILED //w:rude: input w/in.txt changed while the action ran (the action wrote "
+            "to it, or it was edited meanwhile); the result is not kept. Declared inputs are "
+            "read-only: write a new output instead") in result.stderr
     assert [e for e in ws.last_build_events() if e["type"] == "action.retry"] == []
 
 

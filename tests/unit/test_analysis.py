@@ -345,9 +345,6 @@ def test_build_file_shape_errors(make, text: str, message: str) -> None:  # type
     assert str(info.value) == message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: buildfile.parse_toml only reads '(at line N, "
-                   "column M)' from tomllib; a syntax error '(at end of document)' gets no "
-                   "line:col and keeps the parenthesis in the message")
 def test_syntax_error_at_the_end_of_the_file_has_a_position(make) -> None:  # type: ignore[no-untyped-def]
     analysis = make({"p/BUILD.toml": '[t]\nrule = "genrule"\nouts = [\n'})
     with pytest.raises(BuildFileError) as info:

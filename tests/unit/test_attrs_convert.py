@@ -321,9 +321,6 @@ class OtherContainers:
     frozen: frozenset[str] = frozenset()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: attrs_convert._is_collection misses fixed-length "
-                   "tuples and sets (cattrs' is_sequence is False for them), so a string given "
-                   "for tuple[str, str] or set[str] is split into characters")
 @pytest.mark.parametrize("raw", [{"pair": "ab"}, {"names": "xyz"}, {"frozen": "xyz"}])
 def test_a_string_is_not_a_tuple_or_a_set(raw: dict[str, Any]) -> None:
     ((name, value),) = raw.items()
@@ -339,9 +336,6 @@ def test_literal_accepts_its_values() -> None:
     assert structure({"engine": "openai"}, WithLiteral, "p") == WithLiteral("openai")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: attrs_convert has no hook for Literal; a wrong "
-                   "value is reported as 'is invalid: CattrsError(\"x not in literal "
-                   "typing.Literal[...]\")', Python internals in a user message")
 def test_literal_error_names_the_allowed_values() -> None:
     (found,) = errors({"engine": "x"}, WithLiteral)
     assert found[0] == ("engine",)

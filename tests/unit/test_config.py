@@ -127,17 +127,11 @@ def test_display_path_is_used_in_messages(tmp_path: Path) -> None:
     assert info.value.location is not None and info.value.location.path == "ws/MB.toml"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: attrs_convert has no check that a nested attrs "
-                   "class gets a table, so `build = 3` in MB.toml is reported as \"'build' is "
-                   "invalid: argument of type 'int' is not iterable\" (a Python message)")
 def test_a_section_that_is_not_a_table(tmp_path: Path) -> None:
     assert error(tmp_path, "build = 3\n") == (
         "MB.toml:1:1: 'build' must be a table, got the integer 3")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config.BuildSection.jobs has no validator; "
-                   "jobs = 0 or -1 is accepted silently (0 falls back to the CPU count, -1 "
-                   "runs one job)")
 @pytest.mark.parametrize("jobs", [0, -1])
 def test_jobs_must_be_positive(tmp_path: Path, jobs: int) -> None:
     with pytest.raises(ConfigError):
