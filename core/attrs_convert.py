@@ -248,7 +248,7 @@ def _table_class_hook(converter: cattrs.Converter) -> Any:
     def factory(cls: type) -> Any:
         from cattrs.gen import make_dict_structure_fn
 
-        base = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True,
+        base: Any = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True,
                                       _cattrs_detailed_validation=True)
 
         def hook(value: Any, _t: Any) -> Any:
