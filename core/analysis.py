@@ -84,6 +84,7 @@ class Analysis:
         self.build_file_signatures: dict[str, tuple[int, int, int, int]] = {}
         self._in_progress: list[Label] = []
         self._function_digests: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._unresolved: list[tuple[str, tuple[Label, ...]]] = []
         self._current: list[AnalyzedTarget] = []
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
@@ -238,6 +239,8 @@ class Analysis:
             self._in_progress.pop()
             self._current.pop()
         self.analyzed[label] = result
+        if not self._in_progress:  # the outermost target is done: every output is known
+            self.check_cycles_through_files()
         return result
 
     def _add_action(self, target: Target, spec: Any) -> Action:
@@ -310,9 +313,23 @@ class Analysis:
                 current.deps.append(producer.label)
             return (path,)
         # A missing source: an error when the build needs it (or a placeholder).
+        # Unless a target still being analysed turns out to declare it: a cycle,
+        # checked once every target is analysed (`check_cycles_through_files`).
+        self._unresolved.append((path, tuple(self._in_progress)))
         if current is not None and path not in current.sources:
             current.sources.append(path)
         return (path,)
+
+    def check_cycles_through_files(self) -> None:
+        """A file taken for a missing source but declared by a target that was mid-analysis."""
+        for path, stack in self._unresolved:
+            producer = self.producers.get(path)
+            if producer is not None and producer.owner in stack:
+                cycle = list(stack[stack.index(producer.owner):]) + [producer.owner]
+                target = self.target(cycle[0])
+                raise CycleError([str(label) for label in cycle],
+                                 target.source.location((cycle[0].name,)))
+        self._unresolved.clear()  # the targets on those stacks are all done now
 
     def _find_output(self, package: str, path: str) -> AnalyzedTarget | None:
         for name, target in self.package(package).items():

@@ -182,6 +182,7 @@ class Executor:
         request = SandboxRequest(root=root, cache_dir=self.cache.directory, inputs=staged, outputs=spec.outputs, argv=argv,
                                  env=env, timeout=spec.timeout,
                                  network=spec.network)
+        blob_stats = self._blob_stats(staged)
         try:
             result = self.sandbox.run(request)
             metadata, cost = self._read_channel(channel, str(action.owner))
@@ -194,7 +195,7 @@ class Executor:
                                stderr_tail=result.stderr_tail,
                                retryable=not (spec.kind == "call"
                                               and result.exit_code == EXIT_PERMANENT))
-            modified = self._modified_sources(staged)
+            modified = self._modified_sources(staged, blob_stats)
             if modified:
                 return Outcome(action, "failed", key, error=(
                     f"input {', '.join(modified)} changed while the action ran (the action "
@@ -226,21 +227,38 @@ class Executor:
             return blob
         return os.path.join(self.root, path)
 
-    def _modified_sources(self, staged: Mapping[str, str]) -> list[str]:
-        """Workspace sources (symlinked into the sandbox) whose stat changed while it ran."""
+    def _modified_sources(self, staged: Mapping[str, str],
+                          blob_stats: Mapping[str, tuple[int, int]]) -> list[str]:
+        """Inputs whose stat changed while the action ran.
+
+        Sources are compared with the stat they were hashed at. Blobs are
+        hard-linked into the sandbox, and 0444 does not stop root: a blob
+        written to no longer matches its name, so it is removed from the cache.
+        """
         changed = []
         for rel, source in staged.items():
-            if source.startswith(self.cache.directory + os.sep):
-                continue
             try:
                 st = os.stat(source)
             except OSError:
                 changed.append(rel)
                 continue
+            if source in blob_stats:
+                if blob_stats[source] != (st.st_size, st.st_mtime_ns):
+                    changed.append(rel)
+                    os.unlink(source)
+                continue
             before = self.statcache.hashed_signature(source)
             if before is not None and before[:2] != (st.st_size, st.st_mtime_ns):
                 changed.append(rel)
         return changed
+
+    def _blob_stats(self, staged: Mapping[str, str]) -> dict[str, tuple[int, int]]:
+        blobs = {}
+        for source in staged.values():
+            if source.startswith(self.cache.directory + os.sep):
+                st = os.stat(source)
+                blobs[source] = (st.st_size, st.st_mtime_ns)
+        return blobs
 
     def _collect(self, root: str, outputs: tuple[str, ...]) -> dict[str, str]:
         from mb.digest import digest_file

@@ -192,7 +192,12 @@ class Scheduler:
             if self.interrupted.is_set():
                 self.executor.sandbox.registry.kill_all()
         for action in actions:
-            outcomes.setdefault(action.index, Outcome(action, "skipped"))
+            if action.index not in outcomes:
+                waiting = sorted(str(a.owner) for a in actions
+                                 if a.index in waiting_on[action.index])
+                reason = ("interrupted" if self.interrupted.is_set() else
+                          f"never ready: waits on {', '.join(waiting)}" if waiting else "")
+                outcomes[action.index] = Outcome(action, "skipped", error=reason)
         return outcomes
 
     def _blocked_by(self, action: Action, outcomes: Mapping[int, Outcome],

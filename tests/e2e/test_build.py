@@ -434,3 +434,26 @@ def test_live_display_and_no_color(mb_workspace):
     colored = ws.run("--color", "always", "build", env={"NO_COLOR": "1"})
     assert colored.exit_code == 0
     assert "\x1b[3" not in colored.stdout and "\x1b[9" not in colored.stdout, "no colours"
+
+
+def test_an_action_writing_to_a_cached_input_fails_and_drops_the_blob(mb_workspace):
+    ws = mb_workspace({"w/BUILD.toml": """
+[made]
+rule = "genrule"
+outs = ["made.txt"]
+cmd = "echo made > $@"
+
+[rude]
+rule = "genrule"
+srcs = [":made"]
+outs = ["out.txt"]
+cmd = "chmod u+w $<; echo scribble >> $<; cp $< $@"
+"""})
+    result = ws.run("build", "-k")
+    assert result.exit_code == 1
+    assert "FAILED //w:rude: input w/made.txt changed while the action ran" in result.stderr
+    assert ws.run("clean").exit_code == 0
+    again = ws.run("build", "//w:made")
+    assert again.exit_code == 0
+    assert ws.executed() == ["//w:made"], "the written-to blob was dropped, so it runs again"
+    assert ws.out("w/made.txt").read_text() == "made\n"

@@ -497,10 +497,6 @@ def test_empty_run() -> None:
     assert reported == [] and executor.kills == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Scheduler.run ends when nothing is ready and "
-                   "nothing runs; actions waiting on each other (reachable through the "
-                   "analysis cycle bug with output-file labels) come back 'skipped' with no "
-                   "error, so `mb build` fails without saying why")
 def test_actions_that_can_never_run_are_reported_with_a_reason() -> None:
     a = make_action(0, "a", inputs=["p/b.out"])
     b = make_action(1, "b", inputs=["p/a.out"])
