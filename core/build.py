@@ -6,6 +6,8 @@ scheduler, cache, events, history) owns its own job.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import signal
 from typing import Any
@@ -245,9 +247,15 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
     noop_result = attrs.evolve(result, targets={
         label: attrs.evolve(t, status=noop_targets[str(label)]["status"])
         for label, t in result.targets.items()})
+    encode = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"))
+    events = [(a["target"], encode({"cached": True, "duration_s": 0.0, "outputs": a["outputs"],
+                                    "provisional": False, "cost": None,
+                                    "description": a["description"]}))
+              for a in noop_actions]
     fastpath.record(
         fastpath.snapshot_path(workspace.state_dir, key), files, dirs, outputs,
-        {"targets": noop_targets, "actions": noop_actions,
+        {"targets_json": encode(noop_targets), "actions_json": encode(noop_actions),
+         "events": events, "targets": len(noop_targets),
          "counts": {"executed": 0, "cached": len(actions), "failed": 0, "skipped": 0},
          "summary": summary_lines(noop_result)}, digests)
 

@@ -35,9 +35,28 @@ class Event(NamedTuple):
     target: str | None = None
     data: dict[str, Any] = {}
 
+    def encode(self, seq: int) -> str:
+        return json.dumps(self.to_json(seq), separators=(",", ":"))
+
     def to_json(self, seq: int) -> dict[str, Any]:
         return {"seq": seq, "ts": self.ts, "build_id": self.build_id, "type": self.type,
                 "level": self.level, "target": self.target, "data": self.data}
+
+
+class EncodedEvent(NamedTuple):
+    """An event whose `data` is already JSON text (the no-op fast path replays thousands)."""
+
+    type: str
+    build_id: str
+    ts: str
+    level: str
+    target: str | None
+    data_json: str
+
+    def encode(self, seq: int) -> str:
+        return (f'{{"seq":{seq},"ts":"{self.ts}","build_id":"{self.build_id}",'
+                f'"type":"{self.type}","level":"{self.level}",'
+                f'"target":{json.dumps(self.target)},"data":{self.data_json}}}')
 
 
 def utc_timestamp(when: float | None = None) -> str:
@@ -82,12 +101,19 @@ class EventLog:
         self.path = path
         self.build_id = build_id
         self._lock = FileLock(path + ".lock")
-        self._buffer: list[Event] = []
+        self._buffer: list[Event | EncodedEvent] = []
         self._buffer_lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._interval = flush_interval
+
+    def emit_encoded(self, type: str, target: str | None, data_json: str) -> None:
+        """Log an event whose data is JSON text already; listeners are not called."""
+        event = EncodedEvent(type=type, build_id=self.build_id, ts=utc_timestamp(),
+                             level="info", target=target, data_json=data_json)
+        with self._buffer_lock:
+            self._buffer.append(event)
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
         self._listeners.append(listener)
@@ -129,7 +155,7 @@ class EventLog:
             lines = []
             for event in batch:
                 seq += 1
-                lines.append(json.dumps(event.to_json(seq), separators=(",", ":")))
+                lines.append(event.encode(seq))
             payload = ("\n".join(lines) + "\n").encode("utf-8")
             with open(self.path, "ab") as f:
                 if f.tell() > 0 and not _ends_with_newline(self.path):

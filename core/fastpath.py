@@ -24,7 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 SNAPSHOT_VERSION = 1
-RACY_NS = 2_000_000_000  # as mb.statcache.RACY_NS (not imported: this path stays light)
+# As mb.statcache.RACY_NS (not imported from there: this path stays light).
+try:
+    RACY_NS = int(float(os.environ.get("MB_RACY_SECONDS", "2")) * 1e9)
+except ValueError:
+    RACY_NS = 2_000_000_000
 
 FileSig = tuple[int, int, int, int]
 DirSig = tuple[int, int]
@@ -60,15 +64,33 @@ def dir_sig(path: str) -> DirSig | None:
     return (st.st_mtime_ns, st.st_ino)
 
 
-def load_if_unchanged(path: str) -> dict[str, Any] | None:
-    """The snapshot at `path` if every recorded stat still matches, else None."""
+def load(path: str) -> dict[str, Any] | None:
+    """The stat part of a snapshot (what to check), or None if there is none."""
     try:
         with open(path, "rb") as f:
             snapshot = marshal.load(f)
-    except (OSError, EOFError, ValueError, TypeError):
+    except (OSError, EOFError, ValueError, TypeError, MemoryError):
         return None
     if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:
         return None
+    return snapshot
+
+
+def load_replay(path: str) -> dict[str, Any] | None:
+    """What a no-op build logs and prints (kept apart: it is only read once proven)."""
+    return load(path + ".replay")
+
+
+def load_if_unchanged(path: str) -> dict[str, Any] | None:
+    """The snapshot at `path` if every recorded stat still matches, else None."""
+    snapshot = load(path)
+    if snapshot is None or not unchanged(path, snapshot):
+        return None
+    return snapshot
+
+
+def unchanged(path: str, snapshot: dict[str, Any]) -> bool:
+    """Whether every stat recorded in `snapshot` (loaded from `path`) still matches."""
     stat = os.stat
     digests = snapshot.get("digests", {})
     changed = False
@@ -79,7 +101,7 @@ def load_if_unchanged(path: str) -> dict[str, Any] | None:
             if current != sig:
                 # Touched but maybe not edited: same bytes still mean the same keys.
                 if name not in digests or not _same_digest(name, digests[name]):
-                    return None
+                    return False
                 # Remember the new stat, unless it is too fresh to trust (racy).
                 if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
                     snapshot["files"][name] = current
@@ -87,18 +109,18 @@ def load_if_unchanged(path: str) -> dict[str, Any] | None:
         for name, sig in snapshot["dirs"].items():
             st = stat(name)
             if (st.st_mtime_ns, st.st_ino) != sig:
-                return None
+                return False
         for name, sig in snapshot["outputs"].items():
             st = stat(name)
             if (st.st_ino, st.st_size) != sig:
-                return None
+                return False
     except OSError:
-        return None
+        return False
     if changed:
         from mb.fsutil import atomic_write_bytes
 
         atomic_write_bytes(path, marshal.dumps(snapshot))
-    return snapshot
+    return True
 
 
 def _same_digest(path: str, expected: str) -> bool:
@@ -137,13 +159,16 @@ def record(path: str, file_sigs: Mapping[str, FileSig | None],
         return
     snapshot: dict[str, Any] = {"version": SNAPSHOT_VERSION, "files": dict(file_sigs),
                                 "dirs": dict(dir_sigs), "outputs": {},
-                                "digests": dict(digests or {}), **payload}
+                                "digests": dict(digests or {})}
     for name in outputs:
         try:
             st = os.stat(name)
         except OSError:
             return
         snapshot["outputs"][name] = (st.st_ino, st.st_size)
+    # The replay part first: a snapshot whose replay is missing is simply unused.
+    atomic_write_bytes(path + ".replay",
+                       marshal.dumps({"version": SNAPSHOT_VERSION, **payload}))
     atomic_write_bytes(path, marshal.dumps(snapshot))
 
 
@@ -154,7 +179,7 @@ def forget(state_dir: str) -> None:
         names = os.listdir(directory)
     except FileNotFoundError:
         return
-    for name in names:
+    for name in names:  # snapshots and their .replay files
         try:
             os.unlink(os.path.join(directory, name))
         except OSError:

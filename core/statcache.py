@@ -19,8 +19,16 @@ from mb.fsutil import atomic_write_bytes
 
 _Entry = tuple[int, int, int, int, str]
 
+def _racy_window_ns() -> int:
+    """`MB_RACY_SECONDS` (default 2): raise it on file systems with coarse timestamps."""
+    try:
+        return int(float(os.environ.get("MB_RACY_SECONDS", "2")) * 1e9)
+    except ValueError:
+        return 2_000_000_000
+
+
 #: A file changed less than this long before it was hashed is hashed again next time.
-RACY_NS: Final = 2_000_000_000
+RACY_NS: Final = _racy_window_ns()
 
 
 class StatCache:
