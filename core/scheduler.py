@@ -239,8 +239,9 @@ class Scheduler:
         cached = executor.lookup(action, key)
         if cached is not None:
             executor.materialize(cached.outputs)
+            # A cached action cost nothing this time: costs count what a build spent.
             return Outcome(action, "cached", key, outputs=cached.outputs,
-                           metadata=cached.metadata, cost=cached.cost, provisional=provisional,
+                           metadata=cached.metadata, cost=None, provisional=provisional,
                            input_digests=inputs, tool_digests=tools)
         return key, inputs, provisional
 

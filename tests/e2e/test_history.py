@@ -152,3 +152,26 @@ def test_profile_is_a_chrome_trace(mb_workspace, tmp_path):
         assert isinstance(event["pid"], int) and isinstance(event["tid"], int)
     lanes = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M"}
     assert "scheduler" in lanes and any(name.startswith("mb-action") for name in lanes)
+
+
+def test_provider_costs_are_summed_per_target_and_build(mb_workspace):
+    import pathlib
+
+    plugin = pathlib.Path(__file__).parent / "plugin_modules" / "costly.py"
+    ws = mb_workspace({
+        "plug/costly.py": plugin.read_text(),
+        "c/BUILD.toml": '[a]\nrule = "costly"\nprice = 0.25\n[b]\nrule = "costly"\nprice = 1.5\n',
+    })
+    env = {"PYTHONPATH": str(ws.path / "plug")}
+    assert ws.run("-p", "costly", "build", env=env).exit_code == 0
+    finished = [e for e in ws.last_build_events() if e["type"] == "build.finished"][0]
+    assert finished["data"]["cost"] == 1.75
+    responses = [e for e in ws.last_build_events() if e["type"] == "provider.response"]
+    assert sorted(e["target"] for e in responses) == ["//c:a", "//c:b"]
+    manifest = json.loads((ws.path / f".mb/builds/{current(ws)}.json").read_text())
+    assert manifest["targets"]["//c:a"]["cost"] == 0.25
+    assert manifest["targets"]["//c:b"]["cost"] == 1.5
+    assert "provider costs: 1.7500" in ws.run("status").stdout
+    assert ws.run("-p", "costly", "build", env=env).exit_code == 0
+    finished = [e for e in ws.last_build_events() if e["type"] == "build.finished"][0]
+    assert finished["data"]["cost"] is None, "cached actions spent nothing"
