@@ -26,6 +26,7 @@ from mb.errors import (
 )
 from mb.labels import Label, Pattern
 from mb.plugins import Plugins
+from mb.statcache import trusted_signature
 from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
 from mb.workspace import Workspace
 
@@ -81,7 +82,7 @@ class Analysis:
         self.actions: list[Action] = []
         self.producers: dict[str, Action] = {}
         #: (size, mtime, inode, ctime) of each BUILD.toml when it was read.
-        self.build_file_signatures: dict[str, tuple[int, int, int, int]] = {}
+        self.build_file_signatures: dict[str, tuple[int, int, int, int] | None] = {}
         self._in_progress: list[Label] = []
         self._function_digests: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._unresolved: list[tuple[str, tuple[Label, ...]]] = []
@@ -99,8 +100,7 @@ class Analysis:
             with open(path, encoding="utf-8") as f:
                 st = os.fstat(f.fileno())
                 text = f.read()
-            self.build_file_signatures[path] = (st.st_size, st.st_mtime_ns, st.st_ino,
-                                                st.st_ctime_ns)
+            self.build_file_signatures[path] = trusted_signature(st)
         except FileNotFoundError:
             raise LabelError(f"no package '{package}': {display} does not exist") from None
         source = SourceFile(display, text)
@@ -428,3 +428,4 @@ def _sibling_closure(module: str) -> set[str]:
                 if candidate == package or candidate.startswith(package + "."):
                     pending.append(candidate)
     return found
+

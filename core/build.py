@@ -220,8 +220,13 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
         for path in action.spec.inputs:
             if path not in analysis.producers:
                 absolute = os.path.join(workspace.root, path)
-                files[absolute] = statcache.signature(absolute)
-                digests[absolute] = statcache.known_digest(absolute) or ""
+                digest = statcache.known_digest(absolute)
+                # A racily clean source gets a signature that never matches, so the
+                # fast path re-hashes it every time and trusts only its bytes.
+                files[absolute] = statcache.signature(absolute) or (
+                    fastpath.ALWAYS_REHASH if digest else None)
+                if digest:
+                    digests[absolute] = digest
         for tool in action.spec.tools:
             files[tool.path] = statcache.signature(tool.path)
         if action.spec.function is not None and action.spec.function.source_path:

@@ -31,6 +31,9 @@ except ValueError:
     RACY_NS = 2_000_000_000
 
 FileSig = tuple[int, int, int, int]
+
+#: The signature of a file recorded while racily clean: never equal to a real stat.
+ALWAYS_REHASH: FileSig = (-1, -1, -1, -1)
 DirSig = tuple[int, int]
 
 

@@ -56,7 +56,7 @@ class StatCache:
             return entry[4]
         value = digest_file(path)
         with self._lock:
-            if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+            if trusted_signature(st) is None:
                 # Changed so recently that another change within the file system's
                 # timestamp granularity would leave the same stat: trust this
                 # digest for this build only (git's "racily clean" problem).
@@ -81,7 +81,8 @@ class StatCache:
         return None if entry is None else entry[:4]
 
     def known_digest(self, path: str) -> str | None:
-        entry = self._entries.get(path)
+        """The digest this build computed or trusted for `path` (racy ones included)."""
+        entry = self._entries.get(path) or self._racy.get(path)
         return None if entry is None else entry[4]
 
     def save(self) -> None:
@@ -91,3 +92,10 @@ class StatCache:
             data = marshal.dumps(self._entries)
             self._dirty = False
         atomic_write_bytes(self.path, data)
+
+
+def trusted_signature(st: os.stat_result) -> tuple[int, int, int, int] | None:
+    """A file's stat signature, or None when it changed too recently to trust (racy)."""
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)

@@ -8,6 +8,7 @@ from functools import cached_property
 import attrs
 
 from mb.config import Config, load_config
+from mb.statcache import trusted_signature
 from mb.root import cwd_package_of, find_root
 
 OUTPUT_DIR = "mb-out"
@@ -78,9 +79,7 @@ def open_workspace(start: str) -> Workspace:
     root = find_root(start)
     config_path = os.path.join(root, "MB.toml")
     try:
-        st = os.stat(config_path)
-        signature: tuple[int, int, int, int] | None = (
-            st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        signature = trusted_signature(os.stat(config_path))
     except OSError:
         signature = None
     config = load_config(config_path)
