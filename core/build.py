@@ -259,7 +259,7 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
               for a in noop_actions]
     fastpath.record(
         fastpath.snapshot_path(workspace.state_dir, key), files, dirs, outputs,
-        {"targets_json": encode(noop_targets), "actions_json": encode(noop_actions),
+        {"targets_json": encode(noop_targets), "actions_from": manifest["build_id"],
          "events": events, "targets": len(noop_targets),
          "counts": {"executed": 0, "cached": len(actions), "failed": 0, "skipped": 0},
          "summary": summary_lines(noop_result)}, digests)

@@ -96,12 +96,14 @@ def run_noop(root: str, key: str, args: argparse.Namespace) -> int | None:
     state_dir = os.path.join(root, ".mb")
     path = fastpath.snapshot_path(state_dir, key)
     snapshot = fastpath.load(path)
-    if snapshot is None or not fastpath.unchanged(path, snapshot):
+    if snapshot is None:
         return None
+    # Checked under the lock, so no other build is changing what is checked.
     with WorkspaceLock(state_dir, waiting):
+        if not fastpath.unchanged(path, snapshot):
+            return None
         replay = fastpath.load_replay(path)
-        # Again, now that no other build can be changing the workspace.
-        if replay is None or not fastpath.unchanged(path, snapshot):
+        if replay is None:
             return None
         build_id = replay_noop(state_dir, replay)
     counts = replay["counts"]
@@ -116,7 +118,8 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
 
     The snapshot holds the events' data and the manifest's tables as JSON
     text already, so a 10,000-action no-op formats strings instead of
-    encoding 10,000 dictionaries.
+    encoding 10,000 dictionaries; its manifest names the build whose action
+    records (keys, input digests) it repeats instead of copying them.
     """
     from mb.events import EventLog, new_build_id, utc_timestamp
     from mb.fsutil import atomic_write_bytes
@@ -127,15 +130,18 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
     counts = replay["counts"]
     events.emit("build.started", patterns=None, targets=replay["targets"],
                 actions=counts["cached"], noop=True)
+    now = utc_timestamp()
     for target, data_json in replay["events"]:
-        events.emit_encoded("action.finished", target, data_json)
+        events.emit_encoded("action.finished", target, data_json, ts=now)
     events.emit("build.finished", status="ok", counts=counts, cost=None)
     events.close()
     build_id = events.build_id
     counts_json = json.dumps(counts, sort_keys=True, separators=(",", ":"))
-    manifest = (f'{{"actions":{replay["actions_json"]},"build_id":"{build_id}",'
-                f'"counts":{counts_json},"finished":"{utc_timestamp()}","noop":true,'
-                f'"started":"{started}","status":"ok","targets":{replay["targets_json"]}}}')
+    # The actions (keys, input digests) are those of the build this one repeats.
+    manifest = (f'{{"actions":[],"actions_from":"{replay["actions_from"]}",'
+                f'"build_id":"{build_id}","counts":{counts_json},'
+                f'"finished":"{utc_timestamp()}","noop":true,"started":"{started}",'
+                f'"status":"ok","targets":{replay["targets_json"]}}}')
     directory = builds_dir(state_dir)
     atomic_write_bytes(os.path.join(directory, f"{build_id}.json"), manifest.encode())
     atomic_write_bytes(os.path.join(directory, "current"), (build_id + "\n").encode())

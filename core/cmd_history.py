@@ -150,6 +150,9 @@ def cmd_explain(workspace: Workspace, args: argparse.Namespace) -> int:
     current = current_build_id(workspace.state_dir)
     builds = [b for b in builds if b["build_id"] != current] + (
         [manifest_or_error(workspace, current)] if current else [])
+    if builds and builds[-1].get("noop"):
+        print(f"the last build ({builds[-1]['build_id']}) changed nothing: every action was "
+              f"cached; the last build that checked keys was {builds[-1].get('actions_from')}")
     last = next((b for b in reversed(builds) if any(a["target"] == label
                                                     for a in b.get("actions", []))), None)
     if last is None:

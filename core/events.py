@@ -108,9 +108,10 @@ class EventLog:
         self._flusher: threading.Thread | None = None
         self._interval = flush_interval
 
-    def emit_encoded(self, type: str, target: str | None, data_json: str) -> None:
+    def emit_encoded(self, type: str, target: str | None, data_json: str,
+                     ts: str | None = None) -> None:
         """Log an event whose data is JSON text already; listeners are not called."""
-        event = EncodedEvent(type=type, build_id=self.build_id, ts=utc_timestamp(),
+        event = EncodedEvent(type=type, build_id=self.build_id, ts=ts or utc_timestamp(),
                              level="info", target=target, data_json=data_json)
         with self._buffer_lock:
             self._buffer.append(event)

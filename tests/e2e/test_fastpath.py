@@ -80,3 +80,17 @@ def test_flags_that_ask_for_details_skip_the_fast_path(mb_workspace):
     for flags in (["-v"], ["--no-cache"], ["--placeholders"]):
         assert ws.run("build", *flags).exit_code == 0
         assert not noop(ws), flags
+
+
+def test_explain_after_a_noop_points_at_the_build_that_did_work(mb_workspace):
+    ws = settled(mb_workspace(WS))
+    (ws.path / "a/in.txt").write_text("world\n")
+    assert ws.run("build").exit_code == 0
+    worker = (ws.path / ".mb/builds/current").read_text().strip()
+    assert ws.run("build").exit_code == 0
+    assert ws.run("build").exit_code == 0
+    assert noop(ws)
+    text = ws.run("explain", "//a:up").stdout
+    assert "changed nothing: every action was cached" in text
+    assert "//a:up: genrule -> up.txt:" in text
+    assert worker in text or "cached" in text
