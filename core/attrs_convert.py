@@ -14,7 +14,7 @@ import contextvars
 import difflib
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, Union
 
 import attrs
@@ -191,22 +191,37 @@ def make_converter() -> cattrs.Converter:
     return converter
 
 
+def _structure_each(converter: cattrs.Converter,
+                    entries: Iterable[tuple[Any, Any, Any]], type_: Any) -> list[Any]:
+    """Structure `(cattrs note, value, type)` entries, collecting every failure.
+
+    Each failure carries its note (list index or table key), so `errors_of`
+    can say `'srcs' item 2` or `'vars.title'`.
+    """
+    results: list[Any] = []
+    errors: list[Exception] = []
+    for note, item, item_type in entries:
+        try:
+            results.append(item if item_type is Any else converter.structure(item, item_type))
+        except Exception as exc:
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError("invalid items", errors, type_)
+    return results
+
+
+def _index_note(index: int, item_type: Any) -> cattrs.IterableValidationNote:
+    return cattrs.IterableValidationNote(f"@ index {index}", index, item_type)
+
+
 def _structure_items(converter: cattrs.Converter, value: Any, item_type: Any,
                      type_: Any) -> list[Any]:
     if not isinstance(value, list):
         raise InvalidValue(f"must be a list, got {describe(value)}")
-    items: list[Any] = []
-    errors: list[Exception] = []
-    for index, item in enumerate(value):
-        try:
-            items.append(item if item_type is Any else converter.structure(item, item_type))
-        except Exception as exc:
-            exc.__notes__ = [*getattr(exc, "__notes__", []),
-                             cattrs.IterableValidationNote(f"@ index {index}", index, item_type)]
-            errors.append(exc)
-    if errors:
-        raise IterableValidationError("invalid items", errors, type_)
-    return items
+    return _structure_each(
+        converter, ((_index_note(i, item_type), v, item_type) for i, v in enumerate(value)),
+        type_)
 
 
 def _structure_fixed(converter: cattrs.Converter, value: Any, item_types: tuple[Any, ...],
@@ -215,18 +230,9 @@ def _structure_fixed(converter: cattrs.Converter, value: Any, item_types: tuple[
         raise InvalidValue(f"must be a list, got {describe(value)}")
     if len(value) != len(item_types):
         raise InvalidValue(f"must be a list of {len(item_types)} items, got {len(value)}")
-    errors: list[Exception] = []
-    items: list[Any] = []
-    for index, (item, item_type) in enumerate(zip(value, item_types)):
-        try:
-            items.append(converter.structure(item, item_type))
-        except Exception as exc:
-            exc.__notes__ = [*getattr(exc, "__notes__", []),
-                             cattrs.IterableValidationNote(f"@ index {index}", index, item_type)]
-            errors.append(exc)
-    if errors:
-        raise IterableValidationError("invalid items", errors, type_)
-    return tuple(items)
+    return tuple(_structure_each(
+        converter, ((_index_note(i, t), v, t) for i, (v, t) in enumerate(zip(value, item_types))),
+        type_))
 
 
 def _literal_hook(type_: Any) -> Any:
@@ -265,18 +271,11 @@ def _structure_table(converter: cattrs.Converter, value: Any, value_type: Any,
                      type_: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidValue(f"must be a table, got {describe(value)}")
-    table: dict[str, Any] = {}
-    errors: list[Exception] = []
-    for key, item in value.items():
-        try:
-            table[key] = item if value_type is Any else converter.structure(item, value_type)
-        except Exception as exc:
-            exc.__notes__ = [*getattr(exc, "__notes__", []),
-                             cattrs.AttributeValidationNote(f"@ key {key}", key, value_type)]
-            errors.append(exc)
-    if errors:
-        raise IterableValidationError("invalid values", errors, type_)
-    return table
+    notes = (cattrs.AttributeValidationNote(f"@ key {key}", key, value_type) for key in value)
+    structured = _structure_each(
+        converter, ((note, item, value_type) for note, item in zip(notes, value.values())),
+        type_)
+    return dict(zip(value, structured))
 
 
 _converter: Final = make_converter()
