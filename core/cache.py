@@ -15,10 +15,11 @@ and writers of the same key write the same bytes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
-import tempfile
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,23 +53,30 @@ class Cache:
         return os.path.exists(self.blob_path(digest))
 
     def store_file(self, path: str, digest: str) -> str:
-        """Take the file at `path` into the cache under `digest` (moved when possible)."""
+        """Take the finished file at `path` into the cache under `digest`.
+
+        A regular file on the same file system is made read-only and renamed
+        into place: the rename is atomic and the bytes are complete (the action
+        has ended), and a concurrent writer of the same digest has the same
+        bytes. A symlink, or a file on another file system, is copied through
+        a temporary file first.
+        """
         target = self.blob_path(digest)
         if os.path.exists(target):
             return target
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
-        os.close(fd)
+        if not os.path.islink(path):  # store the bytes, never the link
+            os.chmod(path, 0o444)
+            try:
+                _rename_into(path, target)
+                return target
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        tmp = os.path.join(self._tmp, f"blob-{os.getpid()}-{threading.get_ident()}")
         try:
-            if os.path.islink(path):  # store the bytes, never the link
-                shutil.copyfile(path, tmp)
-            else:
-                try:
-                    os.replace(path, tmp)  # same file system: a move
-                except OSError:
-                    shutil.copyfile(path, tmp)
+            shutil.copyfile(path, tmp)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
+            _rename_into(tmp, target)
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -160,6 +168,17 @@ class Cache:
             freed += size
             removed += 1
         return removed, freed
+
+
+def _rename_into(source: str, target: str) -> None:
+    """Rename, creating the shard directory the first time it is needed."""
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        if not os.path.exists(source):
+            raise
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(source, target)
 
 
 def parse_size(text: str) -> int:

@@ -12,15 +12,18 @@ def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory,
                        f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(path)}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:  # created with its final mode (a 0444 file is still writable through this fd)
+        fd = os.open(tmp, flags, mode)
     except FileNotFoundError:
         os.makedirs(directory, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a killed process that had the same pid
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
