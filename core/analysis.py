@@ -190,7 +190,7 @@ class Analysis:
             if not packages:
                 raise LabelError(f"pattern '{pattern}' matches no package")
             for package in packages:
-                for name, target in self.package(package).items():
+                for target in self.package(package).values():
                     if "manual" not in target.options.tags:
                         labels[target.label] = None
         return list(labels)
@@ -332,7 +332,7 @@ class Analysis:
         self._unresolved.clear()  # the targets on those stacks are all done now
 
     def _find_output(self, package: str, path: str) -> AnalyzedTarget | None:
-        for name, target in self.package(package).items():
+        for target in self.package(package).values():
             if target.label in self._in_progress:
                 continue
             analyzed = self.analyze(target.label)

@@ -18,7 +18,7 @@ from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 from mb.analysis import Analysis, AnalyzedTarget
 from mb.cache import ActionResult, Cache
 from mb.errors import ConfigError
-from mb.events import EventLog, new_build_id, utc_timestamp
+from mb.events import EventLog, utc_timestamp
 from mb.executor import Executor, ExecutorOptions, Outcome
 from mb.history import TargetRecord, write_manifest
 from mb.labels import Label, parse_pattern
@@ -66,7 +66,7 @@ class BuildResult:
     watched_files: frozenset[str] = frozenset()
 
 
-def make_sandbox(workspace: Workspace, mode: str, events: EventLog) -> Any:
+def make_sandbox(mode: str, events: EventLog) -> Any:
     from mb.sandbox.base import ProcessRegistry
 
     registry = ProcessRegistry()
@@ -131,7 +131,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     mode = options.sandbox or config.build.sandbox
     if mode not in ("dir", "linux", "none"):
         raise ConfigError(f"--sandbox must be dir, linux or none, got {mode!r}")
-    sandbox = make_sandbox(workspace, mode, events)
+    sandbox = make_sandbox(mode, events)
     cache = Cache(workspace.cache_dir)
     executor = Executor(
         workspace.root, cache, statcache, sandbox, events, config.providers,

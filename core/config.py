@@ -73,7 +73,7 @@ def load_config(path: str, display_path: str = "MB.toml") -> Config:
             else:
                 text_ = f"{describe_path(key_path)} {message}"
             problems.append(ConfigError(text_, source.location(key_path)))
-        raise problems[0] if len(problems) == 1 else MultipleErrors(problems)
+        raise (problems[0] if len(problems) == 1 else MultipleErrors(problems)) from None
     return apply_environment(config, os.environ)
 
 

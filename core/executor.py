@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from mb.actions import Action, action_key
+from mb.actions import Action
 from mb.cache import ActionResult, Cache
 from mb.context import Tool
 from mb.events import EventLog
