@@ -17,7 +17,6 @@ from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 
 from mb.analysis import Analysis, AnalyzedTarget
 from mb.cache import ActionResult, Cache
-from mb.errors import ConfigError
 from mb.events import EventLog, utc_timestamp
 from mb.executor import Executor, ExecutorOptions, Outcome
 from mb.history import TargetRecord, write_manifest
@@ -128,10 +127,8 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
             session.analysis, session.requested = analysis, requested
     actions = [a for t in closure for a in t.actions]
 
-    mode = options.sandbox or config.build.sandbox
-    if mode not in ("dir", "linux", "none"):
-        raise ConfigError(f"--sandbox must be dir, linux or none, got {mode!r}")
-    sandbox = make_sandbox(mode, events)
+    # Both sources of the mode are validated already (argparse choices, MB.toml).
+    sandbox = make_sandbox(options.sandbox or config.build.sandbox, events)
     cache = Cache(workspace.cache_dir)
     executor = Executor(
         workspace.root, cache, statcache, sandbox, events, config.providers,
