@@ -18,6 +18,7 @@ from mb.labels import check_target_name
 from mb.toml_positions import KeyPath, key_positions, position_of
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+_KEY_TUPLE = re.compile(r"\((?:'[^']*',\s*)+(?:'[^']*')?\)")
 
 
 @attrs.frozen
@@ -62,6 +63,9 @@ def parse_toml(display_path: str, text: str, error_class: type[UserError] = Buil
         reason = _TOML_POSITION.sub("", message).replace("(at end of document)", "").strip()
         if found is None and line is not None:
             reason += " at the end of the file"
+        # tomllib names tables by their key tuple: ('t',) -> [t], ('a', 'b') -> [a.b]
+        reason = _KEY_TUPLE.sub(
+            lambda m: "[" + ".".join(re.findall(r"'([^']*)'", m.group(0))) + "]", reason)
         raise error_class(
             f"TOML syntax error: {reason[0].lower() + reason[1:] if reason else message}",
             Location(display_path, line, col),

@@ -194,3 +194,9 @@ def test_bad_jobs_flag(mb_workspace):
     result = ws.run("build", "-j", "0")
     assert result.exit_code == 2
     assert errors_of(result) == ["-j must be at least 1, got 0"]
+
+
+def test_a_target_declared_twice(mb_workspace):
+    result = build_file(mb_workspace, '[t]\nrule = "genrule"\n\n[t]\nrule = "filegroup"\n')
+    assert result.exit_code == 2
+    assert errors_of(result) == ["a/BUILD.toml:4:3: TOML syntax error: cannot declare [t] twice"]
