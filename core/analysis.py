@@ -86,6 +86,8 @@ class Analysis:
         self._in_progress: list[Label] = []
         self._function_digests: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._unresolved: list[tuple[str, tuple[Label, ...]]] = []
+        #: folder -> (mtime_ns, inode) when a label was resolved against its listing.
+        self.observed_folders: dict[str, tuple[int, int]] = {}
         self._current: list[AnalyzedTarget] = []
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
@@ -303,6 +305,7 @@ class Analysis:
                 current.deps.append(label)
             return tuple(dep.default_outputs)
         path = label.path()
+        self._observe_folder(os.path.dirname(os.path.join(self.workspace.root, path)))
         if os.path.exists(os.path.join(self.workspace.root, path)):
             if current is not None and path not in current.sources:
                 current.sources.append(path)
@@ -319,6 +322,25 @@ class Analysis:
         if current is not None and path not in current.sources:
             current.sources.append(path)
         return (path,)
+
+    def _observe_folder(self, folder: str) -> None:
+        """Remember a folder whose listing decided a label (a file there or not).
+
+        Its (mtime, inode) is taken now, before the decision, so the no-op fast
+        path notices a file created or deleted there afterwards. A folder that
+        does not exist is watched through its nearest existing parent.
+        """
+        while folder not in self.observed_folders:
+            try:
+                st = os.stat(folder)
+            except FileNotFoundError:
+                parent = os.path.dirname(folder)
+                if parent == folder:
+                    return
+                folder = parent
+                continue
+            self.observed_folders[folder] = (st.st_mtime_ns, st.st_ino)
+            return
 
     def check_cycles_through_files(self) -> None:
         """A file taken for a missing source but declared by a target that was mid-analysis."""

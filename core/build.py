@@ -233,7 +233,7 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
     files[os.path.join(workspace.root, "MB.toml")] = workspace.config_signature
     for module_file in fastpath.module_files():
         files.setdefault(module_file, fastpath.file_sig(module_file))
-    dirs: dict[str, Any] = dict(workspace.dir_signatures)
+    dirs: dict[str, Any] = {**analysis.observed_folders, **workspace.dir_signatures}
     for entry in sys.path:
         if entry and os.path.isdir(entry):
             dirs[entry] = fastpath.dir_sig(entry)

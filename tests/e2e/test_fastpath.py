@@ -94,3 +94,28 @@ def test_explain_after_a_noop_points_at_the_build_that_did_work(mb_workspace):
     assert f"every action was cached; the last build that checked keys was {worker}" in text
     assert "//a:up: genrule -> up.txt: executed" in text
     assert "input a/in.txt changed" in text
+
+
+def test_a_new_source_that_shadows_a_generated_file_is_seen(mb_workspace):
+    """With an explicit label (no package walk), the folder a label was resolved in counts."""
+    ws = mb_workspace({"g/BUILD.toml": """
+[gen]
+rule = "genrule"
+outs = ["data.txt"]
+cmd = "echo generated > $@"
+
+[use]
+rule = "genrule"
+srcs = ["data.txt"]
+outs = ["use.txt"]
+cmd = "cp $< $@"
+"""})
+    ws.env["MB_RACY_SECONDS"] = "0"
+    for _ in range(3):
+        assert ws.run("build", "//g:use").exit_code == 0
+    assert noop(ws)
+    assert ws.out("g/use.txt").read_text() == "generated\n"
+    (ws.path / "g/data.txt").write_text("hand written\n")  # a source now wins the name
+    assert ws.run("build", "//g:use").exit_code == 0
+    assert not noop(ws)
+    assert ws.out("g/use.txt").read_text() == "hand written\n"
