@@ -122,8 +122,7 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
     records (keys, input digests) it repeats instead of copying them.
     """
     from mb.events import EventLog, new_build_id, utc_timestamp
-    from mb.fsutil import atomic_write_bytes
-    from mb.history import builds_dir, prune
+    from mb.history import publish_manifest
 
     events = EventLog(os.path.join(state_dir, "events.jsonl"), new_build_id())
     started = utc_timestamp()
@@ -142,10 +141,7 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
                 f'"build_id":"{build_id}","counts":{counts_json},'
                 f'"finished":"{utc_timestamp()}","noop":true,"started":"{started}",'
                 f'"status":"ok","targets":{replay["targets_json"]}}}')
-    directory = builds_dir(state_dir)
-    atomic_write_bytes(os.path.join(directory, f"{build_id}.json"), manifest.encode())
-    atomic_write_bytes(os.path.join(directory, "current"), (build_id + "\n").encode())
-    prune(directory)
+    publish_manifest(state_dir, build_id, manifest)
     return build_id
 
 

@@ -71,10 +71,14 @@ def write_manifest(state_dir: str, build_id: str, started: str, finished: str, s
 
 def write_manifest_document(state_dir: str, manifest: Mapping[str, Any]) -> None:
     """Write `<build_id>.json`, then point `current` at it (both atomic), then prune."""
+    publish_manifest(state_dir, manifest["build_id"],
+                     json.dumps(manifest, separators=(",", ":"), sort_keys=True))
+
+
+def publish_manifest(state_dir: str, build_id: str, text: str) -> None:
+    """Write a manifest's JSON text, then point `current` at it (both atomic), then prune."""
     directory = builds_dir(state_dir)
-    build_id = manifest["build_id"]
-    atomic_write_bytes(os.path.join(directory, f"{build_id}.json"),
-                       json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
+    atomic_write_bytes(os.path.join(directory, f"{build_id}.json"), text.encode())
     atomic_write_bytes(os.path.join(directory, "current"), (build_id + "\n").encode())
     prune(directory)
 
