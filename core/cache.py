@@ -100,8 +100,22 @@ class Cache:
                                   cost=data.get("cost"), duration_s=data.get("duration_s", 0.0))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not all(self.has_blob(d) for d in result.outputs.values()):
-            return None  # a blob was collected: a miss
+        stored_stats = data.get("blobs", {})
+        for digest in result.outputs.values():
+            blob = self.blob_path(digest)
+            try:
+                st = os.stat(blob)
+            except FileNotFoundError:
+                return None  # a blob was collected: a miss
+            expected = stored_stats.get(digest)
+            if expected is not None and [st.st_size, st.st_mtime_ns] != expected:
+                # Written to since it was stored (e.g. through its hard link in
+                # mb-out/ after a chmod): its bytes no longer match its name.
+                try:
+                    os.unlink(blob)
+                except OSError:
+                    pass
+                return None
         try:
             # Recency for `mb gc` lives on the result only: blobs are hard-linked
             # into mb-out/, and touching them would change every output's mtime.
@@ -111,8 +125,18 @@ class Cache:
         return result
 
     def put_result(self, key: str, result: ActionResult) -> None:
+        """Store a result whose blobs are in place; their (size, mtime) are recorded so a
+        blob written to later (a blob never changes legitimately) is not served."""
+        blobs = {}
+        for digest in result.outputs.values():
+            try:
+                st = os.stat(self.blob_path(digest))
+            except FileNotFoundError:
+                continue  # not stored: get_result will call it a miss
+            blobs[digest] = [st.st_size, st.st_mtime_ns]
         data = {"outputs": dict(result.outputs), "metadata": dict(result.metadata),
-                "cost": result.cost, "duration_s": round(result.duration_s, 6)}
+                "cost": result.cost, "duration_s": round(result.duration_s, 6),
+                "blobs": blobs}
         atomic_write_bytes(self._result_path(key), json.dumps(data, sort_keys=True).encode())
 
     # --- size and garbage collection --------------------------------------------------

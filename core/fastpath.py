@@ -5,7 +5,7 @@ that build depended on: the (size, mtime, inode, ctime) of every source
 file, tool, BUILD.toml, MB.toml and Python module it loaded (mb's and every
 plugin's), the (mtime, inode) of every workspace directory (a new package or
 file shows there) and of every `sys.path` directory (a newly installed
-plugin shows there), and the inode and size of every output it placed in
+plugin shows there), and the inode, size and mtime of every output it placed in
 `mb-out/`. The next `mb build` with the same request stats those paths; if
 every one matches, every action key is provably the same and every output is
 in place, so the build is a no-op: mb logs it (events and a manifest, like
@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 # As mb.statcache.RACY_NS (not imported from there: this path stays light).
 try:
     RACY_NS = int(float(os.environ.get("MB_RACY_SECONDS", "2")) * 1e9)
@@ -115,7 +115,7 @@ def unchanged(path: str, snapshot: dict[str, Any]) -> bool:
                 return False
         for name, sig in snapshot["outputs"].items():
             st = stat(name)
-            if (st.st_ino, st.st_size) != sig:
+            if (st.st_ino, st.st_size, st.st_mtime_ns) != sig:
                 return False
     except OSError:
         return False
@@ -168,7 +168,7 @@ def record(path: str, file_sigs: Mapping[str, FileSig | None],
             st = os.stat(name)
         except OSError:
             return
-        snapshot["outputs"][name] = (st.st_ino, st.st_size)
+        snapshot["outputs"][name] = (st.st_ino, st.st_size, st.st_mtime_ns)
     # The replay part first: a snapshot whose replay is missing is simply unused.
     atomic_write_bytes(path + ".replay",
                        marshal.dumps({"version": SNAPSHOT_VERSION, **payload}))

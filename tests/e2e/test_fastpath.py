@@ -119,3 +119,13 @@ cmd = "cp $< $@"
     assert ws.run("build", "//g:use").exit_code == 0
     assert not noop(ws)
     assert ws.out("g/use.txt").read_text() == "hand written\n"
+
+
+def test_an_output_written_in_place_is_put_right(mb_workspace):
+    ws = settled(mb_workspace(WS))
+    out = ws.out("a/up.txt")
+    out.chmod(0o644)
+    out.write_text("HELLX\n")  # same size, same inode: only the mtime tells
+    assert ws.run("build").exit_code == 0
+    assert not noop(ws)
+    assert out.read_text() == "HELLO\n"

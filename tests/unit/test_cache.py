@@ -190,9 +190,9 @@ def test_two_caches_share_one_directory(tmp_path: Path) -> None:
 def aged(cache: Cache, tmp_path: Path, key: str, data: bytes, when: float) -> str:
     """A result and its blob, both last used at `when`."""
     digest = store(cache, tmp_path, data)
+    os.utime(cache.blob_path(digest), (when, when))  # before the result records its stat
     cache.put_result(key, ActionResult(outputs={"p/out": digest}))
-    for path in (cache.blob_path(digest), cache._result_path(key)):
-        os.utime(path, (when, when))
+    os.utime(cache._result_path(key), (when, when))
     return digest
 
 
@@ -274,3 +274,14 @@ def test_parse_size_rejects_infinity() -> None:
 def test_parse_size_rejects_negative_sizes() -> None:
     with pytest.raises(ValueError):
         parse_size("-1GB")
+
+
+def test_a_blob_written_to_after_it_was_stored_is_dropped(cache: Cache, tmp_path: Path) -> None:
+    digest = store(cache, tmp_path, b"original")
+    cache.put_result(KEY, ActionResult(outputs={"p/out": digest}))
+    assert cache.get_result(KEY) is not None
+    blob = Path(cache.blob_path(digest))
+    blob.chmod(0o644)
+    blob.write_bytes(b"tampered!")  # e.g. through its hard link in mb-out/ (another size)
+    assert cache.get_result(KEY) is None
+    assert not blob.exists(), "a blob whose bytes no longer match its name is removed"
