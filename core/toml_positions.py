@@ -66,7 +66,8 @@ class _Scanner:
             start = self.here()
             if self.peek(2) == "[[":
                 self.pos += 2
-                keys = self.keys(until="]")
+                # `[[a.b]]` after `[[a]]` is an element of the last `a`'s `b` list.
+                keys = self._within_array_tables(self.keys(until="]"))
                 self.pos += 2
                 index = self.array_table_counts.get(keys, 0)
                 self.array_table_counts[keys] = index + 1
@@ -82,7 +83,11 @@ class _Scanner:
                 self.key_value(prefix)
 
     def _within_array_tables(self, keys: KeyPath) -> KeyPath:
-        """`[fruit.physical]` after `[[fruit]]` belongs to the last `fruit` element."""
+        """`[fruit.physical]` after `[[fruit]]` belongs to the last `fruit` element.
+
+        Every key but the last that names an array of tables gets the index of
+        its latest element.
+        """
         path: KeyPath = ()
         for depth, key in enumerate(keys):
             path = path + (key,)

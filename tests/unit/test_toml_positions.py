@@ -228,9 +228,6 @@ def test_position_of_falls_back_to_the_closest_ancestor() -> None:
     assert position_of(found, ()) == (1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _Scanner.document numbers a nested array of "
-                   "tables ([[a.b]] after [[a]]) by its dotted name alone, without the parent "
-                   "element index, and counts across parents")
 def test_nested_arrays_of_tables() -> None:
     text = "[[a]]\nx = 1\n[[a.b]]\ny = 1\n[[a]]\n[[a.b]]\ny = 2\n"
     assert tomllib.loads(text) == {"a": [{"x": 1, "b": [{"y": 1}]}, {"b": [{"y": 2}]}]}
