@@ -250,7 +250,8 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
         label: attrs.evolve(t, status=noop_targets[str(label)]["status"])
         for label, t in result.targets.items()})
     encode = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"))
-    events = [(a["target"], encode({"cached": True, "duration_s": 0.0, "outputs": a["outputs"],
+    events = [(a["target"], encode({"cached": True, "duration_s": 0.0,
+                                    "outputs": {f"mb-out/{p}": d for p, d in a["outputs"].items()},
                                     "provisional": False, "cost": None,
                                     "description": a["description"]}))
               for a in noop_actions]
@@ -266,7 +267,8 @@ def _report_outcome(events: EventLog, outcome: Outcome) -> None:
     label = str(outcome.action.owner)
     if outcome.status in ("cached", "executed"):
         events.emit("action.finished", target=label, cached=outcome.status == "cached",
-                    duration_s=round(outcome.duration_s, 6), outputs=dict(outcome.outputs),
+                    duration_s=round(outcome.duration_s, 6),
+                    outputs={f"mb-out/{p}": d for p, d in outcome.outputs.items()},
                     provisional=outcome.provisional, cost=outcome.cost,
                     description=outcome.action.description)
     elif outcome.status == "failed":

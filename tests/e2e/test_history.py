@@ -44,7 +44,7 @@ def test_events_and_manifest_follow_the_spec(mb_workspace):
     assert {e["target"] for e in finished} == {"//p:up", "//p:wrap"}
     up = [e for e in finished if e["target"] == "//p:up"][0]
     assert up["data"]["cached"] is False and up["data"]["provisional"] is False
-    digest = up["data"]["outputs"]["p/up.txt"]
+    digest = up["data"]["outputs"]["mb-out/p/up.txt"]  # as in SPEC §9
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
     build_id = current(ws)
     assert re.fullmatch(r"b-\d{8}-\d{6}-[0-9a-f]{4}", build_id)
