@@ -42,7 +42,10 @@ def request_key(patterns: Sequence[str], cwd_package: str | None,
     """What makes two `mb build` invocations the same request."""
     from mb.digest import digest_value
 
-    env = {k: environ.get(k, "") for k in ("MB_CACHE_DIR", "MB_REMOTE_CACHE", "MB_COMFY_URL")}
+    # PATH: rules resolve tools on it during analysis (`ctx.tool("sort")`), so
+    # another PATH may mean another binary even when the old one is unchanged.
+    env = {k: environ.get(k, "") for k in
+           ("MB_CACHE_DIR", "MB_REMOTE_CACHE", "MB_COMFY_URL", "PATH")}
     return digest_value({"v": SNAPSHOT_VERSION, "patterns": list(patterns),
                          "cwd": cwd_package, "env": env, "python": sys.executable})
 

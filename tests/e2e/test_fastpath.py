@@ -129,3 +129,17 @@ def test_an_output_written_in_place_is_put_right(mb_workspace):
     assert ws.run("build").exit_code == 0
     assert not noop(ws)
     assert out.read_text() == "HELLO\n"
+
+
+def test_a_new_path_is_a_new_request(mb_workspace, tmp_path):
+    """Rules resolve declared tools on PATH during analysis (`ctx.tool`), so the fast
+    path never answers for another PATH; the full build decides what runs."""
+    ws = settled(mb_workspace(WS))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_tr = bin_dir / "tr"
+    fake_tr.write_text("#!/bin/sh\necho from-another-tr\n")
+    fake_tr.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{ws.env['PATH']}"}
+    assert ws.run("build", env=env).exit_code == 0
+    assert not noop(ws)
