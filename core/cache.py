@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from mb.fsutil import atomic_write_bytes
+from mb.fsutil import atomic_write_bytes, discard
 
 
 @attrs.frozen
@@ -78,10 +78,7 @@ class Cache:
             os.chmod(tmp, 0o444)
             _rename_into(tmp, target)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            discard(tmp)
             raise
         return target
 

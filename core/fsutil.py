@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -26,11 +27,14 @@ def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        discard(tmp)
         raise
+
+
+def discard(path: str) -> None:
+    """Remove a temporary file that may or may not be there (cleanup after a failure)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def place_file(source: str, target: str) -> None:
