@@ -108,10 +108,7 @@ class Cache:
             if expected is not None and [st.st_size, st.st_mtime_ns] != expected:
                 # Written to since it was stored (e.g. through its hard link in
                 # mb-out/ after a chmod): its bytes no longer match its name.
-                try:
-                    os.unlink(blob)
-                except OSError:
-                    pass
+                discard(blob)
                 return None
         try:
             # Recency for `mb gc` lives on the result only: blobs are hard-linked

@@ -87,14 +87,6 @@ def load_replay(path: str) -> dict[str, Any] | None:
     return load(path + ".replay")
 
 
-def load_if_unchanged(path: str) -> dict[str, Any] | None:
-    """The snapshot at `path` if every recorded stat still matches, else None."""
-    snapshot = load(path)
-    if snapshot is None or not unchanged(path, snapshot):
-        return None
-    return snapshot
-
-
 def unchanged(path: str, snapshot: dict[str, Any]) -> bool:
     """Whether every stat recorded in `snapshot` (loaded from `path`) still matches."""
     stat = os.stat
@@ -177,16 +169,3 @@ def record(path: str, file_sigs: Mapping[str, FileSig | None],
                        marshal.dumps({"version": SNAPSHOT_VERSION, **payload}))
     atomic_write_bytes(path, marshal.dumps(snapshot))
 
-
-def forget(state_dir: str) -> None:
-    """Drop every snapshot (a build that changed state the snapshots describe)."""
-    directory = os.path.join(state_dir, "fastpath")
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return
-    for name in names:  # snapshots and their .replay files
-        try:
-            os.unlink(os.path.join(directory, name))
-        except OSError:
-            pass

@@ -16,7 +16,7 @@ from typing import Any
 from typing import NamedTuple
 
 from mb.digest import canonical_json
-from mb.fsutil import atomic_write_bytes
+from mb.fsutil import atomic_write_bytes, discard
 
 #: How many manifests `.mb/builds/` keeps; older ones are removed after each build.
 KEEP_BUILDS = 200
@@ -86,10 +86,7 @@ def publish_manifest(state_dir: str, build_id: str, text: str) -> None:
 def prune(directory: str) -> None:
     names = sorted(n for n in os.listdir(directory) if n.startswith("b-") and n.endswith(".json"))
     for name in names[:-KEEP_BUILDS]:
-        try:
-            os.unlink(os.path.join(directory, name))
-        except OSError:
-            pass
+        discard(os.path.join(directory, name))
 
 
 def _store_components(keys_dir: str, static_digest: str, components: Any) -> None:

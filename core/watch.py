@@ -34,6 +34,7 @@ from mb.cmd_build import (
 )
 from mb.errors import ExitCode, UserError
 from mb.events import Event, EventLog, new_build_id
+from mb.fsutil import discard
 from mb.labels import Pattern, parse_pattern
 from mb.locks import WorkspaceLock
 from mb.plugins import Plugins, load_plugins
@@ -132,10 +133,7 @@ class ChangeFeed:
             with open(probe, "w", encoding="utf-8") as f:
                 f.write(f"{time.time()}\n")
             self.filter.probed.wait(0.02)
-        try:
-            os.unlink(probe)
-        except OSError:
-            pass
+        discard(probe)
 
     def _run(self) -> None:
         try:
