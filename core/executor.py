@@ -22,7 +22,7 @@ from mb.actions import Action
 from mb.cache import ActionResult, Cache
 from mb.context import Tool
 from mb.events import EventLog
-from mb.fsutil import place_file, remove_tree
+from mb.fsutil import place_file
 from mb.statcache import StatCache
 
 EXIT_PERMANENT = 3  # mb.sandbox.worker: a failure that a retry cannot fix
@@ -85,9 +85,17 @@ class Executor:
         self._roots: set[str] = set()
 
     def close(self) -> None:
-        """Remove the sandbox directories this build used."""
+        """Empty the sandbox directories this build used, but keep them.
+
+        They are named after the worker slot, not the process (one build runs
+        per workspace at a time); keeping them keeps their stashed symlinks
+        for the next build (see sandbox.base.prepare_root). Nothing an action
+        staged or wrote stays in them. `mb clean --all` removes them.
+        """
+        from mb.sandbox.base import prepare_root
+
         for root in self._roots:
-            remove_tree(root)
+            prepare_root(root, {}, ())
 
     # --- keys ------------------------------------------------------------------------
 
@@ -165,9 +173,8 @@ class Executor:
                  provisional: bool) -> Outcome:
         from mb.sandbox.base import SandboxRequest
 
-        # One sandbox directory per worker thread, reused (see sandbox.base.prepare_root).
-        root = os.path.join(self._sandbox_base,
-                            f"{os.getpid()}-{threading.current_thread().name}")
+        # One sandbox directory per worker slot, reused (see sandbox.base.prepare_root).
+        root = os.path.join(self._sandbox_base, threading.current_thread().name)
         spec = action.spec
         staged = {path: self._source_of(path, digest) for path, digest in inputs.items()}
         channel = os.path.join(root, ".mb-channel.jsonl")
@@ -183,33 +190,31 @@ class Executor:
                                  env=env, timeout=spec.timeout,
                                  network=spec.network)
         blob_stats = self._blob_stats(staged)
-        try:
-            result = self.sandbox.run(request)
-            metadata, cost = self._read_channel(channel, str(action.owner))
-            if result.timed_out:
-                return Outcome(action, "failed", key, error=f"timed out after {spec.timeout:g} s",
-                               stderr_tail=result.stderr_tail)
-            if result.exit_code != 0:
-                return Outcome(action, "failed", key,
-                               error=_exit_message(spec.kind, result.exit_code),
-                               stderr_tail=result.stderr_tail,
-                               retryable=not (spec.kind == "call"
-                                              and result.exit_code == EXIT_PERMANENT))
-            modified = self._modified_sources(staged, blob_stats)
-            if modified:
-                return Outcome(action, "failed", key, error=(
-                    f"input {', '.join(modified)} changed while the action ran (the action "
-                    "wrote to it, or it was edited meanwhile); the result is not kept. "
-                    "Declared inputs are read-only: write a new output instead"),
-                    stderr_tail=result.stderr_tail, retryable=False)
-            if result.missing_outputs:
-                names = ", ".join(result.missing_outputs)
-                return Outcome(action, "failed", key,
-                               error=f"declared output {names} was not created",
-                               stderr_tail=result.stderr_tail)
-            outputs = self._collect(root, spec.outputs)
-        finally:
-            self._roots.add(root)
+        self._roots.add(root)
+        result = self.sandbox.run(request)
+        metadata, cost = self._read_channel(channel, str(action.owner))
+        if result.timed_out:
+            return Outcome(action, "failed", key, error=f"timed out after {spec.timeout:g} s",
+                           stderr_tail=result.stderr_tail)
+        if result.exit_code != 0:
+            return Outcome(action, "failed", key,
+                           error=_exit_message(spec.kind, result.exit_code),
+                           stderr_tail=result.stderr_tail,
+                           retryable=not (spec.kind == "call"
+                                          and result.exit_code == EXIT_PERMANENT))
+        modified = self._modified_sources(staged, blob_stats)
+        if modified:
+            return Outcome(action, "failed", key, error=(
+                f"input {', '.join(modified)} changed while the action ran (the action "
+                "wrote to it, or it was edited meanwhile); the result is not kept. "
+                "Declared inputs are read-only: write a new output instead"),
+                stderr_tail=result.stderr_tail, retryable=False)
+        if result.missing_outputs:
+            names = ", ".join(result.missing_outputs)
+            return Outcome(action, "failed", key,
+                           error=f"declared output {names} was not created",
+                           stderr_tail=result.stderr_tail)
+        outputs = self._collect(root, spec.outputs)
         stored = ActionResult(outputs=outputs, metadata=metadata, cost=cost,
                               duration_s=result.duration_s)
         if action.cacheable and self.options.write_cache and not provisional:

@@ -86,24 +86,41 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
     """Make `root` hold exactly the declared inputs, empty output directories, .home and .tmp.
 
     Inputs from the cache (`cache_dir`, read-only blobs) are hard-linked;
-    workspace sources are symlinked.
+    workspace sources are symlinked (a hard link would change the source's
+    ctime, its link count, which the stat cache reads as an edit).
 
-    Sandbox directories are reused by the next action of the same worker
-    (creating and removing directories is most of a small action's cost):
-    every file a previous action left is removed, and so is every directory
-    this action does not need, so what the action sees is the same as in a
-    fresh directory.
+    Sandbox directories are reused by the next action of the same worker,
+    and nothing a later action can reuse is deleted: on a file system
+    without a journal (ext4 here), allocating an inode scans past every
+    inode freed in the last minutes, so deleting and re-creating a symlink
+    per action makes a build quadratic. A staged symlink the next action
+    does not need is moved into `<root>.stash/` instead, and moved back when
+    an action needs the same input again. Every other file a previous action
+    left is removed, and so is every directory this action does not need,
+    so what the action sees is the same as in a fresh directory.
     """
+    stash = root + ".stash"
     needed = {os.path.join(root, ".home"), os.path.join(root, ".tmp")}
     for rel in (*inputs, *outputs):
         parent = os.path.dirname(os.path.join(root, rel))
         while parent != root and parent not in needed:
             needed.add(parent)
             parent = os.path.dirname(parent)
+    symlinked = {
+        os.path.join(root, rel): source for rel, source in inputs.items()
+        if not link or not cache_dir or not source.startswith(cache_dir)
+    }
+    in_place: set[str] = set()
     if os.path.isdir(root):
         for dirpath, dirnames, filenames in os.walk(root, topdown=False):
             for name in filenames:
-                os.unlink(os.path.join(dirpath, name))
+                path = os.path.join(dirpath, name)
+                if not os.path.islink(path):
+                    os.unlink(path)  # a hard-linked blob (its inode stays) or an action's file
+                elif path in symlinked and os.readlink(path) == symlinked[path]:
+                    in_place.add(path)
+                else:
+                    _stash_link(path, os.path.join(stash, os.path.relpath(path, root)))
             for name in dirnames:
                 path = os.path.join(dirpath, name)
                 if os.path.islink(path):
@@ -116,10 +133,11 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
             os.makedirs(directory, exist_ok=True)
     for rel, source in inputs.items():
         target = os.path.join(root, rel)
-        if not link or not cache_dir or not source.startswith(cache_dir):
-            # Sources are symlinked: a hard link would change the source's ctime
-            # (its link count), which the stat cache reads as an edit.
-            os.symlink(source, target)
+        if target in in_place:
+            continue
+        if target in symlinked:
+            if not _unstash_link(os.path.join(stash, rel), source, target):
+                os.symlink(source, target)
             continue
         try:
             os.link(source, target)
@@ -127,11 +145,35 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
             shutil.copyfile(source, target)
 
 
+def _stash_link(path: str, stashed: str) -> None:
+    """Move a staged symlink out of the sandbox, keeping its inode for a later action."""
+    try:
+        os.replace(path, stashed)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(stashed), exist_ok=True)
+        os.replace(path, stashed)
+    except OSError:  # e.g. a directory of that name in the stash
+        os.unlink(path)
+
+
+def _unstash_link(stashed: str, source: str, target: str) -> bool:
+    """Move a stashed symlink to `source` back to `target`; False if there is none."""
+    try:
+        if os.readlink(stashed) != source:
+            return False
+        os.rename(stashed, target)
+    except OSError:
+        return False
+    return True
+
+
 def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
                 registry: ProcessRegistry) -> SandboxResult:
     """Run argv in its own process group; kill the whole group on timeout."""
     start = time.monotonic()
-    stderr_path = os.path.join(request.root, ".mb-stderr")
+    # Beside the root, not in it: the action cannot see it, and the same inode
+    # is truncated for every action (see prepare_root on inode churn).
+    stderr_path = request.root + ".stderr"
     with open(stderr_path, "wb") as stderr:
         try:
             proc = subprocess.Popen(

@@ -144,8 +144,36 @@ def test_a_reused_root_holds_only_the_new_actions_files(tmp_path: Path,
                          outputs=("pkg/listing.txt",)))
     assert second.exit_code == 0, second.stderr_tail
     found, dirs = eval((root / "pkg/listing.txt").read_text())
-    assert [p for p in found if not p.startswith(".mb-")] == ["pkg/deep/b.txt"]
+    assert found == ["pkg/deep/b.txt"]
     assert dirs == [".home", ".tmp", "pkg", "pkg/deep"]
+
+
+def test_a_staged_symlink_is_stashed_and_reused_not_recreated(tmp_path: Path,
+                                                               workspace: Path) -> None:
+    """Deleting and re-creating a symlink per action makes inode allocation quadratic on
+    ext4 without a journal; an input staged again gets the same inode back."""
+    root = tmp_path / "sandbox"
+    a = {"pkg/a.txt": str(workspace / "pkg/a.txt")}
+    b = {"pkg/deep/b.txt": str(workspace / "pkg/deep/b.txt")}
+    assert run(request(root, ("cat", "pkg/a.txt"), a)).exit_code == 0
+    first_inode = os.lstat(root / "pkg/a.txt").st_ino
+    listing = run(request(root, ("sh", "-c", "ls -R > out.txt"), b, outputs=("out.txt",)))
+    assert listing.exit_code == 0 and "a.txt" not in (root / "out.txt").read_text()
+    assert os.lstat(tmp_path / "sandbox.stash/pkg/a.txt").st_ino == first_inode
+    again = run(request(root, ("cat", "pkg/a.txt"), a))
+    assert again.exit_code == 0 and os.lstat(root / "pkg/a.txt").st_ino == first_inode
+    assert not (root / "pkg/deep/b.txt").exists()
+
+
+def test_a_stashed_symlink_to_another_source_is_not_reused(tmp_path: Path,
+                                                           workspace: Path) -> None:
+    root = tmp_path / "sandbox"
+    run(request(root, ("true",), {"pkg/a.txt": str(workspace / "pkg/a.txt")}))
+    run(request(root, ("true",), {}))
+    other = run(request(root, ("sh", "-c", "cat pkg/a.txt > out.txt"),
+                        {"pkg/a.txt": str(workspace / "top.txt")}, outputs=("out.txt",)))
+    assert other.exit_code == 0
+    assert (root / "out.txt").read_text() == "not declared either\n"
 
 
 # --- environment ---------------------------------------------------------------------
