@@ -2,9 +2,13 @@
 
 Layout under the cache directory:
 
-    cas/ab/<blake3 hex>     blobs, read-only, named by their digest
-    ac/ab/<action key>.json action results: output path -> digest, metadata
+    cas/<blake3 hex>        blobs, read-only, named by their digest
+    ac/<action key>.json    action results: output path -> digest, metadata
     tmp/                    staging for atomic writes
+
+Both folders are flat: ext4 and every current file system index large
+directories, and no shard directories means no inode allocations beyond
+one per entry (see docs/performance.md on inode allocation here).
 
 Every write is a temporary file renamed into place, and an action result is
 written only after all its blobs exist, so a build killed at any instant
@@ -47,7 +51,7 @@ class Cache:
     # --- blobs ---------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> str:
-        return os.path.join(self.directory, "cas", digest[:2], digest)
+        return os.path.join(self.directory, "cas", digest)
 
     def has_blob(self, digest: str) -> bool:
         return os.path.exists(self.blob_path(digest))
@@ -85,7 +89,7 @@ class Cache:
     # --- action results ------------------------------------------------------------
 
     def _result_path(self, key: str) -> str:
-        return os.path.join(self.directory, "ac", key[:2], key + ".json")
+        return os.path.join(self.directory, "ac", key + ".json")
 
     def get_result(self, key: str) -> ActionResult | None:
         """The stored result of `key`, if it and all its blobs are present."""
@@ -189,7 +193,7 @@ class Cache:
 
 
 def _rename_into(source: str, target: str) -> None:
-    """Rename, creating the shard directory the first time it is needed."""
+    """Rename, creating the blob directory the first time it is needed."""
     try:
         os.replace(source, target)
     except FileNotFoundError:

@@ -2,13 +2,16 @@
 
 A manifest lists every target the build touched. Per action it keeps the
 key, the digest of the key's static part and the input digests; the static
-parts themselves are stored once each under `.mb/keys/`, so a no-op build of
-10,000 actions writes no more than their keys.
+parts themselves are stored once each in `.mb/keys.bin` (one file for all of
+them: a file per key cost an inode allocation per action, see
+docs/performance.md), so a no-op build of 10,000 actions writes no more than
+their keys.
 """
 
 from __future__ import annotations
 
 import json
+import marshal
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -53,12 +56,13 @@ def builds_dir(state_dir: str) -> str:
 def write_manifest(state_dir: str, build_id: str, started: str, finished: str, status: str,
                    counts: Mapping[str, int], targets: Mapping[str, TargetRecord],
                    actions: list[dict[str, Any]]) -> dict[str, Any]:
-    keys_dir = os.path.join(state_dir, "keys")
     compact = []
+    statics = {}
     for record in actions:
         static_digest, components = record.pop("static")
-        _store_components(keys_dir, static_digest, components)
+        statics[static_digest] = components
         compact.append({**record, "static": static_digest})
+    _store_components(state_dir, statics)
     manifest = {
         "build_id": build_id, "started": started, "finished": finished, "status": status,
         "counts": dict(counts),
@@ -89,14 +93,38 @@ def prune(directory: str) -> None:
         discard(os.path.join(directory, name))
 
 
-def _store_components(keys_dir: str, static_digest: str, components: Any) -> None:
-    """Store a key's static components once, under their digest (the action's static digest).
+#: Past this many stored key parts, those the current build does not use are dropped.
+KEEP_KEYS = 100_000
 
-    `components` is a callable producing them, so they are only encoded when new.
+
+def _keys_path(state_dir: str) -> str:
+    return os.path.join(state_dir, "keys.bin")
+
+
+def _load_keys(state_dir: str) -> dict[str, bytes]:
+    try:
+        with open(_keys_path(state_dir), "rb") as f:
+            stored = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}  # lost or torn: `mb explain` says less, nothing else depends on it
+    return stored if isinstance(stored, dict) else {}
+
+
+def _store_components(state_dir: str, statics: Mapping[str, Any]) -> None:
+    """Store each key's static components once, under their digest (the static digest).
+
+    The values are callables producing the components, so only new ones are
+    encoded; the file is rewritten (atomically) only when something is new.
     """
-    path = os.path.join(keys_dir, static_digest[:2], static_digest + ".json")
-    if not os.path.exists(path):
-        atomic_write_bytes(path, canonical_json(components()))
+    stored = _load_keys(state_dir)
+    new = {digest: canonical_json(make()) for digest, make in statics.items()
+           if digest not in stored}
+    if not new:
+        return
+    stored.update(new)
+    if len(stored) > KEEP_KEYS:
+        stored = {digest: stored[digest] for digest in statics}
+    atomic_write_bytes(_keys_path(state_dir), marshal.dumps(stored))
 
 
 def current_build_id(state_dir: str) -> str | None:
@@ -131,9 +159,8 @@ def list_builds(state_dir: str) -> list[dict[str, Any]]:
 
 
 def load_components(state_dir: str, static_digest: str) -> dict[str, Any] | None:
-    path = os.path.join(state_dir, "keys", static_digest[:2], static_digest + ".json")
+    encoded = _load_keys(state_dir).get(static_digest)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (FileNotFoundError, ValueError):
+        return json.loads(encoded) if encoded is not None else None
+    except ValueError:
         return None

@@ -440,7 +440,7 @@ def action_metadata(ws: Any, target: str) -> dict[str, Any]:
     build = (ws.path / ".mb" / "builds" / "current").read_text().strip()
     manifest = json.loads((ws.path / ".mb" / "builds" / f"{build}.json").read_text())
     (key,) = [a["key"] for a in manifest["actions"] if a["target"] == target]
-    result = ws.path / ".mb" / "cache" / "ac" / key[:2] / f"{key}.json"
+    result = ws.path / ".mb" / "cache" / "ac" / f"{key}.json"
     return json.loads(result.read_text())["metadata"]
 
 

@@ -39,7 +39,7 @@ def test_store_file_moves_the_file_into_a_read_only_blob(cache: Cache, tmp_path:
     digest = digest_bytes(b"pixels")
     path = cache.store_file(str(source), digest)
     assert path == cache.blob_path(digest)
-    assert path == os.path.join(cache.directory, "cas", digest[:2], digest)
+    assert path == os.path.join(cache.directory, "cas", digest)
     assert Path(path).read_bytes() == b"pixels"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o444
     assert not source.exists()
@@ -79,7 +79,7 @@ def test_result_roundtrip(cache: Cache, tmp_path: Path) -> None:
     assert found == ActionResult(outputs={"pkg/a.png": a, "pkg/b.wav": b},
                                  metadata={"seed": 7, "model": "m"}, cost=0.25,
                                  duration_s=1.234568)
-    path = Path(cache.directory, "ac", KEY[:2], KEY + ".json")
+    path = Path(cache.directory, "ac", KEY + ".json")
     assert path.is_file()
 
 
@@ -104,7 +104,7 @@ def test_result_with_an_unstored_digest_is_a_miss(cache: Cache) -> None:
 def test_a_hit_refreshes_the_result_time(cache: Cache, tmp_path: Path) -> None:
     digest = store(cache, tmp_path, b"x")
     cache.put_result(KEY, ActionResult(outputs={"p/x": digest}))
-    path = os.path.join(cache.directory, "ac", KEY[:2], KEY + ".json")
+    path = os.path.join(cache.directory, "ac", KEY + ".json")
     os.utime(path, (1000, 1000))
     assert cache.get_result(KEY) is not None
     assert os.stat(path).st_mtime > 1000
@@ -129,7 +129,7 @@ def test_garbage_in_tmp_never_becomes_visible(cache: Cache, tmp_path: Path) -> N
 
 
 def test_leftover_temp_file_next_to_results_is_not_a_result(cache: Cache) -> None:
-    directory = Path(cache.directory, "ac", KEY[:2])
+    directory = Path(cache.directory, "ac")
     directory.mkdir(parents=True)
     (directory / ".tmp-x1y2").write_bytes(b'{"outputs": {}}')
     assert cache.get_result(KEY) is None
@@ -138,7 +138,7 @@ def test_leftover_temp_file_next_to_results_is_not_a_result(cache: Cache) -> Non
 @pytest.mark.parametrize("content", [b"", b'{"outputs": {"p/a": "', b"\x00\xff garbage",
                                      b'{"metadata": {}}', b"[1, 2]", b"null"])
 def test_torn_or_foreign_result_file_is_a_miss(cache: Cache, content: bytes) -> None:
-    path = Path(cache.directory, "ac", KEY[:2], KEY + ".json")
+    path = Path(cache.directory, "ac", KEY + ".json")
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
     assert cache.get_result(KEY) is None
@@ -156,7 +156,7 @@ def test_interrupted_put_result_leaves_nothing(cache: Cache, tmp_path: Path,
         cache.put_result(KEY, ActionResult(outputs={"p/x": digest}))
     monkeypatch.undo()
     assert cache.get_result(KEY) is None
-    assert os.listdir(os.path.join(cache.directory, "ac", KEY[:2])) == []
+    assert os.listdir(os.path.join(cache.directory, "ac")) == []
 
 
 def test_interrupted_store_file_leaves_no_blob(cache: Cache, tmp_path: Path,

@@ -117,7 +117,7 @@ def test_writing_to_an_input_does_not_change_where_it_came_from(
     if kind == "source":
         origin = workspace / "pkg/a.txt"
     else:
-        origin = cache_dir / "cas" / "ab" / "ab12"
+        origin = cache_dir / "cas" / "ab12"
         origin.parent.mkdir(parents=True)
         origin.write_text("declared a\n")
         origin.chmod(0o444)
