@@ -6,8 +6,7 @@ scheduler, cache, events, history) owns its own job.
 
 from __future__ import annotations
 
-import functools
-import json
+import marshal
 import os
 import signal
 from typing import Any
@@ -18,12 +17,14 @@ from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 from mb.analysis import Analysis, AnalyzedTarget
 from mb.cache import ActionResult, Cache
 from mb.events import EventLog, utc_timestamp
-from mb.executor import Executor, ExecutorOptions, Outcome
-from mb.history import TargetRecord, write_manifest
+from mb.fsutil import atomic_write_bytes
+from mb.executor import Executor, ExecutorOptions, Outcome, report_outcome
+from mb.history import TargetRecord, action_record, write_manifest
 from mb.labels import Label, parse_pattern
 from mb.plugins import Plugins
 from mb.profile import NullProfiler, Profiler
 from mb.scheduler import Scheduler, SchedulerOptions
+from mb.sandbox import make_sandbox
 from mb.statcache import StatCache
 from mb.workspace import Workspace
 
@@ -63,26 +64,6 @@ class BuildResult:
     #: Workspace-relative files this build read: sources (present or missing),
     #: the BUILD.toml of every loaded package, and MB.toml. What `mb watch` watches.
     watched_files: frozenset[str] = frozenset()
-
-
-def make_sandbox(mode: str, events: EventLog) -> Any:
-    from mb.sandbox.base import ProcessRegistry
-
-    registry = ProcessRegistry()
-    if mode == "none":
-        from mb.sandbox.none import NoSandbox
-
-        return NoSandbox(registry)
-    if mode == "linux":
-        from mb.sandbox.linux import LinuxSandbox, namespaces_available
-
-        if namespaces_available():
-            return LinuxSandbox(registry)
-        events.emit("sandbox.fallback", level="warning",
-                    message="linux namespaces are not available here; using the dir sandbox")
-    from mb.sandbox.dir import DirSandbox
-
-    return DirSandbox(registry)
 
 
 @attrs.define
@@ -151,7 +132,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
                 else config.build.keep_going),
             pools=config.resources, placeholder=placeholder,
             first=session.changed if session is not None else frozenset()),
-        on_outcome=lambda outcome: _report_outcome(events, outcome), profiler=profiler)
+        on_outcome=lambda outcome: report_outcome(events, outcome), profiler=profiler)
     events.emit("build.started", patterns=list(options.patterns), targets=len(closure),
                 actions=len(actions))
 
@@ -193,19 +174,22 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     manifest = write_manifest(
         workspace.state_dir, events.build_id, started, utc_timestamp(), status, counts,
         {str(label): TargetRecord.from_result(t) for label, t in targets.items()},
-        [_action_record(o) for o in outcomes.values()])
+        [action_record(o) for o in outcomes.values()])
     if (options.fastpath_key and status == "ok" and not options.no_cache
             and not any(t.provisional for t in targets.values())
             and all(a.cacheable for a in actions)):
-        _record_fastpath(workspace, analysis, statcache, actions, outcomes, manifest, result,
+        _record_fastpath(workspace, analysis, statcache, closure, outcomes, manifest, result,
                          options.fastpath_key)
     return result
 
 
 def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCache,
-                     actions: list[Any], outcomes: dict[int, Outcome], manifest: dict[str, Any],
-                     result: BuildResult, key: str) -> None:
-    """Snapshot what this build read so an unchanged next build is answered from stats."""
+                     closure: list[AnalyzedTarget], outcomes: dict[int, Outcome],
+                     manifest: dict[str, Any], result: BuildResult, key: str) -> None:
+    """Snapshot what this build read so an unchanged next build is answered from stats,
+    and keep its action table so a build after a source edit skips analysis
+    (`incremental.py`)."""
+    actions = [a for t in closure for a in t.actions]
     import sys
 
     from mb import fastpath
@@ -245,35 +229,31 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
         has_actions = record["status"] in ("built", "cached") and label in with_actions
         noop_targets[label] = {**record, "status": "cached" if has_actions else "built",
                                "cached": has_actions, "duration_s": 0.0}
-    noop_actions = [{**a, "status": "cached"} for a in manifest["actions"]]
     noop_result = attrs.evolve(result, targets={
         label: attrs.evolve(t, status=noop_targets[str(label)]["status"])
         for label, t in result.targets.items()})
-    encode = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"))
-    events = [(a["target"], encode({"cached": True, "duration_s": 0.0,
-                                    "outputs": {f"mb-out/{p}": d for p, d in a["outputs"].items()},
-                                    "provisional": False, "cost": None,
-                                    "description": a["description"]}))
-              for a in noop_actions]
+    from mb import incremental
+
+    path = fastpath.snapshot_path(workspace.state_dir, key)
+    config = workspace.config
+    settings = {"sandbox": config.build.sandbox, "jobs": config.build.jobs,
+                "keep_going": config.build.keep_going, "pools": config.resources,
+                "providers": config.providers, "cache_dir": workspace.cache_dir}
+    generation = manifest["build_id"]
+    # The action table first, the snapshot (what the next build reads first) last.
+    atomic_write_bytes(incremental.table_path(path), marshal.dumps(
+        {**incremental.table(actions, outcomes, closure, settings),
+         "generation": generation}))
     fastpath.record(
-        fastpath.snapshot_path(workspace.state_dir, key), files, dirs, outputs,
-        {"targets_json": encode(noop_targets), "actions_from": manifest["build_id"],
-         "events": events, "targets": len(noop_targets),
+        path, files, dirs, outputs,
+        {"targets": [(label, incremental.encode_target(record))
+                     for label, record in sorted(noop_targets.items())],
+         "target_count": len(noop_targets), "actions_from": manifest["build_id"],
+         "events": [(str(a.owner), incremental.finished_event_json(
+             outcomes[a.index].outputs, a.description)) for a in actions],
+         "requested": [str(label) for label in result.requested],
          "counts": {"executed": 0, "cached": len(actions), "failed": 0, "skipped": 0},
-         "summary": summary_lines(noop_result)}, digests)
-
-
-def _report_outcome(events: EventLog, outcome: Outcome) -> None:
-    label = str(outcome.action.owner)
-    if outcome.status in ("cached", "executed"):
-        events.emit("action.finished", target=label, cached=outcome.status == "cached",
-                    duration_s=round(outcome.duration_s, 6),
-                    outputs={f"mb-out/{p}": d for p, d in outcome.outputs.items()},
-                    provisional=outcome.provisional, cost=outcome.cost,
-                    description=outcome.action.description)
-    elif outcome.status == "failed":
-        events.emit("action.failed", target=label, level="error", error=outcome.error,
-                    stderr_tail=outcome.stderr_tail, description=outcome.action.description)
+         "summary": summary_lines(noop_result)}, digests, generation)
 
 
 def _target_result(target: AnalyzedTarget, outcomes: dict[int, Outcome],
@@ -302,17 +282,3 @@ def _target_result(target: AnalyzedTarget, outcomes: dict[int, Outcome],
         provisional=any(o.provisional for o in mine),
         duration_s=sum(o.duration_s for o in mine), cost=sum(costs) if costs else None,
         errors=tuple(o.error for o in mine if o.error))
-
-
-def _action_record(outcome: Outcome) -> dict[str, Any]:
-    action = outcome.action
-    from mb.actions import static_components
-
-    return {"target": str(action.owner), "index": action.index, "status": outcome.status,
-            "key": outcome.key, "description": action.description,
-            "static": (action.static_digest, lambda: static_components(action)),
-            "inputs": dict(outcome.input_digests),
-            "tools": dict(outcome.tool_digests), "outputs": dict(outcome.outputs),
-            "provisional": outcome.provisional, "error": outcome.error}
-
-

@@ -100,8 +100,13 @@ def run_noop(root: str, key: str, args: argparse.Namespace) -> int | None:
         return None
     # Checked under the lock, so no other build is changing what is checked.
     with WorkspaceLock(state_dir, waiting):
-        if not fastpath.unchanged(path, snapshot):
+        changed = fastpath.changed_sources(path, snapshot)
+        if changed is None:
             return None
+        if changed:
+            from mb import incremental
+
+            return incremental.run(root, path, snapshot, changed, args)
         replay = fastpath.load_replay(path)
         if replay is None:
             return None
@@ -127,7 +132,7 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
     events = EventLog(os.path.join(state_dir, "events.jsonl"), new_build_id())
     started = utc_timestamp()
     counts = replay["counts"]
-    events.emit("build.started", patterns=None, targets=replay["targets"],
+    events.emit("build.started", patterns=None, targets=replay["target_count"],
                 actions=counts["cached"], noop=True)
     now = utc_timestamp()
     for target, data_json in replay["events"]:
@@ -136,11 +141,13 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
     events.close()
     build_id = events.build_id
     counts_json = json.dumps(counts, sort_keys=True, separators=(",", ":"))
+    targets_json = "{" + ",".join(f"{json.dumps(label)}:{fragment}"
+                                  for label, fragment in replay["targets"]) + "}"
     # The actions (keys, input digests) are those of the build this one repeats.
     manifest = (f'{{"actions":[],"actions_from":"{replay["actions_from"]}",'
                 f'"build_id":"{build_id}","counts":{counts_json},'
                 f'"finished":"{utc_timestamp()}","noop":true,"started":"{started}",'
-                f'"status":"ok","targets":{replay["targets_json"]}}}')
+                f'"status":"ok","targets":{targets_json}}}')
     publish_manifest(state_dir, build_id, manifest)
     return build_id
 
@@ -191,11 +198,14 @@ def summary_lines(result: BuildResult) -> list[str]:
     return out
 
 
+def print_counts(status: str, counts: dict[str, int], build_id: str) -> None:
+    line = (f"build {status}: {counts['executed']} executed, {counts['cached']} cached, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped ({build_id})")
+    print(line, file=sys.stdout if status == "ok" else sys.stderr)
+
+
 def print_summary(result: BuildResult, quiet: bool) -> None:
-    counts = result.counts
-    line = (f"build {result.status}: {counts['executed']} executed, {counts['cached']} cached, "
-            f"{counts['failed']} failed, {counts['skipped']} skipped ({result.build_id})")
-    print(line, file=sys.stdout if result.status == "ok" else sys.stderr)
+    print_counts(result.status, result.counts, result.build_id)
     lines = [] if quiet else summary_lines(result)
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")

@@ -329,3 +329,17 @@ def _exit_message(kind: str, code: int) -> str:
     if kind == "call":
         return "Python action failed" + (" (not retryable)" if code == EXIT_PERMANENT else "")
     return f"command exited with status {code}"
+
+
+def report_outcome(events: EventLog, outcome: Outcome) -> None:
+    """Log how an action ended: `action.finished` or `action.failed` (SPEC §9)."""
+    label = str(outcome.action.owner)
+    if outcome.status in ("cached", "executed"):
+        events.emit("action.finished", target=label, cached=outcome.status == "cached",
+                    duration_s=round(outcome.duration_s, 6),
+                    outputs={f"mb-out/{p}": d for p, d in outcome.outputs.items()},
+                    provisional=outcome.provisional, cost=outcome.cost,
+                    description=outcome.action.description)
+    elif outcome.status == "failed":
+        events.emit("action.failed", target=label, level="error", error=outcome.error,
+                    stderr_tail=outcome.stderr_tail, description=outcome.action.description)

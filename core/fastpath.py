@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 # As mb.statcache.RACY_NS (not imported from there: this path stays light).
 try:
     RACY_NS = int(float(os.environ.get("MB_RACY_SECONDS", "2")) * 1e9)
@@ -89,36 +89,52 @@ def load_replay(path: str) -> dict[str, Any] | None:
 
 def unchanged(path: str, snapshot: dict[str, Any]) -> bool:
     """Whether every stat recorded in `snapshot` (loaded from `path`) still matches."""
+    return changed_sources(path, snapshot) == []
+
+
+def changed_sources(path: str, snapshot: dict[str, Any]) -> list[str] | None:
+    """The source files whose bytes changed, if nothing else did; else None.
+
+    [] means a no-op. A source is a file the snapshot has a digest for: one
+    an action reads. A touched source with the same bytes is not a change
+    (its new stat is remembered). Any other difference (a BUILD file, a
+    tool, a module, a folder, an output, a missing file) returns None: only a
+    full build can say what it means.
+    """
     stat = os.stat
     digests = snapshot.get("digests", {})
-    changed = False
+    changed: list[str] = []
+    restatted = False
     try:
         for name, sig in snapshot["files"].items():
             st = stat(name)
             current = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-            if current != sig:
-                # Touched but maybe not edited: same bytes still mean the same keys.
-                if name not in digests or not _same_digest(name, digests[name]):
-                    return False
-                # Remember the new stat, unless it is too fresh to trust (racy).
-                if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
-                    snapshot["files"][name] = current
-                    changed = True
+            if current == sig:
+                continue
+            if name not in digests:
+                return None
+            if not _same_digest(name, digests[name]):
+                changed.append(name)
+            # Touched but not edited: same bytes still mean the same keys. Remember
+            # the new stat, unless it is too fresh to trust (racy).
+            elif time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
+                snapshot["files"][name] = current
+                restatted = True
         for name, sig in snapshot["dirs"].items():
             st = stat(name)
             if (st.st_mtime_ns, st.st_ino) != sig:
-                return False
+                return None
         for name, sig in snapshot["outputs"].items():
             st = stat(name)
             if (st.st_ino, st.st_size, st.st_mtime_ns) != sig:
-                return False
+                return None
     except OSError:
-        return False
-    if changed:
+        return None
+    if restatted and not changed:
         from mb.fsutil import atomic_write_bytes
 
         atomic_write_bytes(path, marshal.dumps(snapshot))
-    return True
+    return changed
 
 
 def _same_digest(path: str, expected: str) -> bool:
@@ -143,7 +159,8 @@ def module_files() -> list[str]:
 
 def record(path: str, file_sigs: Mapping[str, FileSig | None],
            dir_sigs: Mapping[str, DirSig | None], outputs: Iterable[str],
-           payload: Mapping[str, Any], digests: Mapping[str, str] | None = None) -> None:
+           payload: Mapping[str, Any], digests: Mapping[str, str] | None = None,
+           generation: str = "") -> None:
     """Write a snapshot from signatures taken when each file was read.
 
     Signatures come from the moment a file was hashed or parsed, not from
@@ -157,7 +174,7 @@ def record(path: str, file_sigs: Mapping[str, FileSig | None],
         return
     snapshot: dict[str, Any] = {"version": SNAPSHOT_VERSION, "files": dict(file_sigs),
                                 "dirs": dict(dir_sigs), "outputs": {},
-                                "digests": dict(digests or {})}
+                                "digests": dict(digests or {}), "generation": generation}
     for name in outputs:
         try:
             st = os.stat(name)
@@ -166,6 +183,7 @@ def record(path: str, file_sigs: Mapping[str, FileSig | None],
         snapshot["outputs"][name] = (st.st_ino, st.st_size, st.st_mtime_ns)
     # The replay part first: a snapshot whose replay is missing is simply unused.
     atomic_write_bytes(path + ".replay",
-                       marshal.dumps({"version": SNAPSHOT_VERSION, **payload}))
+                       marshal.dumps({"version": SNAPSHOT_VERSION, **payload,
+                                      "generation": generation}))
     atomic_write_bytes(path, marshal.dumps(snapshot))
 

@@ -164,3 +164,17 @@ def load_components(state_dir: str, static_digest: str) -> dict[str, Any] | None
         return json.loads(encoded) if encoded is not None else None
     except ValueError:
         return None
+
+
+def action_record(outcome: Any) -> dict[str, Any]:
+    """An executor Outcome as a manifest's action record; the static key parts are
+    encoded only if `write_manifest` finds them new."""
+    action = outcome.action
+    from mb.actions import static_components
+
+    return {"target": str(action.owner), "index": action.index, "status": outcome.status,
+            "key": outcome.key, "description": action.description,
+            "static": (action.static_digest, lambda: static_components(action)),
+            "inputs": dict(outcome.input_digests),
+            "tools": dict(outcome.tool_digests), "outputs": dict(outcome.outputs),
+            "provisional": outcome.provisional, "error": outcome.error}

@@ -80,8 +80,13 @@ class Scheduler:
         self.interrupted.set()
         self._done.put_nowait(None)  # type: ignore[arg-type]  # wake the loop
 
-    def run(self, actions: Sequence[Action], producers: Mapping[str, Action]) -> dict[int, Outcome]:
-        """Run `actions`; returns an outcome for every one (skipped where it never ran)."""
+    def run(self, actions: Sequence[Action], producers: Mapping[str, Action],
+            known: Mapping[str, str] | None = None) -> dict[int, Outcome]:
+        """Run `actions`; returns an outcome for every one (skipped where it never ran).
+
+        `known` gives the digests of outputs of actions not in `actions` that
+        are up to date already (an incremental build runs only part of the graph).
+        """
         pools = Pools(self.options.pools)
         check_pools(actions, pools)
         wanted = {a.index for a in actions}
@@ -97,7 +102,7 @@ class Scheduler:
         ready = [a for a in reversed(actions) if not waiting_on[a.index]]
         if self.options.first:  # a stack: the actions reading a changed path on top
             ready.sort(key=lambda a: any(p in self.options.first for p in a.spec.inputs))
-        produced: dict[str, str] = {}
+        produced: dict[str, str] = dict(known or {})
         provisional_paths: set[str] = set()
         outcomes: dict[int, Outcome] = {}
         running = 0

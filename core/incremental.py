@@ -1,0 +1,356 @@
+"""Rebuild after source edits without analysing again, from the last build's action table.
+
+The no-op fast path (`fastpath.py`) proves from stats that nothing a build
+read has changed. When the only change is in the bytes of source files, the
+analysed actions are still exactly those of the last build: analysis reads
+BUILD files, MB.toml, folder listings, plugin code and PATH (all in the
+snapshot, all unchanged) and never a source's content; rule implementations
+only declare actions, and actions read the files. So next to the snapshot mb
+keeps the last build's action table (each action pickled, with its key and
+the digests of its outputs). An edit then re-runs, through the usual
+scheduler and executor, only the actions reading a changed source and those
+downstream of them. Early cutoff still holds: a downstream action whose
+inputs come out the same gets the same key and is a cache hit. Every other
+action is logged as cached, as in a no-op, and the build gets a manifest
+whose `actions` lists the actions it looked at, with `actions_from` naming
+the build whose records hold the rest.
+
+Anything else (a BUILD.toml, a folder, a tool, a plugin, an output in
+`mb-out/`) takes the full path. So does the build after a failed or
+interrupted incremental one: its snapshot is dropped first.
+
+The three files share a generation (the id of the build that wrote them):
+the stat snapshot, its replay and this table are used together or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import marshal
+import os
+import pickle
+import signal
+import sys
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+TABLE_VERSION = 1
+
+#: One action of the table: its target, the pickled `Action`, its inputs and
+#: outputs (workspace-relative), and from its last run the key and the digests
+#: of its outputs, inputs and tools.
+Row = tuple[str, bytes, tuple[str, ...], tuple[str, ...], str, dict[str, str],
+            dict[str, str], dict[str, str]]
+
+
+def table_path(snapshot_path: str) -> str:
+    return snapshot_path + ".actions"
+
+
+def encode_target(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def finished_event_json(outputs: Mapping[str, str], description: str) -> str:
+    """The data of a replayed `action.finished`: cached, as every replayed action is."""
+    return json.dumps({"cached": True, "duration_s": 0.0,
+                       "outputs": {f"mb-out/{p}": d for p, d in outputs.items()},
+                       "provisional": False, "cost": None, "description": description},
+                      sort_keys=True, separators=(",", ":"))
+
+
+def table(actions: Sequence[Any], outcomes: Mapping[int, Any], targets: Iterable[Any],
+          settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The action table of a successful build (`targets`: its analysed closure)."""
+    position = {action.index: i for i, action in enumerate(actions)}
+    rows: list[Row] = []
+    for action in actions:
+        outcome = outcomes[action.index]
+        rows.append((str(action.owner), pickle.dumps(action, protocol=pickle.HIGHEST_PROTOCOL),
+                     tuple(action.spec.inputs), tuple(action.spec.outputs), outcome.key,
+                     dict(outcome.outputs), dict(outcome.input_digests),
+                     dict(outcome.tool_digests)))
+    target_rows = {str(t.label): (tuple(position[a.index] for a in t.actions),
+                                  tuple(t.default_outputs)) for t in targets}
+    return {"version": TABLE_VERSION, "rows": rows, "targets": target_rows,
+            # Pickled: MB.toml provider settings may hold TOML dates, which marshal cannot.
+            "settings": pickle.dumps(dict(settings), protocol=pickle.HIGHEST_PROTOCOL)}
+
+
+def load_table(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            loaded = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError, MemoryError):
+        return None
+    if not isinstance(loaded, dict) or loaded.get("version") != TABLE_VERSION:
+        return None
+    return loaded
+
+
+def affected(rows: Sequence[Row], changed: set[str]) -> list[int]:
+    """Positions of the actions reading a changed path, directly or through outputs."""
+    readers: dict[str, list[int]] = {}
+    for position, row in enumerate(rows):
+        for path in row[2]:
+            readers.setdefault(path, []).append(position)
+    found: set[int] = set()
+    queue = deque(p for path in changed for p in readers.get(path, ()))
+    while queue:
+        position = queue.popleft()
+        if position in found:
+            continue
+        found.add(position)
+        for output in rows[position][3]:
+            queue.extend(readers.get(output, ()))
+    return sorted(found)
+
+
+def run(root: str, snapshot_path: str, snapshot: dict[str, Any], changed: Sequence[str],
+        args: argparse.Namespace) -> int | None:
+    """Build after the source files `changed` (absolute) were edited; None: take the full path.
+
+    The caller holds the workspace lock and has checked every other stat of
+    the snapshot.
+    """
+    from mb import fastpath
+
+    loaded = load_table(table_path(snapshot_path))
+    replay = fastpath.load_replay(snapshot_path)
+    generation = snapshot.get("generation")
+    if (loaded is None or replay is None or not generation
+            or loaded.get("generation") != generation
+            or replay.get("generation") != generation
+            or (args.jobs is not None and args.jobs < 1)):
+        return None
+    from mb.fsutil import discard
+
+    # From here on the snapshot describes a workspace that is being rebuilt:
+    # if this build dies, the next one must not trust it.
+    discard(snapshot_path)
+    return _Rebuild(root, snapshot_path, snapshot, loaded, replay, args).run(
+        {os.path.relpath(path, root): path for path in changed})
+
+
+class _Rebuild:
+    """One incremental build: run the affected actions, log, record the new table."""
+
+    def __init__(self, root: str, snapshot_path: str, snapshot: dict[str, Any],
+                 loaded: dict[str, Any], replay: dict[str, Any],
+                 args: argparse.Namespace) -> None:
+        self.root = root
+        self.state_dir = os.path.join(root, ".mb")
+        self.snapshot_path = snapshot_path
+        self.snapshot = snapshot
+        self.rows: list[Row] = loaded["rows"]
+        self.target_rows: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = loaded["targets"]
+        self.settings: dict[str, Any] = pickle.loads(loaded["settings"])
+        self.replay = replay
+        self.args = args
+
+    def run(self, changed: Mapping[str, str]) -> int:
+        from mb.cache import Cache
+        from mb.errors import ExitCode
+        from mb.cmd_build import make_reporter, print_counts
+        from mb.events import EventLog, new_build_id, utc_timestamp
+        from mb.executor import Executor, ExecutorOptions, report_outcome
+        from mb.profile import NullProfiler
+        from mb.sandbox import make_sandbox
+        from mb.scheduler import Scheduler, SchedulerOptions
+        from mb.statcache import StatCache
+
+        rows, settings, args = self.rows, self.settings, self.args
+        positions = affected(rows, set(changed))
+        actions = [pickle.loads(rows[p][1]) for p in positions]
+        in_subset = set(positions)
+        known = {path: digest for p, row in enumerate(rows) if p not in in_subset
+                 for path, digest in row[5].items()}
+        producers = {path: action for action in actions for path in action.spec.outputs}
+
+        events = EventLog(os.path.join(self.state_dir, "events.jsonl"), new_build_id())
+        reporter = make_reporter(args)
+        events.subscribe(reporter)
+        statcache = StatCache(os.path.join(self.state_dir, "statcache.bin"))
+        executor = Executor(
+            self.root, Cache(settings["cache_dir"]), statcache,
+            make_sandbox(args.sandbox or settings["sandbox"], events), events,
+            settings["providers"], ExecutorOptions(), self.state_dir)
+        keep_going = args.keep_going if args.keep_going is not None else settings["keep_going"]
+        scheduler = Scheduler(executor, SchedulerOptions(
+            jobs=args.jobs or settings["jobs"] or os.cpu_count() or 1, keep_going=keep_going,
+            pools=settings["pools"]), on_outcome=lambda o: report_outcome(events, o),
+            profiler=NullProfiler())
+        started = utc_timestamp()
+        events.start()
+        try:
+            events.emit("build.started", patterns=list(args.patterns),
+                        targets=len(self.target_rows), actions=len(rows),
+                        incremental=len(actions))
+            now = utc_timestamp()
+            for p, (target, event_json) in enumerate(self.replay["events"]):
+                if p not in in_subset:
+                    events.emit_encoded("action.finished", target, event_json, ts=now)
+
+            def on_signal(signum: int, _frame: Any) -> None:
+                scheduler.interrupt()
+
+            previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                outcomes = scheduler.run(actions, producers, known)
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+                executor.close()
+            statcache.save()
+            by_position = {p: outcomes[a.index] for p, a in zip(positions, actions)}
+            counts = {"executed": 0, "cached": len(rows) - len(actions), "failed": 0,
+                      "skipped": 0}
+            for outcome in by_position.values():
+                counts[outcome.status] += 1
+            status = ("interrupted" if scheduler.interrupted.is_set() else
+                      "failed" if counts["failed"] or counts["skipped"] else "ok")
+            records = self._target_records(by_position)
+            events.emit("build.finished", level="info" if status == "ok" else "error",
+                        status=status, counts=counts,
+                        cost=sum(r["cost"] for r in records.values() if r["cost"]) or None)
+            self._write_manifest(events.build_id, started, status, counts, records,
+                                 [by_position[p] for p in positions])
+            if status == "ok":
+                self._record(events.build_id, changed, statcache, by_position, records)
+        finally:
+            reporter.stop()
+            events.close()
+        print_counts(status, counts, events.build_id)
+        if status == "ok" and not args.quiet:
+            lines = self._summary(records)
+            if lines:
+                sys.stdout.write("\n".join(lines) + "\n")
+        if status == "interrupted":
+            print("interrupted", file=sys.stderr)
+            return ExitCode.INTERRUPTED
+        return ExitCode.OK if status == "ok" else ExitCode.BUILD_FAILED
+
+    # --- targets, manifest and summary ----------------------------------------------------
+
+    def _target_records(self, by_position: Mapping[int, Any]) -> dict[str, dict[str, Any]]:
+        """Records of the targets this build touched (the rest are as in the replay)."""
+        producer = {path: p for p, row in enumerate(self.rows) for path in row[3]}
+        records: dict[str, dict[str, Any]] = {}
+        for label, (positions, default_outputs) in self.target_rows.items():
+            touched = any(p in by_position for p in positions) or any(
+                producer.get(path) in by_position for path in default_outputs)
+            if not touched:
+                continue
+            mine = [by_position[p] for p in positions if p in by_position]
+            statuses = {o.status for o in mine}
+            if len(mine) < len(positions):
+                statuses.add("cached")  # its actions this build did not look at
+            if "failed" in statuses:
+                status = "failed"
+            elif "skipped" in statuses:
+                status = "skipped"
+            elif statuses == {"cached"}:
+                status = "cached"
+            else:
+                status = "built"  # something executed, or no actions (a filegroup)
+            outputs: dict[str, str] = {}
+            for path in default_outputs:
+                p = producer.get(path)
+                if p is None:
+                    outputs[path] = ""  # a source file (filegroup)
+                elif p in by_position:
+                    outputs[f"mb-out/{path}"] = by_position[p].outputs.get(path, "")
+                else:
+                    outputs[f"mb-out/{path}"] = self.rows[p][5].get(path, "")
+            costs = [o.cost for o in mine if o.cost is not None]
+            records[label] = {
+                "status": status, "cached": status == "cached", "provisional": False,
+                "duration_s": round(sum(o.duration_s for o in mine), 6),
+                "cost": sum(costs) if costs else None, "outputs": outputs,
+                "errors": [o.error for o in mine if o.error]}
+        return records
+
+    def _targets_json(self, records: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+        return [(label, encode_target(records[label]) if label in records else fragment)
+                for label, fragment in self.replay["targets"]]
+
+    def _write_manifest(self, build_id: str, started: str, status: str,
+                        counts: Mapping[str, int], records: Mapping[str, Mapping[str, Any]],
+                        outcomes: Sequence[Any]) -> None:
+        from mb.events import utc_timestamp
+        from mb.history import action_record, publish_manifest
+
+        compact = []
+        for outcome in outcomes:
+            record = action_record(outcome)
+            record["static"] = record["static"][0]  # stored by the build that analysed it
+            compact.append(record)
+        encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+        targets = ",".join(f"{encode(label)}:{fragment}"
+                           for label, fragment in self._targets_json(records))
+        manifest = (f'{{"actions":{encode(compact)},'
+                    f'"actions_from":{encode(self.replay["actions_from"])},'
+                    f'"build_id":{encode(build_id)},"counts":{encode(counts)},'
+                    f'"finished":{encode(utc_timestamp())},"started":{encode(started)},'
+                    f'"status":{encode(status)},"targets":{{{targets}}}}}')
+        publish_manifest(self.state_dir, build_id, manifest)
+
+    def _summary(self, records: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        if not records:
+            return list(self.replay["summary"])
+        fragments = dict(self.replay["targets"])
+        lines = []
+        for label in self.replay["requested"]:
+            record = records.get(label) or json.loads(fragments[label])
+            lines.append(f"{label} ({record['status']})")
+            lines.extend(f"  {path}" for path in record["outputs"])
+        return lines
+
+    # --- the next build's snapshot -----------------------------------------------------------
+
+    def _record(self, build_id: str, changed: Mapping[str, str], statcache: Any,
+                by_position: Mapping[int, Any], records: Mapping[str, Mapping[str, Any]]) -> None:
+        """Write the table, replay and snapshot this build leaves, as one new generation."""
+        from mb import fastpath
+        from mb.fsutil import atomic_write_bytes
+
+        snapshot, replay = self.snapshot, self.replay
+        for absolute in changed.values():
+            digest = statcache.known_digest(absolute)
+            if digest is None:
+                return  # not hashed (cannot happen after a successful build): no snapshot
+            snapshot["files"][absolute] = (statcache.signature(absolute)
+                                           or fastpath.ALWAYS_REHASH)
+            snapshot["digests"][absolute] = digest
+        for p, outcome in by_position.items():
+            target, pickled, inputs, outputs, *_ = self.rows[p]
+            self.rows[p] = (target, pickled, inputs, outputs, outcome.key,
+                            dict(outcome.outputs), dict(outcome.input_digests),
+                            dict(outcome.tool_digests))
+            replay["events"][p] = (target, finished_event_json(
+                outcome.outputs, outcome.action.description))
+            for path in outcome.outputs:
+                absolute = os.path.join(self.root, "mb-out", path)
+                try:
+                    st = os.stat(absolute)
+                except OSError:
+                    return
+                snapshot["outputs"][absolute] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        # The next no-op reports every target as cached, as after a full build.
+        replay["targets"] = [
+            (label, encode_target({**records[label], "status": "cached" if positions else
+                                   "built", "cached": bool(positions), "duration_s": 0.0})
+             if label in records else fragment)
+            for (label, fragment), (positions, _) in zip(
+                replay["targets"], (self.target_rows[label] for label, _ in replay["targets"]))]
+        replay["actions_from"] = build_id
+        for part in (snapshot, replay):
+            part["generation"] = build_id
+        atomic_write_bytes(table_path(self.snapshot_path), marshal.dumps({
+            "version": TABLE_VERSION, "generation": build_id,
+            "settings": pickle.dumps(self.settings, protocol=pickle.HIGHEST_PROTOCOL),
+            "rows": self.rows, "targets": self.target_rows}))
+        atomic_write_bytes(self.snapshot_path + ".replay", marshal.dumps(replay))
+        atomic_write_bytes(self.snapshot_path, marshal.dumps(snapshot))
