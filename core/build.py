@@ -6,7 +6,7 @@ scheduler, cache, events, history) owns its own job.
 
 from __future__ import annotations
 
-import marshal
+import json
 import os
 import signal
 from typing import Any
@@ -17,7 +17,6 @@ from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 from mb.analysis import Analysis, AnalyzedTarget
 from mb.cache import ActionResult, Cache
 from mb.events import EventLog, utc_timestamp
-from mb.fsutil import atomic_write_bytes
 from mb.executor import Executor, ExecutorOptions, Outcome, report_outcome
 from mb.history import TargetRecord, action_record, write_manifest
 from mb.labels import Label, parse_pattern
@@ -223,17 +222,16 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
             dirs[entry] = fastpath.dir_sig(entry)
     outputs = [os.path.join(workspace.output_dir, path)
                for outcome in outcomes.values() for path in outcome.outputs]
+    from mb import incremental
+
     noop_targets = {}
     with_actions = {a["target"] for a in manifest["actions"]}
     for label, record in manifest["targets"].items():
         has_actions = record["status"] in ("built", "cached") and label in with_actions
-        noop_targets[label] = {**record, "status": "cached" if has_actions else "built",
-                               "cached": has_actions, "duration_s": 0.0}
+        noop_targets[label] = incremental.noop_record(record, has_actions)
     noop_result = attrs.evolve(result, targets={
         label: attrs.evolve(t, status=noop_targets[str(label)]["status"])
         for label, t in result.targets.items()})
-    from mb import incremental
-
     path = fastpath.snapshot_path(workspace.state_dir, key)
     config = workspace.config
     settings = {"sandbox": config.build.sandbox, "jobs": config.build.jobs,
@@ -241,15 +239,13 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
                 "providers": config.providers, "cache_dir": workspace.cache_dir}
     generation = manifest["build_id"]
     # The action table first, the snapshot (what the next build reads first) last.
-    atomic_write_bytes(incremental.table_path(path), marshal.dumps(
-        {**incremental.table(actions, outcomes, closure, settings),
-         "generation": generation}))
+    incremental.write_table(path, generation, actions, outcomes, closure, settings)
     fastpath.record(
         path, files, dirs, outputs,
-        {"targets": [(label, incremental.encode_target(record))
-                     for label, record in sorted(noop_targets.items())],
+        {"targets": {label: incremental.target_member(label, record)
+                     for label, record in sorted(noop_targets.items())},
          "target_count": len(noop_targets), "actions_from": manifest["build_id"],
-         "events": [(str(a.owner), incremental.finished_event_json(
+         "events": [(json.dumps(str(a.owner)), incremental.finished_event_json(
              outcomes[a.index].outputs, a.description)) for a in actions],
          "requested": [str(label) for label in result.requested],
          "counts": {"executed": 0, "cached": len(actions), "failed": 0, "skipped": 0},

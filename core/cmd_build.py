@@ -134,15 +134,12 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
     counts = replay["counts"]
     events.emit("build.started", patterns=None, targets=replay["target_count"],
                 actions=counts["cached"], noop=True)
-    now = utc_timestamp()
-    for target, data_json in replay["events"]:
-        events.emit_encoded("action.finished", target, data_json, ts=now)
+    events.emit_encoded("action.finished", replay["events"])
     events.emit("build.finished", status="ok", counts=counts, cost=None)
     events.close()
     build_id = events.build_id
     counts_json = json.dumps(counts, sort_keys=True, separators=(",", ":"))
-    targets_json = "{" + ",".join(f"{json.dumps(label)}:{fragment}"
-                                  for label, fragment in replay["targets"]) + "}"
+    targets_json = "{" + ",".join(replay["targets"].values()) + "}"
     # The actions (keys, input digests) are those of the build this one repeats.
     manifest = (f'{{"actions":[],"actions_from":"{replay["actions_from"]}",'
                 f'"build_id":"{build_id}","counts":{counts_json},'

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any, Final, NamedTuple
 
@@ -44,19 +44,20 @@ class Event(NamedTuple):
 
 
 class EncodedEvent(NamedTuple):
-    """An event whose `data` is already JSON text (the no-op fast path replays thousands)."""
+    """An event whose target and data are JSON text already (the no-op fast path
+    replays thousands)."""
 
     type: str
     build_id: str
     ts: str
     level: str
-    target: str | None
+    target_json: str
     data_json: str
 
     def encode(self, seq: int) -> str:
         return (f'{{"seq":{seq},"ts":"{self.ts}","build_id":"{self.build_id}",'
                 f'"type":"{self.type}","level":"{self.level}",'
-                f'"target":{json.dumps(self.target)},"data":{self.data_json}}}')
+                f'"target":{self.target_json},"data":{self.data_json}}}')
 
 
 def utc_timestamp(when: float | None = None) -> str:
@@ -108,13 +109,16 @@ class EventLog:
         self._flusher: threading.Thread | None = None
         self._interval = flush_interval
 
-    def emit_encoded(self, type: str, target: str | None, data_json: str,
+    def emit_encoded(self, type: str, items: Iterable[tuple[str, str]],
                      ts: str | None = None) -> None:
-        """Log an event whose data is JSON text already; listeners are not called."""
-        event = EncodedEvent(type=type, build_id=self.build_id, ts=ts or utc_timestamp(),
-                             level="info", target=target, data_json=data_json)
+        """Log events of one type from (target JSON, data JSON) pairs; listeners are
+        not called (these are replayed, not happening)."""
+        ts = ts or utc_timestamp()
+        build_id = self.build_id
+        encoded = [EncodedEvent(type, build_id, ts, "info", target_json, data_json)
+                   for target_json, data_json in items]
         with self._buffer_lock:
-            self._buffer.append(event)
+            self._buffer.extend(encoded)
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
         self._listeners.append(listener)

@@ -74,7 +74,7 @@ def load(path: str) -> dict[str, Any] | None:
     """The stat part of a snapshot (what to check), or None if there is none."""
     try:
         with open(path, "rb") as f:
-            snapshot = marshal.load(f)
+            snapshot = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
     except (OSError, EOFError, ValueError, TypeError, MemoryError):
         return None
     if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:

@@ -104,7 +104,7 @@ def _keys_path(state_dir: str) -> str:
 def _load_keys(state_dir: str) -> dict[str, bytes]:
     try:
         with open(_keys_path(state_dir), "rb") as f:
-            stored = marshal.load(f)
+            stored = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
     except (OSError, EOFError, ValueError, TypeError):
         return {}  # lost or torn: `mb explain` says less, nothing else depends on it
     return stored if isinstance(stored, dict) else {}

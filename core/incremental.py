@@ -38,19 +38,32 @@ from typing import Any
 
 TABLE_VERSION = 1
 
-#: One action of the table: its target, the pickled `Action`, its inputs and
-#: outputs (workspace-relative), and from its last run the key and the digests
-#: of its outputs, inputs and tools.
-Row = tuple[str, bytes, tuple[str, ...], tuple[str, ...], str, dict[str, str],
-            dict[str, str], dict[str, str]]
+#: One action of the table: its target, its inputs and outputs
+#: (workspace-relative), the digests of its outputs from its last run, and
+#: where its pickled `Action` is in the pickles file (offset, length).
+Row = tuple[str, tuple[str, ...], tuple[str, ...], dict[str, str], int, int]
 
 
 def table_path(snapshot_path: str) -> str:
     return snapshot_path + ".actions"
 
 
-def encode_target(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+def pickles_path(snapshot_path: str) -> str:
+    """The pickled actions, back to back. Written by a full build only: an
+    incremental build changes digests, never actions, so it rewrites the small
+    table and reads just the pickles it runs."""
+    return snapshot_path + ".pickles"
+
+
+def target_member(label: str, record: Mapping[str, Any]) -> str:
+    """A target's member of a manifest's `targets` object: `"//p:t":{...}`."""
+    return f"{json.dumps(label)}:{json.dumps(record, sort_keys=True, separators=(',', ':'))}"
+
+
+def noop_record(record: Mapping[str, Any], has_actions: bool) -> dict[str, Any]:
+    """A target's record in a build that found all of it up to date."""
+    return {**record, "status": "cached" if has_actions else "built", "cached": has_actions,
+            "duration_s": 0.0}
 
 
 def finished_event_json(outputs: Mapping[str, str], description: str) -> str:
@@ -61,31 +74,75 @@ def finished_event_json(outputs: Mapping[str, str], description: str) -> str:
                       sort_keys=True, separators=(",", ":"))
 
 
-def table(actions: Sequence[Any], outcomes: Mapping[int, Any], targets: Iterable[Any],
-          settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The action table of a successful build (`targets`: its analysed closure)."""
+def write_table(snapshot_path: str, generation: str, actions: Sequence[Any],
+                outcomes: Mapping[int, Any], targets: Iterable[Any],
+                settings: Mapping[str, Any]) -> None:
+    """Write the action table of a successful build (`targets`: its analysed closure)."""
+    from mb.fsutil import atomic_write_bytes
+
     position = {action.index: i for i, action in enumerate(actions)}
     rows: list[Row] = []
+    pickles = [generation.encode() + b"\n"]
+    offset = len(pickles[0])
     for action in actions:
-        outcome = outcomes[action.index]
-        rows.append((str(action.owner), pickle.dumps(action, protocol=pickle.HIGHEST_PROTOCOL),
-                     tuple(action.spec.inputs), tuple(action.spec.outputs), outcome.key,
-                     dict(outcome.outputs), dict(outcome.input_digests),
-                     dict(outcome.tool_digests)))
-    target_rows = {str(t.label): (tuple(position[a.index] for a in t.actions),
-                                  tuple(t.default_outputs)) for t in targets}
-    return {"version": TABLE_VERSION, "rows": rows, "targets": target_rows,
-            # Pickled: MB.toml provider settings may hold TOML dates, which marshal cannot.
-            "settings": pickle.dumps(dict(settings), protocol=pickle.HIGHEST_PROTOCOL)}
+        pickled = pickle.dumps(action, protocol=pickle.HIGHEST_PROTOCOL)
+        pickles.append(pickled)
+        rows.append((str(action.owner), tuple(action.spec.inputs), tuple(action.spec.outputs),
+                     dict(outcomes[action.index].outputs), offset, len(pickled)))
+        offset += len(pickled)
+    target_rows: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {}
+    # Outputs a target lists that another target's action makes (a filegroup's).
+    listed_by: dict[str, list[str]] = {}
+    for target in targets:
+        label = str(target.label)
+        target_rows[label] = (tuple(position[a.index] for a in target.actions),
+                              tuple(target.default_outputs))
+        for path in target.default_outputs:
+            if not any(path in a.spec.outputs for a in target.actions):
+                listed_by.setdefault(path, []).append(label)
+    atomic_write_bytes(pickles_path(snapshot_path), b"".join(pickles))
+    _write_table(snapshot_path, {"generation": generation, "pickles": generation,
+                                 "rows": rows, "targets": target_rows, "listed_by": listed_by,
+                                 "settings": dict(settings)})
+
+
+def _write_table(snapshot_path: str, loaded: Mapping[str, Any]) -> None:
+    from mb.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(table_path(snapshot_path), marshal.dumps({
+        **loaded, "version": TABLE_VERSION,
+        # Pickled: MB.toml provider settings may hold TOML dates, which marshal cannot.
+        "settings": pickle.dumps(loaded["settings"], protocol=pickle.HIGHEST_PROTOCOL)}))
+
+
+def load_actions(snapshot_path: str, pickles_id: str, rows: Sequence[Row],
+                 positions: Sequence[int]) -> list[Any] | None:
+    """The `Action`s at `positions`, unpickled; None if the pickles file is not the one
+    the table was written with."""
+    try:
+        with open(pickles_path(snapshot_path), "rb") as f:
+            if f.readline() != pickles_id.encode() + b"\n":
+                return None
+            found = []
+            for p in positions:
+                f.seek(rows[p][4])
+                found.append(pickle.loads(f.read(rows[p][5])))
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+    return found
 
 
 def load_table(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as f:
-            loaded = marshal.load(f)
+            loaded = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
     except (OSError, EOFError, ValueError, TypeError, MemoryError):
         return None
     if not isinstance(loaded, dict) or loaded.get("version") != TABLE_VERSION:
+        return None
+    try:
+        loaded["settings"] = pickle.loads(loaded["settings"])
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
         return None
     return loaded
 
@@ -94,7 +151,7 @@ def affected(rows: Sequence[Row], changed: set[str]) -> list[int]:
     """Positions of the actions reading a changed path, directly or through outputs."""
     readers: dict[str, list[int]] = {}
     for position, row in enumerate(rows):
-        for path in row[2]:
+        for path in row[1]:
             readers.setdefault(path, []).append(position)
     found: set[int] = set()
     queue = deque(p for path in changed for p in readers.get(path, ()))
@@ -103,7 +160,7 @@ def affected(rows: Sequence[Row], changed: set[str]) -> list[int]:
         if position in found:
             continue
         found.add(position)
-        for output in rows[position][3]:
+        for output in rows[position][2]:
             queue.extend(readers.get(output, ()))
     return sorted(found)
 
@@ -146,11 +203,12 @@ class _Rebuild:
         self.snapshot = snapshot
         self.rows: list[Row] = loaded["rows"]
         self.target_rows: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = loaded["targets"]
-        self.settings: dict[str, Any] = pickle.loads(loaded["settings"])
+        self.loaded = loaded
+        self.settings: dict[str, Any] = loaded["settings"]
         self.replay = replay
         self.args = args
 
-    def run(self, changed: Mapping[str, str]) -> int:
+    def run(self, changed: Mapping[str, str]) -> int | None:
         from mb.cache import Cache
         from mb.errors import ExitCode
         from mb.cmd_build import make_reporter, print_counts
@@ -163,10 +221,13 @@ class _Rebuild:
 
         rows, settings, args = self.rows, self.settings, self.args
         positions = affected(rows, set(changed))
-        actions = [pickle.loads(rows[p][1]) for p in positions]
+        loaded_actions = load_actions(self.snapshot_path, self.loaded["pickles"], rows, positions)
+        if loaded_actions is None:
+            return None
+        actions = loaded_actions
         in_subset = set(positions)
         known = {path: digest for p, row in enumerate(rows) if p not in in_subset
-                 for path, digest in row[5].items()}
+                 for path, digest in row[3].items()}
         producers = {path: action for action in actions for path in action.spec.outputs}
 
         events = EventLog(os.path.join(self.state_dir, "events.jsonl"), new_build_id())
@@ -188,10 +249,9 @@ class _Rebuild:
             events.emit("build.started", patterns=list(args.patterns),
                         targets=len(self.target_rows), actions=len(rows),
                         incremental=len(actions))
-            now = utc_timestamp()
-            for p, (target, event_json) in enumerate(self.replay["events"]):
-                if p not in in_subset:
-                    events.emit_encoded("action.finished", target, event_json, ts=now)
+            replayed = self.replay["events"]
+            events.emit_encoded("action.finished", (
+                pair for p, pair in enumerate(replayed) if p not in in_subset))
 
             def on_signal(signum: int, _frame: Any) -> None:
                 scheduler.interrupt()
@@ -235,14 +295,16 @@ class _Rebuild:
     # --- targets, manifest and summary ----------------------------------------------------
 
     def _target_records(self, by_position: Mapping[int, Any]) -> dict[str, dict[str, Any]]:
-        """Records of the targets this build touched (the rest are as in the replay)."""
-        producer = {path: p for p, row in enumerate(self.rows) for path in row[3]}
+        """Records of the targets this build touched (the rest are as in the replay):
+        the owners of the actions it ran and the targets listing their outputs."""
+        touched = {self.rows[p][0] for p in by_position}
+        for p in by_position:
+            for path in self.rows[p][2]:
+                touched.update(self.loaded["listed_by"].get(path, ()))
         records: dict[str, dict[str, Any]] = {}
-        for label, (positions, default_outputs) in self.target_rows.items():
-            touched = any(p in by_position for p in positions) or any(
-                producer.get(path) in by_position for path in default_outputs)
-            if not touched:
-                continue
+        producer: dict[str, int] | None = None
+        for label in sorted(touched):
+            positions, default_outputs = self.target_rows[label]
             mine = [by_position[p] for p in positions if p in by_position]
             statuses = {o.status for o in mine}
             if len(mine) < len(positions):
@@ -257,13 +319,19 @@ class _Rebuild:
                 status = "built"  # something executed, or no actions (a filegroup)
             outputs: dict[str, str] = {}
             for path in default_outputs:
-                p = producer.get(path)
-                if p is None:
-                    outputs[path] = ""  # a source file (filegroup)
-                elif p in by_position:
-                    outputs[f"mb-out/{path}"] = by_position[p].outputs.get(path, "")
+                own = [q for q in positions if path in self.rows[q][2]]
+                if own:
+                    made_by: int | None = own[0]
                 else:
-                    outputs[f"mb-out/{path}"] = self.rows[p][5].get(path, "")
+                    if producer is None:
+                        producer = {out: q for q, row in enumerate(self.rows) for out in row[2]}
+                    made_by = producer.get(path)
+                if made_by is None:
+                    outputs[path] = ""  # a source file (filegroup)
+                elif made_by in by_position:
+                    outputs[f"mb-out/{path}"] = by_position[made_by].outputs.get(path, "")
+                else:
+                    outputs[f"mb-out/{path}"] = self.rows[made_by][3].get(path, "")
             costs = [o.cost for o in mine if o.cost is not None]
             records[label] = {
                 "status": status, "cached": status == "cached", "provisional": False,
@@ -271,10 +339,6 @@ class _Rebuild:
                 "cost": sum(costs) if costs else None, "outputs": outputs,
                 "errors": [o.error for o in mine if o.error]}
         return records
-
-    def _targets_json(self, records: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
-        return [(label, encode_target(records[label]) if label in records else fragment)
-                for label, fragment in self.replay["targets"]]
 
     def _write_manifest(self, build_id: str, started: str, status: str,
                         counts: Mapping[str, int], records: Mapping[str, Mapping[str, Any]],
@@ -288,8 +352,9 @@ class _Rebuild:
             record["static"] = record["static"][0]  # stored by the build that analysed it
             compact.append(record)
         encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-        targets = ",".join(f"{encode(label)}:{fragment}"
-                           for label, fragment in self._targets_json(records))
+        members = dict(self.replay["targets"])
+        members.update((label, target_member(label, record)) for label, record in records.items())
+        targets = ",".join(members.values())
         manifest = (f'{{"actions":{encode(compact)},'
                     f'"actions_from":{encode(self.replay["actions_from"])},'
                     f'"build_id":{encode(build_id)},"counts":{encode(counts)},'
@@ -300,10 +365,11 @@ class _Rebuild:
     def _summary(self, records: Mapping[str, Mapping[str, Any]]) -> list[str]:
         if not records:
             return list(self.replay["summary"])
-        fragments = dict(self.replay["targets"])
+        members = self.replay["targets"]
         lines = []
         for label in self.replay["requested"]:
-            record = records.get(label) or json.loads(fragments[label])
+            record = records.get(label) or json.loads(
+                members[label][len(json.dumps(label)) + 1:])
             lines.append(f"{label} ({record['status']})")
             lines.extend(f"  {path}" for path in record["outputs"])
         return lines
@@ -325,11 +391,9 @@ class _Rebuild:
                                            or fastpath.ALWAYS_REHASH)
             snapshot["digests"][absolute] = digest
         for p, outcome in by_position.items():
-            target, pickled, inputs, outputs, *_ = self.rows[p]
-            self.rows[p] = (target, pickled, inputs, outputs, outcome.key,
-                            dict(outcome.outputs), dict(outcome.input_digests),
-                            dict(outcome.tool_digests))
-            replay["events"][p] = (target, finished_event_json(
+            target, inputs, outputs, _digests, offset, length = self.rows[p]
+            self.rows[p] = (target, inputs, outputs, dict(outcome.outputs), offset, length)
+            replay["events"][p] = (json.dumps(target), finished_event_json(
                 outcome.outputs, outcome.action.description))
             for path in outcome.outputs:
                 absolute = os.path.join(self.root, "mb-out", path)
@@ -339,18 +403,13 @@ class _Rebuild:
                     return
                 snapshot["outputs"][absolute] = (st.st_ino, st.st_size, st.st_mtime_ns)
         # The next no-op reports every target as cached, as after a full build.
-        replay["targets"] = [
-            (label, encode_target({**records[label], "status": "cached" if positions else
-                                   "built", "cached": bool(positions), "duration_s": 0.0})
-             if label in records else fragment)
-            for (label, fragment), (positions, _) in zip(
-                replay["targets"], (self.target_rows[label] for label, _ in replay["targets"]))]
+        for label, record in records.items():
+            replay["targets"][label] = target_member(
+                label, noop_record(record, bool(self.target_rows[label][0])))
         replay["actions_from"] = build_id
         for part in (snapshot, replay):
             part["generation"] = build_id
-        atomic_write_bytes(table_path(self.snapshot_path), marshal.dumps({
-            "version": TABLE_VERSION, "generation": build_id,
-            "settings": pickle.dumps(self.settings, protocol=pickle.HIGHEST_PROTOCOL),
-            "rows": self.rows, "targets": self.target_rows}))
+        _write_table(self.snapshot_path, {**self.loaded, "generation": build_id,
+                                          "rows": self.rows})
         atomic_write_bytes(self.snapshot_path + ".replay", marshal.dumps(replay))
         atomic_write_bytes(self.snapshot_path, marshal.dumps(snapshot))

@@ -40,7 +40,7 @@ class StatCache:
         self._lock = threading.Lock()
         try:
             with open(path, "rb") as f:
-                loaded = marshal.load(f)
+                loaded = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
             if isinstance(loaded, dict):
                 self._entries = loaded
         except (OSError, EOFError, ValueError, TypeError, MemoryError):
