@@ -354,10 +354,24 @@ class Analysis:
         self._unresolved.clear()  # the targets on those stacks are all done now
 
     def _find_output(self, package: str, path: str) -> AnalyzedTarget | None:
+        """The target of `package` declaring output `path`, if any.
+
+        A target that needs a target still being analysed cannot be analysed
+        yet, and it does not matter unless it declares `path`; if it does, the
+        cycle shows once it is analysed (`check_cycles_through_files`).
+        Without this, a missing source next to a target reading the current
+        one was reported as a dependency cycle.
+        """
         for target in self.package(package).values():
             if target.label in self._in_progress:
                 continue
-            analyzed = self.analyze(target.label)
+            try:
+                analyzed = self.analyze(target.label)
+            except CycleError as cycle:
+                if cycle.labels and cycle.labels[0] != str(target.label) and any(
+                        str(label) == cycle.labels[0] for label in self._in_progress):
+                    continue
+                raise
             if path in analyzed.outputs:
                 return analyzed
         return None

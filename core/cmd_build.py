@@ -76,6 +76,8 @@ def run(args: argparse.Namespace, start: str) -> int:
         from mb import watch
 
         return watch.run(args, start)
+    if args.jobs is not None and args.jobs < 1:  # before any path, fast or not
+        raise UserError(f"-j must be at least 1, got {args.jobs}")
     key = None
     if fastpath_eligible(args):
         from mb import fastpath

@@ -179,8 +179,7 @@ def run(root: str, snapshot_path: str, snapshot: dict[str, Any], changed: Sequen
     generation = snapshot.get("generation")
     if (loaded is None or replay is None or not generation
             or loaded.get("generation") != generation
-            or replay.get("generation") != generation
-            or (args.jobs is not None and args.jobs < 1)):
+            or replay.get("generation") != generation):
         return None
     from mb.fsutil import discard
 
