@@ -58,7 +58,11 @@ class Action:
 def static_components(action: Action) -> dict[str, Any]:
     """The key's components that are known at analysis time (recorded for `mb explain`)."""
     spec = action.spec
+    # Only when set, so the keys of actions without redirections stay as they were.
+    redirects = {name: value for name, value in (("stdin", spec.stdin), ("stdout", spec.stdout))
+                 if value is not None}
     return {
+        **redirects,
         "schema": KEY_SCHEMA,
         "rule": [action.rule, action.rule_version],
         "plugin": [action.plugin, action.plugin_version],

@@ -70,6 +70,9 @@ class ActionSpec:
     description: str
     #: The action talks to a server (a provider); the linux sandbox lets it out.
     network: bool = False
+    #: Workspace-relative files the process reads as stdin / writes as stdout (`run` only).
+    stdin: str | None = None
+    stdout: str | None = None
 
 
 class Resolver(Protocol):
@@ -205,12 +208,16 @@ class RuleContext:
         retries: int | None = None,
         description: str = "",
         network: bool = False,
+        stdin: Pathish | None = None,
+        stdout: OutputFile | None = None,
     ) -> None:
         """Declare a command action; File/OutputFile items in argv become paths.
 
         `network=True` when the command must reach a server (the `linux`
         sandbox cuts the network otherwise; users can also tag a target
-        `requires-network`).
+        `requires-network`). `stdin` (one of the inputs) and `stdout` (one of
+        the outputs) redirect the process's streams, as `< in > out` in a
+        shell, without a shell.
         """
         parts: list[str | Tool] = []
         for part in argv:
@@ -226,6 +233,15 @@ class RuleContext:
             description or f"{_argv_name(argv[0]) if argv else 'command'} for {self.label}",
             network,
         )
+        if stdin is not None or stdout is not None:
+            spec = self.actions[-1]
+            stdin_path = self.paths([stdin])[0] if stdin is not None else None
+            stdout_path = self.paths([stdout])[0] if stdout is not None else None
+            if stdin_path is not None and stdin_path not in spec.inputs:
+                raise BuildFileError(f"{self.label}: stdin {stdin_path} is not an input")
+            if stdout_path is not None and stdout_path not in spec.outputs:
+                raise BuildFileError(f"{self.label}: stdout {stdout_path} is not an output")
+            self.actions[-1] = attrs.evolve(spec, stdin=stdin_path, stdout=stdout_path)
 
     def call(
         self,

@@ -9,6 +9,7 @@ same digest on every machine.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Final
 
 from blake3 import blake3
@@ -22,11 +23,15 @@ def digest_bytes(data: bytes) -> str:
 
 
 def digest_file(path: str) -> str:
-    """The blake3 hex digest of a file's bytes."""
-    with open(path, "rb") as f:
-        head = f.read(_LARGE_FILE)
-        if len(head) < _LARGE_FILE:
-            return blake3(head).hexdigest()
+    """The blake3 hex digest of a file's bytes.
+
+    A large file is mapped, not read (no copy out of the page cache), and
+    hashed on every core; its size comes from fstat, so none of it is read
+    twice. A small one is read in one call.
+    """
+    with open(path, "rb", buffering=0) as f:
+        if os.fstat(f.fileno()).st_size < _LARGE_FILE:
+            return blake3(f.readall()).hexdigest()
     hasher = blake3(max_threads=blake3.AUTO)
     hasher.update_mmap(path)
     return hasher.hexdigest()

@@ -188,7 +188,7 @@ class Executor:
             argv = tuple(p.path if isinstance(p, Tool) else p for p in spec.argv)
         request = SandboxRequest(root=root, cache_dir=self.cache.directory, inputs=staged, outputs=spec.outputs, argv=argv,
                                  env=env, timeout=spec.timeout,
-                                 network=spec.network)
+                                 network=spec.network, stdin=spec.stdin, stdout=spec.stdout)
         blob_stats = self._blob_stats(staged)
         self._roots.add(root)
         result = self.sandbox.run(request)

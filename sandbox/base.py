@@ -32,6 +32,8 @@ class SandboxRequest:
     timeout: float | None
     network: bool
     cache_dir: str = ""  # blobs under it are hard-linked into the sandbox; sources symlinked
+    stdin: str | None = None  # relative to the root, as `< file` in a shell
+    stdout: str | None = None  # relative to the root, as `> file`
 
 
 @attrs.frozen
@@ -189,17 +191,36 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
     # is truncated for every action (see prepare_root on inode churn).
     stderr_path = request.root + ".stderr"
     with open(stderr_path, "wb") as stderr:
+        stdin, stdout = subprocess.DEVNULL, stderr.fileno()
+        try:
+            if request.stdin:
+                stdin = os.open(os.path.join(cwd, request.stdin), os.O_RDONLY)
+            if request.stdout:
+                stdout = os.open(os.path.join(cwd, request.stdout),
+                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as exc:  # what bash says and does for a failed redirection
+            if stdin >= 0:
+                os.close(stdin)
+            return SandboxResult(
+                exit_code=1, timed_out=False, duration_s=time.monotonic() - start,
+                stderr_tail=f"{exc.filename and os.path.relpath(exc.filename, cwd)}: "
+                            f"{exc.strerror}",
+                missing_outputs=tuple(request.outputs))
         try:
             proc = subprocess.Popen(
                 list(request.argv), executable=_executable(request.argv[0], env.get("PATH")),
-                cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                stdout=stderr, stderr=stderr, start_new_session=True,
+                cwd=cwd, env=dict(env), stdin=stdin,
+                stdout=stdout, stderr=stderr, start_new_session=True,
             )
         except (FileNotFoundError, PermissionError) as exc:
             return SandboxResult(
                 exit_code=127, timed_out=False, duration_s=time.monotonic() - start,
                 stderr_tail=f"cannot run {request.argv[0]!r}: {exc.strerror}",
                 missing_outputs=tuple(request.outputs))
+        finally:
+            for fd in (stdin, stdout):
+                if fd >= 0 and fd != stderr.fileno():
+                    os.close(fd)
         registry.add(proc)
         timed_out = False
         try:

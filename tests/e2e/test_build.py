@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -460,3 +461,37 @@ cmd = "chmod u+w $<; echo scribble >> $<; cp $< $@"
     assert again.exit_code == 0
     assert ws.executed() == ["//w:made"], "the written-to blob was dropped, so it runs again"
     assert ws.out("w/made.txt").read_text() == "made\n"
+
+
+def test_a_simple_genrule_runs_without_bash_and_matches_it(mb_workspace):
+    """`tr ... < $< > $@` is executed directly (mb opens the files); the same command
+    with a pipe needs bash. Both give what bash gives."""
+    ws = mb_workspace({
+        "r/in.txt": "Hello, World\n",
+        "r/BUILD.toml": """
+[direct]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["direct.txt"]
+cmd = "tr 'A-Za-z' 'N-ZA-Mn-za-m' < $< > $@"
+
+[shell]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["shell.txt"]
+cmd = "cat $< | tr 'A-Za-z' 'N-ZA-Mn-za-m' > $@"
+""",
+    })
+    result = ws.run("build")
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("r/direct.txt").read_text() == "Uryyb, Jbeyq\n"
+    assert ws.out("r/shell.txt").read_text() == "Uryyb, Jbeyq\n"
+    import marshal
+
+    stored = marshal.loads((ws.path / ".mb/keys.bin").read_bytes())
+    argvs = {json.loads(parts)["outputs"][0]: json.loads(parts) for parts in stored.values()}
+    direct, shell = argvs["r/direct.txt"], argvs["r/shell.txt"]
+    assert direct["argv"] == ["tr", "A-Za-z", "N-ZA-Mn-za-m"]
+    assert (direct["stdin"], direct["stdout"]) == ("r/in.txt", "r/direct.txt")
+    assert shell["argv"][:2] == ["bash", "-c"] and "stdin" not in shell
+

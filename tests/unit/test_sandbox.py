@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+import attrs
 import pytest
 
 from mb.sandbox.base import ProcessRegistry, SandboxRequest, SandboxResult
@@ -174,6 +175,25 @@ def test_a_stashed_symlink_to_another_source_is_not_reused(tmp_path: Path,
                         {"pkg/a.txt": str(workspace / "top.txt")}, outputs=("out.txt",)))
     assert other.exit_code == 0
     assert (root / "out.txt").read_text() == "not declared either\n"
+
+
+def test_stdin_and_stdout_redirect_like_a_shell(tmp_path: Path, workspace: Path) -> None:
+    root = tmp_path / "sandbox"
+    req = attrs.evolve(request(root, ("tr", "a-z", "A-Z"),
+                               {"pkg/a.txt": str(workspace / "pkg/a.txt")}, outputs=("pkg/up",)),
+                       stdin="pkg/a.txt", stdout="pkg/up")
+    result = run(req)
+    assert result.exit_code == 0 and not result.missing_outputs
+    assert (root / "pkg/up").read_text() == "DECLARED A\n"
+
+
+def test_a_missing_stdin_fails_as_in_bash(tmp_path: Path) -> None:
+    req = attrs.evolve(request(tmp_path / "sandbox", ("cat",), outputs=("out",)),
+                       stdin="nowhere.txt", stdout="out")
+    result = run(req)
+    assert result.exit_code == 1
+    assert result.stderr_tail == "nowhere.txt: No such file or directory"
+    assert result.missing_outputs == ("out",)
 
 
 # --- environment ---------------------------------------------------------------------
