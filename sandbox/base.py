@@ -114,23 +114,23 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
         if not link or not cache_dir or not source.startswith(cache_dir)
     }
     in_place: set[str] = set()
-    if os.path.isdir(root):
-        for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                if not os.path.islink(path):
-                    os.unlink(path)  # a hard-linked blob (its inode stays) or an action's file
-                elif path in symlinked and os.readlink(path) == symlinked[path]:
-                    in_place.add(path)
-                else:
-                    _stash_link(path, os.path.join(stash, os.path.relpath(path, root)))
-            for name in dirnames:
-                path = os.path.join(dirpath, name)
-                if os.path.islink(path):
-                    os.unlink(path)
-                elif path not in needed:
-                    os.chmod(path, 0o755)
-                    os.rmdir(path)
+    found_dirs: list[str] = []  # parents before their children
+    pending = [root]
+    while pending:
+        for entry in _entries(pending.pop()):
+            if entry.is_dir(follow_symlinks=False):
+                found_dirs.append(entry.path)
+                pending.append(entry.path)
+            elif not entry.is_symlink():
+                os.unlink(entry.path)  # a hard-linked blob (its inode stays) or an action's file
+            elif symlinked.get(entry.path) == os.readlink(entry.path):
+                in_place.add(entry.path)
+            else:
+                _stash_link(entry.path, os.path.join(stash, os.path.relpath(entry.path, root)))
+    for path in reversed(found_dirs):
+        if path not in needed:
+            os.chmod(path, 0o755)
+            os.rmdir(path)
     for directory in sorted(needed):
         if not os.path.isdir(directory):
             os.makedirs(directory, exist_ok=True)
@@ -146,6 +146,22 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
+
+
+def _entries(directory: str) -> list[os.DirEntry[str]]:
+    """A directory's entries (none if it does not exist); one an action made
+    unreadable is made readable first."""
+    for attempt in (1, 2):
+        try:
+            with os.scandir(directory) as listing:
+                return list(listing)
+        except FileNotFoundError:
+            return []
+        except PermissionError:
+            if attempt == 2:
+                raise
+            os.chmod(directory, 0o755)
+    return []
 
 
 def _stash_link(path: str, stashed: str) -> None:

@@ -149,6 +149,15 @@ def test_a_reused_root_holds_only_the_new_actions_files(tmp_path: Path,
     assert dirs == [".home", ".tmp", "pkg", "pkg/deep"]
 
 
+def test_a_directory_an_action_made_unreadable_is_still_emptied(tmp_path: Path) -> None:
+    root = tmp_path / "sandbox"
+    locked = run(request(root, ("sh", "-c", "mkdir -p d/e && echo x > d/e/f && chmod 000 d/e d")))
+    assert locked.exit_code == 0
+    after = run(request(root, ("sh", "-c", "ls -A > listing.txt"), outputs=("listing.txt",)))
+    assert after.exit_code == 0
+    assert (root / "listing.txt").read_text().split() == [".home", ".tmp", "listing.txt"]
+
+
 def test_a_staged_symlink_is_stashed_and_reused_not_recreated(tmp_path: Path,
                                                                workspace: Path) -> None:
     """Deleting and re-creating a symlink per action makes inode allocation quadratic on
