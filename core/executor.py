@@ -85,7 +85,7 @@ class Executor:
         self._roots: set[str] = set()
 
     def close(self) -> None:
-        """Empty the sandbox directories this build used, but keep them.
+        """Write the pending action results; empty the sandbox directories, but keep them.
 
         They are named after the worker slot, not the process (one build runs
         per workspace at a time); keeping them keeps their stashed symlinks
@@ -94,8 +94,11 @@ class Executor:
         """
         from mb.sandbox.base import prepare_root
 
-        for root in self._roots:
-            prepare_root(root, {}, ())
+        try:
+            self.cache.flush()
+        finally:
+            for root in self._roots:
+                prepare_root(root, {}, ())
 
     # --- keys ------------------------------------------------------------------------
 

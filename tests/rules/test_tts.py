@@ -440,8 +440,12 @@ def action_metadata(ws: Any, target: str) -> dict[str, Any]:
     build = (ws.path / ".mb" / "builds" / "current").read_text().strip()
     manifest = json.loads((ws.path / ".mb" / "builds" / f"{build}.json").read_text())
     (key,) = [a["key"] for a in manifest["actions"] if a["target"] == target]
-    result = ws.path / ".mb" / "cache" / "ac" / f"{key}.json"
-    return json.loads(result.read_text())["metadata"]
+    packs = sorted(p for p in (ws.path / ".mb" / "cache" / "ac").glob("*.pack")
+                   if not p.name.startswith("."))  # not a write in progress
+    found = [result["metadata"] for pack in packs for line in pack.read_text().splitlines()
+             if (result := json.loads(line))["key"] == key]
+    assert found, f"no cached result for {target} ({key})"
+    return found[-1]
 
 
 def test_build_speaks_with_espeak_and_caches(mb_workspace):
