@@ -74,6 +74,9 @@ _RACY_NS: Final = 100_000_000
 #: not an entry of size() or gc() yet.
 _TMP_GRACE_NS: Final = 3600 * 10**9
 _KEY_PREFIX: Final = b'{"key":"'
+#: Lookups answered by searching the packs' bytes before they are indexed: a build
+#: that looks up a few keys (an incremental one) does not split 10,000 lines.
+_SEARCHES_BEFORE_INDEX: Final = 64
 _HEX: Final = frozenset("0123456789abcdef")
 _FIELDS: Final = frozenset({"key", "outputs", "metadata", "cost", "duration_s", "blobs"})
 
@@ -109,6 +112,9 @@ class Cache:
         self._own: dict[str, _Entry] = {}
         #: Results read from packs, the later pack's line winning.
         self._index: dict[str, _Entry] = {}
+        #: Packs read but not split into `_index` yet (name, bytes), oldest first.
+        self._unindexed: list[tuple[str, bytes]] = []
+        self._searches = 0
         #: Results put but not written yet, oldest first, and when the oldest was put.
         self._pending: list[tuple[str, bytes]] = []
         self._pending_since: float | None = None
@@ -161,10 +167,10 @@ class Cache:
     def get_result(self, key: str) -> ActionResult | None:
         """The stored result of `key`, if it and all its blobs are present."""
         with self._lock:
-            entry = self._own.get(key) or self._index.get(key)
+            entry = self._own.get(key) or self._find(key)
             if entry is None:
                 self._refresh()
-                entry = self._index.get(key)
+                entry = self._find(key)
         if entry is None:
             return None
         decoded = _decode(entry.line, key)
@@ -289,8 +295,34 @@ class Cache:
                 self._loaded.add(name)
                 content = _read(os.path.join(self._ac, name))
                 if content is not None:
-                    for key, line in _keyed_lines(content[1]):
-                        self._index[key] = _Entry(name, line)
+                    self._unindexed.append((name, content[1]))
+
+    def _find(self, key: str) -> _Entry | None:
+        """The newest line for `key` in the packs read so far (lock held).
+
+        The first lookups search the packs' bytes for the key (C speed) and
+        check the line holding it; after `_SEARCHES_BEFORE_INDEX` of them the packs are
+        split into the index once, which is cheaper for a build looking up many.
+        """
+        if self._unindexed and self._searches >= _SEARCHES_BEFORE_INDEX:
+            for name, content in self._unindexed:
+                for found, line in _keyed_lines(content):
+                    self._index[found] = _Entry(name, line)
+            self._unindexed.clear()
+        if not self._unindexed:
+            return self._index.get(key)
+        self._searches += 1
+        needle = key.encode()
+        for name, content in reversed(self._unindexed):
+            end = len(content)
+            while (at := content.rfind(needle, 0, end)) >= 0:
+                start = content.rfind(b"\n", 0, at) + 1
+                stop = content.find(b"\n", at)
+                line = content[start:stop if stop >= 0 else len(content)]
+                if line.endswith(b"}") and any(k == key for k, _ in _keyed_lines(line)):
+                    return _Entry(name, line)
+                end = start
+        return self._index.get(key)
 
     def _compact(self) -> None:
         """Merge every pack in ac/ into one, unless another process is at it already."""
@@ -324,6 +356,7 @@ class Cache:
         gone = set(done)
         with self._lock:
             self._loaded.add(name)
+            self._unindexed = [(n, c) for n, c in self._unindexed if n not in gone]
             for key, line in merged.items():
                 self._index[key] = _Entry(name, line)
             for entry in self._own.values():
@@ -400,6 +433,7 @@ class Cache:
             removed, freed = self._collect(max_size)
         with self._lock:  # read the survivors from disk again on the next lookup
             self._index.clear()
+            self._unindexed.clear()
             self._loaded.clear()
             self._touched.clear()
             self._ac_mtime = None

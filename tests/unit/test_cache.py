@@ -628,3 +628,19 @@ def test_a_blob_written_to_after_a_flush_is_dropped_by_another_cache(
     os.utime(blob, ns=(1, 1))
     assert Cache(cache.directory).get_result(KEY) is None
     assert not blob.exists()
+
+
+def test_many_lookups_switch_from_searching_packs_to_an_index(cache: Cache,
+                                                              tmp_path: Path) -> None:
+    """The first lookups search the packs' bytes, later ones use an index: both agree."""
+    digests = {}
+    for i in range(100):
+        key = f"{i:064x}"
+        digests[key] = store(cache, tmp_path, f"blob {i}".encode())
+        cache.put_result(key, ActionResult(outputs={"p/x": digests[key]}))
+    cache.flush()
+    reader = Cache(cache.directory)
+    for key in [f"{i:064x}" for i in range(100)] + [f"{i:064x}" for i in range(100)]:
+        found = reader.get_result(key)
+        assert found is not None and found.outputs == {"p/x": digests[key]}
+    assert reader.get_result("f" * 64) is None
