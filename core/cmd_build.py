@@ -109,7 +109,7 @@ def run_noop(root: str, key: str, args: argparse.Namespace) -> int | None:
             from mb import incremental
 
             return incremental.run(root, path, snapshot, changed, args)
-        replay = fastpath.load_replay(path)
+        replay = fastpath.load_replay(path, snapshot.get("generation"))
         if replay is None:
             return None
         build_id = replay_noop(state_dir, replay)

@@ -82,9 +82,34 @@ def load(path: str) -> dict[str, Any] | None:
     return snapshot
 
 
-def load_replay(path: str) -> dict[str, Any] | None:
-    """What a no-op build logs and prints (kept apart: it is only read once proven)."""
-    return load(path + ".replay")
+def load_replay(path: str, generation: str | None) -> dict[str, Any] | None:
+    """What a no-op build logs and prints (kept apart: it is only read once proven).
+
+    The replay a full build wrote, plus the overlay of the incremental builds
+    since (`incremental.py`), which replaces the events and target records of
+    the actions they re-ran instead of rewriting the whole replay. None
+    unless it matches the snapshot's `generation`.
+    """
+    replay = load(path + ".replay")
+    if replay is None or not generation:
+        return None
+    if replay.get("generation") == generation:
+        return replay
+    overlay = load(overlay_path(path))
+    if (overlay is None or overlay.get("generation") != generation
+            or overlay.get("base") != replay.get("generation")):
+        return None
+    events = replay["events"]
+    for position, pair in overlay["events"].items():
+        events[position] = pair
+    replay["targets"].update(overlay["targets"])
+    replay["actions_from"] = overlay["actions_from"]
+    replay["overlay"] = overlay
+    return replay
+
+
+def overlay_path(path: str) -> str:
+    return path + ".overlay"
 
 
 def unchanged(path: str, snapshot: dict[str, Any]) -> bool:
@@ -182,6 +207,9 @@ def record(path: str, file_sigs: Mapping[str, FileSig | None],
             return
         snapshot["outputs"][name] = (st.st_ino, st.st_size, st.st_mtime_ns)
     # The replay part first: a snapshot whose replay is missing is simply unused.
+    from mb.fsutil import discard
+
+    discard(overlay_path(path))  # of the incremental builds since the last full one
     atomic_write_bytes(path + ".replay",
                        marshal.dumps({"version": SNAPSHOT_VERSION, **payload,
                                       "generation": generation}))

@@ -19,8 +19,12 @@ Anything else (a BUILD.toml, a folder, a tool, a plugin, an output in
 `mb-out/`) takes the full path. So does the build after a failed or
 interrupted incremental one: its snapshot is dropped first.
 
-The three files share a generation (the id of the build that wrote them):
-the stat snapshot, its replay and this table are used together or not at all.
+The files share a generation (the id of the build that wrote them): the
+stat snapshot, its replay and this table are used together or not at all.
+An incremental build does not rewrite the replay and the table (megabytes
+for 10,000 actions); it writes an overlay holding what changed since the
+last full build (events, target records, output digests of the actions it
+ran), then the snapshot.
 """
 
 from __future__ import annotations
@@ -175,12 +179,14 @@ def run(root: str, snapshot_path: str, snapshot: dict[str, Any], changed: Sequen
     from mb import fastpath
 
     loaded = load_table(table_path(snapshot_path))
-    replay = fastpath.load_replay(snapshot_path)
-    generation = snapshot.get("generation")
-    if (loaded is None or replay is None or not generation
-            or loaded.get("generation") != generation
-            or replay.get("generation") != generation):
-        return None
+    replay = fastpath.load_replay(snapshot_path, snapshot.get("generation"))
+    if loaded is None or replay is None or loaded.get("generation") != replay["generation"]:
+        return None  # replay["generation"]: the full build's, overlay or not
+    overlay = replay.get("overlay")
+    if overlay is not None:
+        for position, digests in overlay["rows"].items():
+            target, inputs, outputs, _old, offset, length = loaded["rows"][position]
+            loaded["rows"][position] = (target, inputs, outputs, digests, offset, length)
     from mb.fsutil import discard
 
     # From here on the snapshot describes a workspace that is being rebuilt:
@@ -377,7 +383,7 @@ class _Rebuild:
 
     def _record(self, build_id: str, changed: Mapping[str, str], statcache: Any,
                 by_position: Mapping[int, Any], records: Mapping[str, Mapping[str, Any]]) -> None:
-        """Write the table, replay and snapshot this build leaves, as one new generation."""
+        """Write the overlay and snapshot this build leaves, as one new generation."""
         from mb import fastpath
         from mb.fsutil import atomic_write_bytes
 
@@ -401,14 +407,20 @@ class _Rebuild:
                 except OSError:
                     return
                 snapshot["outputs"][absolute] = (st.st_ino, st.st_size, st.st_mtime_ns)
-        # The next no-op reports every target as cached, as after a full build.
+        # The next no-op reports every target as cached, as after a full build. The
+        # replay and table stay as the full build wrote them: the overlay carries
+        # every change since (a few entries, not 10,000 rewritten).
+        overlay = replay.get("overlay") or {"events": {}, "targets": {}, "rows": {}}
+        for p, outcome in by_position.items():
+            overlay["events"][p] = replay["events"][p]
+            overlay["rows"][p] = self.rows[p][3]
         for label, record in records.items():
-            replay["targets"][label] = target_member(
+            overlay["targets"][label] = target_member(
                 label, noop_record(record, bool(self.target_rows[label][0])))
-        replay["actions_from"] = build_id
-        for part in (snapshot, replay):
-            part["generation"] = build_id
-        _write_table(self.snapshot_path, {**self.loaded, "generation": build_id,
-                                          "rows": self.rows})
-        atomic_write_bytes(self.snapshot_path + ".replay", marshal.dumps(replay))
+        atomic_write_bytes(fastpath.overlay_path(self.snapshot_path), marshal.dumps({
+            "version": fastpath.SNAPSHOT_VERSION, "generation": build_id,
+            "base": replay["generation"], "actions_from": build_id,
+            "events": overlay["events"], "targets": overlay["targets"],
+            "rows": overlay["rows"]}))
+        snapshot["generation"] = build_id
         atomic_write_bytes(self.snapshot_path, marshal.dumps(snapshot))

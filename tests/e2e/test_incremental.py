@@ -252,3 +252,28 @@ cmd = "sleep 30; cp $< $@"
         proc.kill()
         raise
     assert "incremental" in started(ws)
+
+
+def test_successive_edits_accumulate_in_what_the_no_op_reports(mb_workspace):
+    """Incremental builds keep the full build's replay and add an overlay: after two
+    edits of different sources, a no-op still reports every output's current digest."""
+    from mb.digest import digest_file
+
+    ws = settled(mb_workspace(CHAIN))
+    (ws.path / "a/one.txt").write_text("first edit\n")
+    assert ws.run("build").exit_code == 0 and "incremental" in started(ws)
+    (ws.path / "a/two.txt").write_text("second edit\n")
+    assert ws.run("build").exit_code == 0 and "incremental" in started(ws)
+    assert ws.run("build").exit_code == 0 and started(ws).get("noop")
+    targets = manifest(ws)["targets"]
+    for label, name in (("//a:up1", "up1.txt"), ("//a:up2", "up2.txt"), ("//a:words", "words.txt")):
+        assert targets[label]["outputs"][f"mb-out/a/{name}"] == digest_file(
+            str(ws.out(f"a/{name}")))
+    finished = {e["target"]: e["data"]["outputs"] for e in ws.last_build_events()
+                if e["type"] == "action.finished"}
+    assert finished["//a:up2"]["mb-out/a/up2.txt"] == digest_file(str(ws.out("a/up2.txt")))
+    # A change of BUILD.toml goes back to a full build, which starts a new replay.
+    with open(ws.path / "a/BUILD.toml", "a") as f:
+        f.write("\n# a comment\n")
+    assert ws.run("build").exit_code == 0 and "incremental" not in started(ws)
+    assert not list((ws.path / ".mb/fastpath").glob("*.overlay"))
