@@ -188,12 +188,12 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
     """Snapshot what this build read so an unchanged next build is answered from stats,
     and keep its action table so a build after a source edit skips analysis
     (`incremental.py`)."""
-    actions = [a for t in closure for a in t.actions]
     import sys
 
-    from mb import fastpath
+    from mb import fastpath, incremental
     from mb.cmd_build import summary_lines
 
+    actions = [a for t in closure for a in t.actions]
     files: dict[str, Any] = {}
     digests: dict[str, str] = {}
     for action in actions:
@@ -222,8 +222,6 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
             dirs[entry] = fastpath.dir_sig(entry)
     outputs = [os.path.join(workspace.output_dir, path)
                for outcome in outcomes.values() for path in outcome.outputs]
-    from mb import incremental
-
     noop_targets = {}
     with_actions = {a["target"] for a in manifest["actions"]}
     for label, record in manifest["targets"].items():

@@ -229,11 +229,20 @@ class Executor:
                        provisional=provisional, input_digests=inputs)
 
     def _source_of(self, path: str, digest: str) -> str:
-        """Where to stage an input from: its blob if cached (same bytes), else the source."""
+        """Where to stage an input from: its blob if cached (same bytes), else the source.
+
+        An output of an action this build did not run (an incremental build)
+        whose blob `mb gc` removed is staged from `mb-out/`, where the build
+        checked its stat is the one it placed.
+        """
         blob = self.cache.blob_path(digest)
         if os.path.exists(blob):
             return blob
-        return os.path.join(self.root, path)
+        source = os.path.join(self.root, path)
+        placed = os.path.join(self.output_dir, path)
+        if not os.path.exists(source) and os.path.exists(placed):
+            return placed
+        return source
 
     def _modified_sources(self, staged: Mapping[str, str],
                           blob_stats: Mapping[str, tuple[int, int]]) -> list[str]:

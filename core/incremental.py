@@ -89,7 +89,10 @@ def write_table(snapshot_path: str, generation: str, actions: Sequence[Any],
     pickles = [generation.encode() + b"\n"]
     offset = len(pickles[0])
     for action in actions:
-        pickled = pickle.dumps(action, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            pickled = pickle.dumps(action, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return  # a plugin put something unpicklable in an action: no table, full builds
         pickles.append(pickled)
         rows.append((str(action.owner), tuple(action.spec.inputs), tuple(action.spec.outputs),
                      dict(outcomes[action.index].outputs), offset, len(pickled)))

@@ -277,3 +277,15 @@ def test_successive_edits_accumulate_in_what_the_no_op_reports(mb_workspace):
         f.write("\n# a comment\n")
     assert ws.run("build").exit_code == 0 and "incremental" not in started(ws)
     assert not list((ws.path / ".mb/fastpath").glob("*.overlay"))
+
+
+def test_an_edit_after_gc_stages_unaffected_outputs_from_mb_out(mb_workspace):
+    """`words` reads up1's output; up1 does not re-run, and gc removed its blob."""
+    ws = settled(mb_workspace(CHAIN))
+    assert ws.run("gc", "--max-size", "0").exit_code == 0
+    (ws.path / "a/two.txt").write_text("two three four\n")
+    result = ws.run("build")
+    assert result.exit_code == 0, result.stderr
+    assert "incremental" in started(ws)
+    assert ws.out("a/up2.txt").read_text() == "TWO THREE FOUR\n"
+    assert ws.out("a/words.txt").read_text().strip() == "1"
