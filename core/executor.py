@@ -83,6 +83,9 @@ class Executor:
         self._sandbox_base = os.path.join(state_dir, "sandbox")
         self._tool_digests: dict[str, str] = {}
         self._roots: set[str] = set()
+        from mb.sandbox.base import forget_programs
+
+        forget_programs()  # a program installed since the last build is found
 
     def close(self) -> None:
         """Write the pending action results; empty the sandbox directories, but keep them.

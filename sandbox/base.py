@@ -199,6 +199,11 @@ def _executable(program: str, path: str | None) -> str:
     return shutil.which(program, path=path) or program
 
 
+def forget_programs() -> None:
+    """Start a build with no program looked up yet (`mb watch` runs many in one process)."""
+    _executable.cache_clear()
+
+
 def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
                 registry: ProcessRegistry) -> SandboxResult:
     """Run argv in its own process group; kill the whole group on timeout."""
