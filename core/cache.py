@@ -20,7 +20,8 @@ executed action cost up to ~1 ms each in benchmarks that delete and rebuild
 everything (see docs/performance.md on inode allocation here). `put_result`
 keeps a result in memory (this Cache answers it at once) and writes the
 pending ones as one pack when 512 are pending or the oldest is 1 s old
-(checked at each put); `flush()`, called when the executor closes, writes
+(a timer, so quick results are not held back by a long action that follows);
+`flush()`, called when the executor closes, writes
 the rest and, past 64 packs, merges them all into one. `get_result` reads
 every pack once, on its first lookup, and on a miss lists `ac/` again only
 when its mtime changed (another process wrote a pack), loading only the new
@@ -123,6 +124,9 @@ class Cache:
         self._ac_mtime: int | None = None
         #: Packs whose mtime a hit has refreshed already.
         self._touched: set[str] = set()
+        #: Writes the pending results PACK_MAX_AGE_S after the first, even if no other
+        #: result comes (a long action after quick ones must not hold theirs back).
+        self._timer: threading.Timer | None = None
 
     # --- blobs ---------------------------------------------------------------------
 
@@ -218,6 +222,7 @@ class Cache:
         line = _encode(key, result, blobs)
         now = time.monotonic()
         batch: list[tuple[str, bytes]] = []
+        timer = None
         with self._lock:
             self._own[key] = _Entry(None, line)
             if self._pending_since is None:
@@ -226,13 +231,31 @@ class Cache:
             self._pending.append((key, line))
             if len(self._pending) >= PACK_MAX_RESULTS or now - since >= PACK_MAX_AGE_S:
                 batch = self._take_pending()
+            elif self._timer is None:
+                timer = self._timer = threading.Timer(PACK_MAX_AGE_S, self._write_due)
+                timer.daemon = True
+        if timer is not None:
+            timer.start()
         if batch:
             self._write_batch(batch, since)
+
+    def _write_due(self) -> None:
+        """The timer's job: write what is pending; a failure leaves it for `flush()`."""
+        with self._lock:
+            self._timer = None
+            since = self._pending_since
+            batch = self._take_pending()
+        if batch:
+            with contextlib.suppress(OSError):  # kept pending by _write_batch
+                self._write_batch(batch, time.monotonic() if since is None else since)
 
     def flush(self) -> None:
         """Write the pending results as one pack (none if nothing is pending), then merge
         the packs into one if `ac/` holds more than MAX_PACKS."""
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             since = self._pending_since
             batch = self._take_pending()
         if not batch:

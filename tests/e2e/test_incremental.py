@@ -289,3 +289,44 @@ def test_an_edit_after_gc_stages_unaffected_outputs_from_mb_out(mb_workspace):
     assert "incremental" in started(ws)
     assert ws.out("a/up2.txt").read_text() == "TWO THREE FOUR\n"
     assert ws.out("a/words.txt").read_text().strip() == "1"
+
+
+def test_results_of_quick_actions_survive_a_kill_during_a_long_one(mb_workspace):
+    """Results are written in packs; one written by the timer keeps a quick action's
+    result when the build is killed during a long action that follows it."""
+    ws = mb_workspace({
+        "q/in.txt": "x\n",
+        "q/BUILD.toml": """
+[quick]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["quick.txt"]
+cmd = "cp $< $@"
+
+[slow]
+rule = "genrule"
+srcs = [":quick"]
+outs = ["slow.txt"]
+cmd = "sleep 61; cp $< $@"
+""",
+    })
+    proc = ws.popen("build")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+            e["type"] == "action.started" and e["target"] == "//q:slow"
+            for e in ws.last_build_events()):
+        time.sleep(0.05)
+    time.sleep(2.0)  # past the pack age limit
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # The action's process group outlives mb (it is its own session): stop it.
+    found = subprocess.run(["pgrep", "-f", "sleep 61; cp q/quick.txt q/slow.txt"],
+                           capture_output=True, text=True)
+    for pid in found.stdout.split():
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    result = ws.run("build", "//q:quick")
+    assert result.exit_code == 0, result.stderr
+    assert ws.executed() == [], "the quick action's result was kept"
