@@ -72,14 +72,19 @@ def dir_sig(path: str) -> DirSig | None:
 
 def load(path: str) -> dict[str, Any] | None:
     """The stat part of a snapshot (what to check), or None if there is none."""
+    return load_marshalled(path, SNAPSHOT_VERSION)
+
+
+def load_marshalled(path: str, version: int) -> dict[str, Any] | None:
+    """A marshalled dict written with `"version": version`; None if missing, torn or other."""
     try:
         with open(path, "rb") as f:
-            snapshot = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
+            loaded = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
     except (OSError, EOFError, ValueError, TypeError, MemoryError):
         return None
-    if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:
+    if not isinstance(loaded, dict) or loaded.get("version") != version:
         return None
-    return snapshot
+    return loaded
 
 
 def load_replay(path: str, generation: str | None) -> dict[str, Any] | None:

@@ -140,12 +140,10 @@ def load_actions(snapshot_path: str, pickles_id: str, rows: Sequence[Row],
 
 
 def load_table(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            loaded = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
-    except (OSError, EOFError, ValueError, TypeError, MemoryError):
-        return None
-    if not isinstance(loaded, dict) or loaded.get("version") != TABLE_VERSION:
+    from mb.fastpath import load_marshalled
+
+    loaded = load_marshalled(path, TABLE_VERSION)
+    if loaded is None:
         return None
     try:
         loaded["settings"] = pickle.loads(loaded["settings"])
