@@ -113,8 +113,7 @@ def run_noop(root: str, key: str, args: argparse.Namespace) -> int | None:
         if replay is None:
             return None
         build_id = replay_noop(state_dir, replay)
-    counts = replay["counts"]
-    print(f"build ok: 0 executed, {counts['cached']} cached, 0 failed, 0 skipped ({build_id})")
+    print_counts("ok", replay["counts"], build_id)
     if not args.quiet and replay["summary"]:
         sys.stdout.write("\n".join(replay["summary"]) + "\n")
     return ExitCode.OK
