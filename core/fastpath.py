@@ -117,23 +117,21 @@ def overlay_path(path: str) -> str:
     return path + ".overlay"
 
 
-def unchanged(path: str, snapshot: dict[str, Any]) -> bool:
-    """Whether every stat recorded in `snapshot` (loaded from `path`) still matches."""
-    return changed_sources(path, snapshot) == []
-
-
-def changed_sources(path: str, snapshot: dict[str, Any]) -> list[str] | None:
+def changed_sources(path: str, snapshot: dict[str, Any]
+                    ) -> dict[str, tuple[os.stat_result, str]] | None:
     """The source files whose bytes changed, if nothing else did; else None.
 
-    [] means a no-op. A source is a file the snapshot has a digest for: one
-    an action reads. A touched source with the same bytes is not a change
-    (its new stat is remembered). Any other difference (a BUILD file, a
-    tool, a module, a folder, an output, a missing file) returns None: only a
-    full build can say what it means.
+    Each with the stat it was hashed at and its new digest, so the build
+    that follows does not hash it again. {} means a no-op. A source is a
+    file the snapshot has a digest for: one an action reads. A touched
+    source with the same bytes is not a change (its new stat is remembered).
+    Any other difference (a BUILD file, a tool, a module, a folder, an
+    output, a missing file) returns None: only a full build can say what it
+    means.
     """
     stat = os.stat
     digests = snapshot.get("digests", {})
-    changed: list[str] = []
+    changed: dict[str, tuple[os.stat_result, str]] = {}
     restatted = False
     try:
         for name, sig in snapshot["files"].items():
@@ -143,8 +141,11 @@ def changed_sources(path: str, snapshot: dict[str, Any]) -> list[str] | None:
                 continue
             if name not in digests:
                 return None
-            if not _same_digest(name, digests[name]):
-                changed.append(name)
+            digest = _digest_or_none(name)
+            if digest is None:
+                return None
+            if digest != digests[name]:
+                changed[name] = (st, digest)
             # Touched but not edited: same bytes still mean the same keys. Remember
             # the new stat, unless it is too fresh to trust (racy).
             elif time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
@@ -167,13 +168,13 @@ def changed_sources(path: str, snapshot: dict[str, Any]) -> list[str] | None:
     return changed
 
 
-def _same_digest(path: str, expected: str) -> bool:
+def _digest_or_none(path: str) -> str | None:
     from mb.digest import digest_file
 
     try:
-        return digest_file(path) == expected
+        return digest_file(path)
     except OSError:
-        return False
+        return None
 
 
 def module_files() -> list[str]:

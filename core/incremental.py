@@ -170,9 +170,11 @@ def affected(rows: Sequence[Row], changed: set[str]) -> list[int]:
     return sorted(found)
 
 
-def run(root: str, snapshot_path: str, snapshot: dict[str, Any], changed: Sequence[str],
+def run(root: str, snapshot_path: str, snapshot: dict[str, Any],
+        changed: Mapping[str, tuple[os.stat_result, str]],
         args: argparse.Namespace) -> int | None:
-    """Build after the source files `changed` (absolute) were edited; None: take the full path.
+    """Build after the source files `changed` (absolute path -> the stat they were hashed
+    at and their digest) were edited; None: take the full path.
 
     The caller holds the workspace lock and has checked every other stat of
     the snapshot.
@@ -193,8 +195,7 @@ def run(root: str, snapshot_path: str, snapshot: dict[str, Any], changed: Sequen
     # From here on the snapshot describes a workspace that is being rebuilt:
     # if this build dies, the next one must not trust it.
     discard(snapshot_path)
-    return _Rebuild(root, snapshot_path, snapshot, loaded, replay, args).run(
-        {os.path.relpath(path, root): path for path in changed})
+    return _Rebuild(root, snapshot_path, snapshot, loaded, replay, args).run(changed)
 
 
 class _Rebuild:
@@ -214,7 +215,7 @@ class _Rebuild:
         self.replay = replay
         self.args = args
 
-    def run(self, changed: Mapping[str, str]) -> int | None:
+    def run(self, hashed: Mapping[str, tuple[os.stat_result, str]]) -> int | None:
         from mb.cache import Cache
         from mb.errors import ExitCode
         from mb.cmd_build import make_reporter, print_counts
@@ -226,6 +227,7 @@ class _Rebuild:
         from mb.statcache import StatCache
 
         rows, settings, args = self.rows, self.settings, self.args
+        changed = {os.path.relpath(path, self.root): path for path in hashed}
         positions = affected(rows, set(changed))
         loaded_actions = load_actions(self.snapshot_path, self.loaded["pickles"], rows, positions)
         if loaded_actions is None:
@@ -240,6 +242,8 @@ class _Rebuild:
         reporter = make_reporter(args)
         events.subscribe(reporter)
         statcache = StatCache(os.path.join(self.state_dir, "statcache.bin"))
+        for path, (st, digest) in hashed.items():
+            statcache.remember(path, st, digest)
         executor = Executor(
             self.root, Cache(settings["cache_dir"]), statcache,
             make_sandbox(args.sandbox or settings["sandbox"], events), events,

@@ -55,6 +55,13 @@ class StatCache:
         if entry is not None and entry[:4] == signature:
             return entry[4]
         value = digest_file(path)
+        self.remember(path, st, value)
+        return value
+
+    def remember(self, path: str, st: os.stat_result, value: str) -> None:
+        """Record `value` as the digest of `path` hashed at stat `st` (by `digest`, or
+        by the fast path's check, so the build that follows does not hash it again)."""
+        signature = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
         with self._lock:
             if trusted_signature(st) is None:
                 # Changed so recently that another change within the file system's
@@ -65,7 +72,6 @@ class StatCache:
             else:
                 self._entries[path] = (*signature, value)
             self._dirty = True
-        return value
 
     def signature(self, path: str) -> tuple[int, int, int, int] | None:
         """The (size, mtime_ns, inode, ctime_ns) the recorded digest was computed for.
