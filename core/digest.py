@@ -1,6 +1,6 @@
 """Content digests: the only module that imports blake3.
 
-Files are hashed with blake3 (multithreaded for large files, where the
+Files are hashed with blake3 (multithreaded for very large files, where the
 Rust implementation splits the input across cores); structured values are
 hashed through a canonical JSON encoding so the same value always gives the
 same digest on every machine.
@@ -14,8 +14,15 @@ from typing import Any, Final
 
 from blake3 import blake3
 
-#: Files at least this large are hashed with blake3's multithreading (and mmap).
+#: Files at least this large are mapped, not read.
 _LARGE_FILE: Final = 1 << 20
+#: Files at least this large are hashed with blake3's multithreading. Below it,
+#: a build keeps the cores busy with other actions and other hashes, and Rayon's
+#: splitting and waiting lose more than the second thread gains: with the other
+#: core busy, 100 files of 5 MiB hashed in 0.21 s on one thread and 0.25-0.33 s
+#: threaded (docs/performance.md). A single large video is where the latency of
+#: one hash matters and the other cores are likely idle.
+_THREADED_FILE: Final = 64 << 20
 
 
 def digest_bytes(data: bytes) -> str:
@@ -25,14 +32,15 @@ def digest_bytes(data: bytes) -> str:
 def digest_file(path: str) -> str:
     """The blake3 hex digest of a file's bytes.
 
-    A large file is mapped, not read (no copy out of the page cache), and
-    hashed on every core; its size comes from fstat, so none of it is read
-    twice. A small one is read in one call.
+    A large file is mapped, not read (no copy out of the page cache), and a
+    very large one is hashed on every core; its size comes from fstat, so
+    none of it is read twice. A small one is read in one call.
     """
     with open(path, "rb", buffering=0) as f:
-        if os.fstat(f.fileno()).st_size < _LARGE_FILE:
+        size = os.fstat(f.fileno()).st_size
+        if size < _LARGE_FILE:
             return blake3(f.readall()).hexdigest()
-    hasher = blake3(max_threads=blake3.AUTO)
+    hasher = blake3(max_threads=blake3.AUTO if size >= _THREADED_FILE else 1)
     hasher.update_mmap(path)
     return hasher.hexdigest()
 

@@ -28,8 +28,9 @@ def test_digest_file_small(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [
     digest._LARGE_FILE - 1, digest._LARGE_FILE, digest._LARGE_FILE + 1, 3 * digest._LARGE_FILE + 7,
+    digest._THREADED_FILE - 1, digest._THREADED_FILE + 4099,
 ])
-def test_digest_file_agrees_across_the_large_file_threshold(tmp_path: Path, size: int) -> None:
+def test_digest_file_agrees_across_the_size_thresholds(tmp_path: Path, size: int) -> None:
     data = bytes(i * 31 % 251 for i in range(251)) * (size // 251 + 1)
     data = data[:size]
     path = tmp_path / "big"
