@@ -343,14 +343,33 @@ class Analysis:
             return
 
     def check_cycles_through_files(self) -> None:
-        """A file taken for a missing source but declared by a target that was mid-analysis."""
+        """Settle each file taken for a missing source while its producer was mid-analysis.
+
+        The target that asked (the last of `stack`) could not see the file
+        among the producer's outputs, because the producer had not declared
+        them yet. If every step from the producer down the stack is a real
+        dependency, the producer needs the asker: a cycle. If not, the
+        producer was only looking through its package for the producer of
+        another missing file when it analysed the asker; then the asker
+        simply depends on the producer, and that dependency is recorded now
+        (the path it was given is the same either way).
+        """
         for path, stack in self._unresolved:
             producer = self.producers.get(path)
-            if producer is not None and producer.owner in stack:
-                cycle = list(stack[stack.index(producer.owner):]) + [producer.owner]
+            if producer is None or producer.owner not in stack:
+                continue
+            chain = stack[stack.index(producer.owner):]
+            if all(later in self.analyzed[earlier].deps
+                   for earlier, later in zip(chain, chain[1:])):
+                cycle = [*chain, producer.owner]
                 target = self.target(cycle[0])
                 raise CycleError([str(label) for label in cycle],
                                  target.source.location((cycle[0].name,)))
+            reader = self.analyzed[stack[-1]]
+            if path in reader.sources:
+                reader.sources.remove(path)
+            if producer.owner not in reader.deps:
+                reader.deps.append(producer.owner)
         self._unresolved.clear()  # the targets on those stacks are all done now
 
     def _find_output(self, package: str, path: str) -> AnalyzedTarget | None:

@@ -191,6 +191,33 @@ cmd = "cp $< $@"
     assert "Traceback" not in result.stderr
 
 
+def test_missing_source_beside_a_reader_of_its_output_is_not_a_cycle(mb_workspace):
+    # `words` reads up1's output through a file label; up1's own source is
+    # missing. The build names the missing file (exit 1), not a cycle (exit 2),
+    # and builds both once the file exists.
+    ws = mb_workspace({"m/BUILD.toml": """
+[up1]
+rule = "genrule"
+srcs = ["one.txt"]
+outs = ["up1.txt"]
+cmd = "tr a-z A-Z < $< > $@"
+
+[words]
+rule = "genrule"
+srcs = ["up1.txt"]
+outs = ["words.txt"]
+cmd = "wc -w < $< > $@"
+"""})
+    result = ws.run("build")
+    assert result.exit_code == 1, result.stderr
+    assert "FAILED //m:up1: missing source file m/one.txt (needed by //m:up1)" in result.stderr
+    assert "cycle" not in result.stderr and "Traceback" not in result.stderr
+    (ws.path / "m/one.txt").write_text("one two three\n")
+    result = ws.run("build")
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("m/words.txt").read_text().strip() == "3"
+
+
 def test_failure_shows_stderr_tail_and_keeps_successes_cached(mb_workspace):
     ws = mb_workspace({"f/BUILD.toml": """
 [good]
