@@ -16,7 +16,7 @@ import attrs
 
 from mb.attributes import File, Files
 from mb.errors import BuildFileError
-from mb.labels import Label, check_relative_path
+from mb.labels import Label, check_file_name
 
 
 @attrs.frozen
@@ -142,7 +142,7 @@ class RuleContext:
     def output(self, name: str) -> OutputFile:
         """Declare an output file of this target, `name` relative to the package."""
         try:
-            check_relative_path(name, "output name")
+            check_file_name(name, "output name")
         except Exception as exc:
             raise BuildFileError(f"{self.label}: {exc}") from None
         path = f"{self.package}/{name}" if self.package else name

@@ -80,12 +80,12 @@ class Executor:
         self.provisional_results: dict[str, ActionResult] | None = None
         self.state_dir = state_dir
         self.output_dir = os.path.join(root, "mb-out")
-        self._sandbox_base = os.path.join(state_dir, "sandbox")
         self._tool_digests: dict[str, str] = {}
         self._roots: set[str] = set()
-        from mb.sandbox.base import forget_programs
+        from mb.sandbox.base import forget_programs, sandbox_folder
 
         forget_programs()  # a program installed since the last build is found
+        self._sandbox_base = sandbox_folder(os.path.join(state_dir, "sandbox"))
 
     def close(self) -> None:
         """Write the pending action results; empty the sandbox directories, but keep them.

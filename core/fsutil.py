@@ -71,3 +71,36 @@ def remove_tree(path: str) -> None:
             pass
 
     shutil.rmtree(path, onerror=make_writable) if os.path.lexists(path) else None
+
+
+#: ext2/3/4 inode flag (chattr +T): subdirectories are spread across block groups.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def spread_subdirectories(directory: str) -> None:
+    """Mark `directory` +T, ext2/3/4's "top of a directory hierarchy" (`chattr +T`).
+
+    ext4's Orlov allocator then places each new subdirectory in a block group
+    chosen from a hash of its name, instead of near its parent. Best effort,
+    a hint only: file systems without the flag are left alone
+    (docs/decisions/0005-sandbox-placement.md).
+    """
+    import array
+    import fcntl
+
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

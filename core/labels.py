@@ -43,6 +43,16 @@ def check_package_name(package: str) -> None:
         )
 
 
+def check_file_name(name: str, what: str) -> None:
+    """A file of a package that labels must be able to name (`//pkg:dir/file.png`)."""
+    check_relative_path(name, what)
+    if not _PACKAGE_RE.match(name):
+        hint = ("; write a file name, not a label" if name.startswith((":", "//"))
+                else " (a label could not name it)")
+        raise LabelError(
+            f"{what} {name!r} has a character outside letters, digits, '_-.+/'{hint}")
+
+
 def check_target_name(name: str) -> None:
     """Target names and file names inside a package (which may contain '/')."""
     check_relative_path(name, "target name")

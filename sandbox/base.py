@@ -84,6 +84,35 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
         pass
 
 
+def sandbox_folder(parent: str) -> str:
+    """The folder holding the sandbox directories: `parent/<random name>`, made once.
+
+    On ext4 without a journal (this project's build machines), allocating an
+    inode scans every inode of its block group freed in the last minutes, so
+    a build that follows the deletion of a previous build's state pays for
+    every file that state held (decisions/0005). Files go to their
+    directory's block group. `parent` is marked +T (a hint to ext4's Orlov
+    allocator that its subdirectories are unrelated), so the randomly named
+    folder under it, and every file an action creates or stages, lands in a
+    block group chosen afresh, away from what was just deleted. Elsewhere
+    the flag is ignored and this is just a folder. It is kept, like the
+    sandbox directories in it, until `.mb/` is removed.
+    """
+    from mb.fsutil import spread_subdirectories
+
+    try:
+        existing = sorted(name for name in os.listdir(parent) if name.startswith("s-"))
+    except FileNotFoundError:
+        existing = []
+    if existing:
+        return os.path.join(parent, existing[0])
+    os.makedirs(parent, exist_ok=True)
+    spread_subdirectories(parent)
+    folder = os.path.join(parent, "s-" + os.urandom(4).hex())
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
 def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
                  link: bool = True, cache_dir: str = "\0") -> None:
     """Make `root` hold exactly the declared inputs, empty output directories, .home and .tmp.

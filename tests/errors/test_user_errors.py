@@ -165,6 +165,19 @@ cmd = "true"
         "give one of them another name"]
 
 
+def test_a_label_among_outputs(mb_workspace):
+    result = build_file(mb_workspace, """
+[t]
+rule = "genrule"
+outs = [":up1"]
+cmd = "true"
+""")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:2:1: //a:t: output name ':up1' has a character outside letters, digits, "
+        "'_-.+/'; write a file name, not a label"]
+
+
 def test_unknown_make_variable_in_cmd(mb_workspace):
     result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["x"]\ncmd = "echo $(FOO) > $@"\n')
     assert result.exit_code == 2

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mb.errors import LabelError
-from mb.labels import Label, Pattern, check_relative_path, parse_label, parse_pattern
+from mb.labels import (
+    Label, Pattern, check_file_name, check_relative_path, parse_label, parse_pattern,
+)
 
 
 @pytest.mark.parametrize("text, package, expected", [
@@ -100,6 +102,24 @@ def test_check_relative_path_messages(path: str, message: str) -> None:
 @pytest.mark.parametrize("path", ["a", "a/b/c.png", "..hidden", "a..b", ".env"])
 def test_check_relative_path_accepts(path: str) -> None:
     check_relative_path(path, "x")
+
+
+@pytest.mark.parametrize("name, message", [
+    (":up1", "output name ':up1' has a character outside letters, digits, '_-.+/'; "
+             "write a file name, not a label"),
+    ("final cut.mp4", "output name 'final cut.mp4' has a character outside letters, digits, "
+                      "'_-.+/' (a label could not name it)"),
+    ("../x", "output name '../x' contains '..'; paths may not leave their package"),
+])
+def test_check_file_name_messages(name: str, message: str) -> None:
+    with pytest.raises(LabelError) as info:
+        check_file_name(name, "output name")
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize("name", ["a", "frames/f_001.png", "v1.2+final.mp4", ".env"])
+def test_check_file_name_accepts(name: str) -> None:
+    check_file_name(name, "output name")
 
 
 # --- patterns ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from mb.sandbox.base import ProcessRegistry, SandboxRequest, SandboxResult
+from mb.sandbox.base import ProcessRegistry, SandboxRequest, SandboxResult, sandbox_folder
 from mb.sandbox.dir import DirSandbox
 
 DUMP_ENV = "import json, os; open('pkg/env.json', 'w').write(json.dumps(dict(os.environ)))"
@@ -321,3 +321,30 @@ def test_a_process_added_after_kill_all_is_killed(tmp_path: Path) -> None:
     registry.kill_all()
     result = run(request(tmp_path / "sandbox", ("sleep", "300"), timeout=None), registry)
     assert result.exit_code == -9
+
+
+def _topdir_flag(path: Path) -> bool | None:
+    """Whether `path` carries ext4's +T flag; None where the file system has no flags."""
+    import array
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, 0x80086601, flags, True)  # FS_IOC_GETFLAGS
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return bool(flags[0] & 0x00020000)  # FS_TOPDIR_FL
+
+
+def test_sandbox_folder_is_made_once_under_a_spread_parent(tmp_path: Path) -> None:
+    parent = tmp_path / "state" / "sandbox"
+    folder = sandbox_folder(str(parent))
+    assert os.path.dirname(folder) == str(parent) and os.path.isdir(folder)
+    assert os.path.basename(folder).startswith("s-")
+    assert _topdir_flag(parent) in (True, None)  # None: a file system without inode flags
+    (Path(folder) / "mb-action_0").mkdir()
+    assert sandbox_folder(str(parent)) == folder, "later builds reuse it (and its stashes)"
+    assert os.listdir(parent) == [os.path.basename(folder)]
