@@ -253,6 +253,25 @@ def test_dependencies_finish_before_dependents_start() -> None:
                                              "p/c.out": output_digest("p/c.out")}
 
 
+def test_threads_switch_often_while_actions_run_and_as_before_after() -> None:
+    import sys
+
+    seen: list[float] = []
+
+    class Recording(FakeExecutor):
+        def execute(self, action: Action, key: str, inputs: Mapping[str, str],
+                    provisional: bool) -> Outcome:
+            seen.append(sys.getswitchinterval())
+            return super().execute(action, key, inputs, provisional)
+
+    before = sys.getswitchinterval()
+    actions = [make_action(0, "a"), make_action(1, "b", inputs=["p/a.out"])]
+    scheduler, _ = new_scheduler(Recording(), jobs=2)
+    scheduler.run(actions, producers_of(actions))
+    assert seen == [scheduler_module.SWITCH_INTERVAL_S] * 2
+    assert sys.getswitchinterval() == before
+
+
 def test_long_chain_runs_in_order_with_one_job() -> None:
     actions = [make_action(0, "n0")] + [
         make_action(i, f"n{i}", inputs=[f"p/n{i - 1}.out"]) for i in range(1, 30)]
