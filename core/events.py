@@ -61,8 +61,27 @@ class EncodedEvent(NamedTuple):
 
 
 def utc_timestamp(when: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if when is None else when, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """`2026-11-21T20:01:02.345Z`: milliseconds, UTC.
+
+    Every event carries one (several per action), so the formatted second is
+    remembered and only the milliseconds are formatted for each call.
+    """
+    global _last_second
+    now = time.time() if when is None else when
+    second = int(now // 1)
+    micro = round((now - second) * 1_000_000)  # as datetime rounds it, carry included
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    last = _last_second  # one read: a (second, text) pair another thread may replace
+    if last[0] != second:
+        last = (second,
+                datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S."))
+        _last_second = last
+    return f"{last[1]}{micro // 1000:03d}Z"
+
+
+#: The last second `utc_timestamp` formatted, and its text.
+_last_second: tuple[int | None, str] = (None, "")
 
 
 def new_build_id() -> str:

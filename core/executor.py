@@ -198,7 +198,10 @@ class Executor:
         blob_stats = self._blob_stats(staged)
         self._roots.add(root)
         result = self.sandbox.run(request)
-        metadata, cost = self._read_channel(channel, str(action.owner))
+        # Only Python actions (mb.sandbox.worker) report through the channel; a
+        # command writing a file of that name in its sandbox is not listened to.
+        metadata, cost = (self._read_channel(channel, str(action.owner)) if spec.kind == "call"
+                          else ({}, None))
         if result.timed_out:
             return Outcome(action, "failed", key, error=f"timed out after {spec.timeout:g} s",
                            stderr_tail=result.stderr_tail)

@@ -175,3 +175,21 @@ def test_provider_costs_are_summed_per_target_and_build(mb_workspace):
     assert ws.run("-p", "costly", "build", env=env).exit_code == 0
     finished = [e for e in ws.last_build_events() if e["type"] == "build.finished"][0]
     assert finished["data"]["cost"] is None, "cached actions spent nothing"
+
+
+def test_a_command_cannot_report_costs_or_events_through_the_channel(mb_workspace):
+    # The channel is how Python actions (mb.sandbox.worker) report; a command
+    # writing a file of that name in its sandbox is not listened to.
+    ws = mb_workspace({"c/BUILD.toml": """
+[sneaky]
+rule = "genrule"
+outs = ["o.txt"]
+cmd = "echo '{\\"kind\\": \\"cost\\", \\"amount\\": 99}' > .mb-channel.jsonl && echo '{\\"kind\\": \\"event\\", \\"type\\": \\"provider.request\\"}' >> .mb-channel.jsonl && touch $@"
+"""})
+    assert ws.run("build").exit_code == 0
+    events = ws.last_build_events()
+    finished = [e for e in events if e["type"] == "build.finished"][0]
+    assert finished["data"]["cost"] is None
+    assert not [e for e in events if e["type"] == "provider.request"]
+    manifest = json.loads((ws.path / f".mb/builds/{current(ws)}.json").read_text())
+    assert manifest["targets"]["//c:sneaky"]["cost"] is None

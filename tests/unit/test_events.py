@@ -60,6 +60,16 @@ def test_utc_timestamp_is_iso8601_utc_with_milliseconds() -> None:
     assert abs((datetime.now(tz=timezone.utc) - parsed).total_seconds()) < 3600
 
 
+def test_utc_timestamp_within_and_across_seconds_matches_datetime() -> None:
+    # The formatted second is remembered: calls in the same second, the next
+    # one, and an earlier one again must all come out as datetime formats them.
+    for when in (1_795_000_000.001, 1_795_000_000.999, 1_795_000_001.0, 1_795_000_000.25,
+                 1_795_003_599.5, 86_399.9):
+        moment = datetime.fromtimestamp(when, tz=timezone.utc)
+        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        assert utc_timestamp(when) == expected
+
+
 def test_build_id_format() -> None:
     for _ in range(5):
         assert re.match(r"^b-\d{8}-\d{6}-[0-9a-f]{4}$", new_build_id())
