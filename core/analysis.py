@@ -352,13 +352,19 @@ class Analysis:
         producer was only looking through its package for the producer of
         another missing file when it analysed the asker; then the asker
         simply depends on the producer, and that dependency is recorded now
-        (the path it was given is the same either way).
+        (the path it was given is the same either way). A target whose
+        analysis was abandoned (`_find_output` skips candidates that need a
+        target still in progress) is not in `analyzed`: its records are
+        dropped, and it is analysed afresh, with every output known, when
+        something needs it.
         """
         for path, stack in self._unresolved:
             producer = self.producers.get(path)
             if producer is None or producer.owner not in stack:
                 continue
             chain = stack[stack.index(producer.owner):]
+            if not all(label in self.analyzed for label in chain):
+                continue  # an analysis abandoned on the way; it is redone when needed
             if all(later in self.analyzed[earlier].deps
                    for earlier, later in zip(chain, chain[1:])):
                 cycle = [*chain, producer.owner]
