@@ -54,6 +54,24 @@ class Target:
     source: SourceFile
 
 
+@attrs.frozen
+class UnresolvedFile:
+    """A label taken for a missing source file, to be settled once analysis is done.
+
+    `stack` is the targets being analysed when it was resolved, the reader
+    last. Its producer, if it has one, was then still being analysed, or
+    skipped because it needed a target that was.
+    """
+
+    path: str  # workspace-relative
+    package: str  # the package the label was resolved in
+    stack: tuple[Label, ...]
+
+    @property
+    def reader(self) -> Label:
+        return self.stack[-1]
+
+
 @attrs.define
 class AnalyzedTarget:
     target: Target
@@ -85,7 +103,7 @@ class Analysis:
         self.build_file_signatures: dict[str, tuple[int, int, int, int] | None] = {}
         self._in_progress: list[Label] = []
         self._function_digests: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._unresolved: list[tuple[str, tuple[Label, ...]]] = []
+        self._unresolved: list[UnresolvedFile] = []
         #: folder -> (mtime_ns, inode) when a label was resolved against its listing.
         self.observed_folders: dict[str, tuple[int, int]] = {}
         self._current: list[AnalyzedTarget] = []
@@ -214,9 +232,7 @@ class Analysis:
         if done is not None:
             return done
         if label in self._in_progress:
-            cycle = self._in_progress[self._in_progress.index(label):] + [label]
-            target = self.target(cycle[0])
-            raise CycleError([str(l) for l in cycle], target.source.location((cycle[0].name,)))
+            self._raise_cycle(self._in_progress[self._in_progress.index(label):] + [label])
         target = self.target(label)
         self._in_progress.append(label)
         result = AnalyzedTarget(target=target, actions=[], outputs=[], default_outputs=[],
@@ -318,7 +334,7 @@ class Analysis:
         # A missing source: an error when the build needs it (or a placeholder).
         # Unless a target still being analysed turns out to declare it: a cycle,
         # checked once every target is analysed (`check_cycles_through_files`).
-        self._unresolved.append((path, tuple(self._in_progress)))
+        self._unresolved.append(UnresolvedFile(path, label.package, tuple(self._in_progress)))
         if current is not None and path not in current.sources:
             current.sources.append(path)
         return (path,)
@@ -343,40 +359,70 @@ class Analysis:
             return
 
     def check_cycles_through_files(self) -> None:
-        """Settle each file taken for a missing source while its producer was mid-analysis.
+        """Settle the files taken for missing sources while their producer was busy.
 
-        The target that asked (the last of `stack`) could not see the file
-        among the producer's outputs, because the producer had not declared
-        them yet. If every step from the producer down the stack is a real
-        dependency, the producer needs the asker: a cycle. If not, the
-        producer was only looking through its package for the producer of
-        another missing file when it analysed the asker; then the asker
-        simply depends on the producer, and that dependency is recorded now
-        (the path it was given is the same either way). A target whose
-        analysis was abandoned (`_find_output` skips candidates that need a
-        target still in progress) is not in `analyzed`: its records are
-        dropped, and it is analysed afresh, with every output known, when
-        something needs it.
+        Called when the outermost analysis is done, so no target is in
+        progress. A reader could not see a file among its producer's outputs
+        when the producer was still being analysed (it had not declared them
+        yet), or was skipped by `_find_output` because it needed a target
+        that was. Now every such producer can be analysed: the reader depends
+        on it (the path it was given is the same either way), and the
+        dependencies added this way are checked for cycles. A reader whose own
+        analysis was abandoned is not in `analyzed`; it is analysed afresh,
+        with every output known, when something needs it.
         """
-        for path, stack in self._unresolved:
-            producer = self.producers.get(path)
-            if producer is None or producer.owner not in stack:
+        readers: list[Label] = []
+        while self._unresolved:
+            pending, self._unresolved = self._unresolved, []
+            for unresolved in pending:
+                reader = self.analyzed.get(unresolved.reader)
+                if reader is None:
+                    continue
+                producer = self.producers.get(unresolved.path)
+                if producer is None:  # a producer skipped earlier; analysing it may add records
+                    if self._find_output(unresolved.package, unresolved.path) is None:
+                        continue
+                    producer = self.producers[unresolved.path]
+                self._raise_if_cycle_along(unresolved.stack, producer.owner)
+                if unresolved.path in reader.sources:
+                    reader.sources.remove(unresolved.path)
+                if producer.owner not in reader.deps:
+                    reader.deps.append(producer.owner)
+                readers.append(reader.label)
+        for label in readers:
+            self._raise_if_cycle_through(label)
+
+    def _raise_if_cycle_along(self, stack: tuple[Label, ...], producer: Label) -> None:
+        """The producer is on the stack and each step down from it is a real dependency."""
+        if producer not in stack:
+            return
+        chain = stack[stack.index(producer):]
+        if all(earlier in self.analyzed and later in self.analyzed[earlier].deps
+               for earlier, later in zip(chain, chain[1:])):
+            self._raise_cycle([*chain, producer])
+
+    def _raise_if_cycle_through(self, start: Label) -> None:
+        """A path of dependencies from `start` back to itself, reported in order."""
+        path = [start]
+        branches = [iter(self.analyzed[start].deps)]
+        visited = {start}  # explored without reaching `start`, or on the path
+        while branches:
+            following = next(branches[-1], None)
+            if following is None:
+                branches.pop()
+                path.pop()
                 continue
-            chain = stack[stack.index(producer.owner):]
-            if not all(label in self.analyzed for label in chain):
-                continue  # an analysis abandoned on the way; it is redone when needed
-            if all(later in self.analyzed[earlier].deps
-                   for earlier, later in zip(chain, chain[1:])):
-                cycle = [*chain, producer.owner]
-                target = self.target(cycle[0])
-                raise CycleError([str(label) for label in cycle],
-                                 target.source.location((cycle[0].name,)))
-            reader = self.analyzed[stack[-1]]
-            if path in reader.sources:
-                reader.sources.remove(path)
-            if producer.owner not in reader.deps:
-                reader.deps.append(producer.owner)
-        self._unresolved.clear()  # the targets on those stacks are all done now
+            if following == start:
+                self._raise_cycle([*path, start])
+            if following in visited or following not in self.analyzed:
+                continue
+            visited.add(following)
+            path.append(following)
+            branches.append(iter(self.analyzed[following].deps))
+
+    def _raise_cycle(self, cycle: list[Label]) -> None:
+        target = self.target(cycle[0])
+        raise CycleError([str(label) for label in cycle], target.source.location((cycle[0].name,)))
 
     def _find_output(self, package: str, path: str) -> AnalyzedTarget | None:
         """The target of `package` declaring output `path`, if any.
