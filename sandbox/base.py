@@ -98,14 +98,21 @@ def sandbox_folder(parent: str) -> str:
     the flag is ignored and this is just a folder. It is kept, like the
     sandbox directories in it, until `.mb/` is removed.
     """
-    from mb.fsutil import spread_subdirectories
+    from mb.fsutil import discard, remove_tree, spread_subdirectories
 
     try:
-        existing = sorted(name for name in os.listdir(parent) if name.startswith("s-"))
+        names = os.listdir(parent)
     except FileNotFoundError:
-        existing = []
+        names = []
+    existing = sorted(name for name in names if name.startswith("s-"))
     if existing:
         return os.path.join(parent, existing[0])
+    for name in names:  # the sandboxes of earlier versions, directly in `parent`
+        old = os.path.join(parent, name)
+        if os.path.isdir(old) and not os.path.islink(old):
+            remove_tree(old)
+        else:
+            discard(old)
     os.makedirs(parent, exist_ok=True)
     spread_subdirectories(parent)
     folder = os.path.join(parent, "s-" + os.urandom(4).hex())

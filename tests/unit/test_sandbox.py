@@ -348,3 +348,14 @@ def test_sandbox_folder_is_made_once_under_a_spread_parent(tmp_path: Path) -> No
     (Path(folder) / "mb-action_0").mkdir()
     assert sandbox_folder(str(parent)) == folder, "later builds reuse it (and its stashes)"
     assert os.listdir(parent) == [os.path.basename(folder)]
+
+
+def test_sandbox_folder_replaces_the_old_layout(tmp_path: Path) -> None:
+    parent = tmp_path / "sandbox"
+    (parent / "mb-action_0" / "p").mkdir(parents=True)
+    (parent / "mb-action_0.stash").mkdir()
+    os.symlink("/nowhere", parent / "mb-action_0.stash" / "in.txt")
+    (parent / "mb-action_0.stderr").write_text("old")
+    (parent / "mb-action_0" / "p").chmod(0o555)
+    folder = sandbox_folder(str(parent))
+    assert os.listdir(parent) == [os.path.basename(folder)]
