@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import threading
+from typing import Final
 
 
 def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -74,9 +75,9 @@ def remove_tree(path: str) -> None:
 
 
 #: ext2/3/4 inode flag (chattr +T): subdirectories are spread across block groups.
-_FS_IOC_GETFLAGS = 0x80086601
-_FS_IOC_SETFLAGS = 0x40086602
-_FS_TOPDIR_FL = 0x00020000
+_FS_IOC_GETFLAGS: Final = 0x80086601
+_FS_IOC_SETFLAGS: Final = 0x40086602
+_FS_TOPDIR_FL: Final = 0x00020000
 
 
 def spread_subdirectories(directory: str) -> None:

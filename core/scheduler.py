@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Final
 
 import attrs
 
@@ -25,7 +26,7 @@ from mb.profile import NullProfiler, Profiler
 
 
 #: How often Python hands the GIL to another thread while actions run (see `Scheduler.run`).
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S: Final = 0.0005
 
 
 @attrs.frozen
