@@ -62,7 +62,12 @@ def place_file(source: str, target: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """Remove a directory tree, including read-only files and directories."""
+    """Remove a directory tree, including read-only files and directories; a file
+    or a symlink at `path` is removed itself (a link is not followed)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        discard(path)
+        return
+
     def make_writable(func, p, _exc):  # type: ignore[no-untyped-def]
         try:
             os.chmod(os.path.dirname(p), 0o755)
@@ -71,7 +76,7 @@ def remove_tree(path: str) -> None:
         except OSError:
             pass
 
-    shutil.rmtree(path, onerror=make_writable) if os.path.lexists(path) else None
+    shutil.rmtree(path, onerror=make_writable)
 
 
 #: ext2/3/4 inode flag (chattr +T): subdirectories are spread across block groups.

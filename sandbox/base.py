@@ -98,7 +98,7 @@ def sandbox_folder(parent: str) -> str:
     the flag is ignored and this is just a folder. It is kept, like the
     sandbox directories in it, until `.mb/` is removed.
     """
-    from mb.fsutil import discard, remove_tree, spread_subdirectories
+    from mb.fsutil import remove_tree, spread_subdirectories
 
     try:
         names = os.listdir(parent)
@@ -108,11 +108,7 @@ def sandbox_folder(parent: str) -> str:
     if existing:
         return os.path.join(parent, existing[0])
     for name in names:  # the sandboxes of earlier versions, directly in `parent`
-        old = os.path.join(parent, name)
-        if os.path.isdir(old) and not os.path.islink(old):
-            remove_tree(old)
-        else:
-            discard(old)
+        remove_tree(os.path.join(parent, name))
     os.makedirs(parent, exist_ok=True)
     spread_subdirectories(parent)
     folder = os.path.join(parent, "s-" + os.urandom(4).hex())
