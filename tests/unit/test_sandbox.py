@@ -359,3 +359,47 @@ def test_sandbox_folder_replaces_the_old_layout(tmp_path: Path) -> None:
     (parent / "mb-action_0" / "p").chmod(0o555)
     folder = sandbox_folder(str(parent))
     assert os.listdir(parent) == [os.path.basename(folder)]
+
+
+def test_sandbox_folder_moves_away_from_a_slow_block_group(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder where creating a file is slow (recent deletions in its ext4 block
+    group) is replaced by a new one; only the chosen folder stays."""
+    from mb.sandbox import base
+
+    probed: list[str] = []
+    costs = iter([base.PROBE_SLOW_S * 10, base.PROBE_SLOW_S * 4, base.PROBE_SLOW_S / 2])
+
+    def fake_cost(folder: str) -> float:
+        probed.append(folder)
+        return next(costs)
+
+    monkeypatch.setattr(base, "_link_cost", fake_cost)
+    folder = sandbox_folder(str(tmp_path / "sandbox"))
+    assert len(probed) == 3 and folder == probed[2]
+    assert os.listdir(tmp_path / "sandbox") == [os.path.basename(folder)]
+
+
+def test_sandbox_folder_keeps_the_fastest_when_every_probe_is_slow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mb.sandbox import base
+
+    costs = [9.0, 3.0, 1.0, 5.0]
+    probed: list[str] = []
+
+    def fake_cost(folder: str) -> float:
+        probed.append(folder)
+        return costs[len(probed) - 1]
+
+    monkeypatch.setattr(base, "_link_cost", fake_cost)
+    folder = sandbox_folder(str(tmp_path / "sandbox"))
+    assert len(probed) == base.PLACEMENT_TRIES and folder == probed[2]
+    assert os.listdir(tmp_path / "sandbox") == [os.path.basename(folder)]
+
+
+def test_link_cost_measures_real_symlinks_and_leaves_nothing(tmp_path: Path) -> None:
+    from mb.sandbox.base import _link_cost
+
+    cost = _link_cost(str(tmp_path))
+    assert 0 < cost < 1.0
+    assert os.listdir(tmp_path) == []
