@@ -403,3 +403,15 @@ def test_link_cost_measures_real_symlinks_and_leaves_nothing(tmp_path: Path) -> 
     cost = _link_cost(str(tmp_path))
     assert 0 < cost < 1.0
     assert os.listdir(tmp_path) == []
+
+
+def test_link_cost_is_zero_where_symlinks_cannot_be_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mb.sandbox.base import _link_cost
+
+    def refuse(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", refuse)
+    assert _link_cost(str(tmp_path)) == 0.0
+    assert os.listdir(tmp_path) == []
