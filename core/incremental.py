@@ -373,13 +373,21 @@ class _Rebuild:
         publish_manifest(self.state_dir, build_id, manifest)
 
     def _summary(self, records: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        if not records:
-            return list(self.replay["summary"])
-        members = self.replay["targets"]
-        lines = []
-        for label in self.replay["requested"]:
-            record = records.get(label) or json.loads(
-                members[label][len(json.dumps(label)) + 1:])
+        """The last full build's summary with the lines of the targets this build
+        touched rewritten: every other target's lines are the same as then."""
+        lines: list[str] = []
+        rewritten = False  # skipping the output lines of a target written anew
+        for line in self.replay["summary"]:
+            if line.startswith("  "):
+                if not rewritten:
+                    lines.append(line)
+                continue
+            label = line.split(" (", 1)[0]
+            record = records.get(label)
+            rewritten = record is not None
+            if record is None:
+                lines.append(line)
+                continue
             lines.append(f"{label} ({record['status']})")
             lines.extend(f"  {path}" for path in record["outputs"])
         return lines

@@ -330,3 +330,32 @@ cmd = "sleep 61; cp $< $@"
     result = ws.run("build", "//q:quick")
     assert result.exit_code == 0, result.stderr
     assert ws.executed() == [], "the quick action's result was kept"
+
+
+def test_an_incremental_summary_lists_every_target_as_a_full_build_would(mb_workspace):
+    """The edited target and its dependents are rewritten; every other target keeps
+    its line from the last full build, in the order the targets were requested."""
+    ws = settled(mb_workspace(CHAIN))
+    (ws.path / "a/two.txt").write_text("two more\n")
+    result = ws.run("build")
+    assert result.exit_code == 0, result.stderr
+    assert started(ws)["incremental"] == 2
+    summary = summary_of(result.stdout)
+    assert summary == [
+        "//a:up1 (cached)", "  mb-out/a/up1.txt",
+        "//a:up2 (built)", "  mb-out/a/up2.txt",
+        "//a:words (built)", "  mb-out/a/words.txt",
+        "//a:both (built)", "  mb-out/a/up1.txt", "  mb-out/a/words.txt",
+    ]
+    (ws.path / "a/BUILD.toml").write_text((ws.path / "a/BUILD.toml").read_text() + "\n")
+    (ws.path / "a/two.txt").write_text("two more again\n")
+    full = ws.run("build")
+    assert full.exit_code == 0, full.stderr
+    assert "incremental" not in started(ws), "a BUILD.toml change takes the full path"
+    assert summary_of(full.stdout) == summary
+
+
+def summary_of(stdout: str) -> list[str]:
+    """The lines after `build ok: ...` (progress lines come before it)."""
+    lines = stdout.splitlines()
+    return lines[next(i for i, line in enumerate(lines) if line.startswith("build ok")) + 1:]
