@@ -47,7 +47,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -287,7 +286,7 @@ class Cache:
 
     def _write_pack(self, lines: Iterable[bytes]) -> tuple[str, int]:
         """Write a new pack holding `lines`; its name and size."""
-        name = f"{time.time_ns():019d}-{os.getpid()}-{secrets.token_hex(4)}{_PACK_SUFFIX}"
+        name = f"{time.time_ns():019d}-{os.getpid()}-{os.urandom(4).hex()}{_PACK_SUFFIX}"
         data = b"".join(line + b"\n" for line in lines)
         atomic_write_bytes(os.path.join(self._ac, name), data)
         return name, len(data)
