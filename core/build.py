@@ -245,7 +245,6 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
          "target_count": len(noop_targets), "actions_from": manifest["build_id"],
          "events": [(json.dumps(str(a.owner)), incremental.finished_event_json(
              outcomes[a.index].outputs, a.description)) for a in actions],
-         "requested": [str(label) for label in result.requested],
          "counts": {"executed": 0, "cached": len(actions), "failed": 0, "skipped": 0},
          "summary": summary_lines(noop_result)}, digests, generation)
 

@@ -76,25 +76,6 @@ class ProcessRegistry:
             except subprocess.TimeoutExpired:
                 kill_group(proc)
 
-    def kill_now(self) -> None:
-        """`kill_all` for a signal handler: without the lock (the handler may have
-        interrupted `add` or `discard` in the same thread) and without Popen's
-        bookkeeping; the caller exits right after."""
-        self.stopping = True
-        procs = list(self._procs)
-        for proc in procs:
-            kill_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 2.0
-        for proc in procs:
-            while time.monotonic() < deadline:
-                try:
-                    if os.waitpid(proc.pid, os.WNOHANG)[0]:
-                        break
-                except ChildProcessError:
-                    break
-                time.sleep(0.01)
-            kill_group(proc)  # the group: whatever the leader left behind
-
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
     try:
