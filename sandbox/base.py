@@ -20,6 +20,7 @@ import attrs
 #: The environment every action starts from (SPEC §5), plus what it declares.
 BASE_ENV: Mapping[str, str] = {"LANG": "C.UTF-8", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0"}
 STDERR_TAIL_LINES = 20
+STDERR_TAIL_BYTES = 8192
 
 
 @attrs.frozen
@@ -208,9 +209,8 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
         if path not in needed:
             os.chmod(path, 0o755)
             os.rmdir(path)
-    for directory in sorted(needed):
-        if not os.path.isdir(directory):
-            os.makedirs(directory, exist_ok=True)
+    for directory in sorted(needed.difference(found_dirs)):  # the rest were just listed
+        os.makedirs(directory, exist_ok=True)
     for rel, source in inputs.items():
         target = os.path.join(root, rel)
         if target in in_place:
@@ -281,24 +281,39 @@ def forget_programs() -> None:
     _executable.cache_clear()
 
 
+#: Every action's stdin: one /dev/null for the process (Popen's DEVNULL opens and
+#: closes one per spawn; see `run_process` on system calls).
+_DEVNULL_FD = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+
+
 def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
                 registry: ProcessRegistry) -> SandboxResult:
-    """Run argv in its own process group; kill the whole group on timeout."""
+    """Run argv in its own process group; kill the whole group on timeout.
+
+    Files are handled with plain `os` calls: a worker thread gives the GIL
+    away at every system call and may wait to get it back, and a Python file
+    object makes four calls to open and five to read where these make one
+    each (docs/performance.md).
+    """
     start = time.monotonic()
     # Beside the root, not in it: the action cannot see it, and the same inode
     # is truncated for every action (see prepare_root on inode churn).
-    stderr_path = request.root + ".stderr"
-    with open(stderr_path, "wb") as stderr:
-        stdin, stdout = subprocess.DEVNULL, stderr.fileno()
+    stderr = os.open(request.root + ".stderr",
+                     os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        redirected: list[int] = []  # closed once the child has its copies
+        stdin, stdout = _DEVNULL_FD, stderr
         try:
             if request.stdin:
-                stdin = os.open(os.path.join(cwd, request.stdin), os.O_RDONLY)
+                stdin = os.open(os.path.join(cwd, request.stdin), os.O_RDONLY | os.O_CLOEXEC)
+                redirected.append(stdin)
             if request.stdout:
                 stdout = os.open(os.path.join(cwd, request.stdout),
-                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                redirected.append(stdout)
         except OSError as exc:  # what bash says and does for a failed redirection
-            if stdin >= 0:
-                os.close(stdin)
+            for fd in redirected:
+                os.close(fd)
             return SandboxResult(
                 exit_code=1, timed_out=False, duration_s=time.monotonic() - start,
                 stderr_tail=f"{exc.filename and os.path.relpath(exc.filename, cwd)}: "
@@ -316,9 +331,8 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
                 stderr_tail=f"cannot run {request.argv[0]!r}: {exc.strerror}",
                 missing_outputs=tuple(request.outputs))
         finally:
-            for fd in (stdin, stdout):
-                if fd >= 0 and fd != stderr.fileno():
-                    os.close(fd)
+            for fd in redirected:
+                os.close(fd)
         registry.add(proc)
         timed_out = False
         try:
@@ -331,8 +345,11 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
             registry.discard(proc)
         # The leader is gone; stop anything it left behind in its group.
         kill_group(proc)
-    with open(stderr_path, "rb") as f:
-        tail = f.read()[-8192:].decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
+        size = os.fstat(stderr).st_size
+        end = os.pread(stderr, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
+    finally:
+        os.close(stderr)
+    tail = end.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
     missing = tuple(
         rel for rel in request.outputs if not os.path.isfile(os.path.join(cwd, rel))
     )

@@ -76,3 +76,22 @@ def test_canonical_json_rejects_non_json_values() -> None:
 def test_digest_value_is_blake3_of_canonical_json() -> None:
     assert digest_value({}) == digest_bytes(b"{}")
     assert digest_value({"b": [1], "a": "x"}) == digest_bytes(b'{"a":"x","b":[1]}')
+
+
+@pytest.mark.parametrize("told", [0, 5, 99, 100, 101])
+def test_read_to_end_reads_a_file_that_grew_after_its_fstat(tmp_path: Path, told: int) -> None:
+    """A size from fstat is a hint: a short read is the end, a full one reads on."""
+    import os
+
+    data = bytes(range(100)) * 30  # 3,000 bytes; `told` is what an earlier fstat said
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert digest._read_to_end(fd, told) == data
+    finally:
+        os.close(fd)
+
+
+def test_digest_file_is_refused_for_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        digest_file(str(tmp_path))

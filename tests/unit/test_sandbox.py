@@ -415,3 +415,26 @@ def test_link_cost_is_zero_where_symlinks_cannot_be_made(
     monkeypatch.setattr(os, "symlink", refuse)
     assert _link_cost(str(tmp_path)) == 0.0
     assert os.listdir(tmp_path) == []
+
+
+def test_the_stderr_tail_is_the_end_of_a_long_stderr_and_only_this_actions(
+        tmp_path: Path) -> None:
+    """The stderr file beside the root is reused: truncated for each action, and
+    only its last bytes are read however much an action wrote."""
+    root = tmp_path / "sandbox"
+    noisy = "for i in $(seq 1 20000); do echo noise line $i >&2; done; exit 1"
+    first = run(request(root, ("sh", "-c", noisy)))
+    assert first.stderr_tail.splitlines() == [
+        f"noise line {i}" for i in range(19981, 20001)]
+    quiet = run(request(root, ("sh", "-c", "echo only me >&2; exit 2")))
+    assert (quiet.exit_code, quiet.stderr_tail) == (2, "only me")
+
+
+def test_stdin_is_empty_and_every_action_shares_one_dev_null(tmp_path: Path) -> None:
+    root = tmp_path / "sandbox"
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for _ in range(3):
+        result = run(request(root, ("sh", "-c", "wc -c >&2"), timeout=10))
+        assert (result.exit_code, result.stderr_tail.strip()) == (0, "0")
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) == before, "no descriptor left open"
