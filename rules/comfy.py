@@ -14,19 +14,16 @@ import attrs
 
 import mb
 
-from ._comfy_workflow import (
-    apply_params,
-    apply_seed,
-    derived_seed,
-    load_workflow,
-    parse_param_key,
-)
 
 #: `[providers.comfy] wait_timeout`: seconds a queued workflow may take to finish.
 DEFAULT_WAIT_TIMEOUT = 600.0
 
 
 def _check_params(_inst: Any, _attr: Any, value: dict[str, Any]) -> None:
+    # The workflow helpers are imported where they are used, not with this plugin:
+    # every full build loads it, few have a ComfyUI target.
+    from ._comfy_workflow import parse_param_key
+
     for key in value:
         if parse_param_key(key) is None:
             raise ValueError(f"'params' key {key!r} must look like 'NODE.inputs.FIELD', "
@@ -80,6 +77,8 @@ def comfy_generate(ctx: mb.RuleContext, a: ComfyAttrs) -> None:
     outputs = [ctx.output(n) for n in names]
     seed = a.seed
     if seed == "derived":
+        from ._comfy_workflow import derived_seed
+
         seed = derived_seed(str(ctx.label), {"workflow": str(a.workflow), "params": a.params,
                                              "outs": names})
     key_env = ctx.provider("comfy").get("api_key_env")
@@ -95,13 +94,14 @@ def comfy_generate(ctx: mb.RuleContext, a: ComfyAttrs) -> None:
 
 
 def generate(io: mb.ActionIO) -> None:
+    """The action: prepare the workflow, run it on the server, write the PNGs in order."""
     # Imported here: HTTP and websocket libraries cost every build ~0.1 s to import,
     # and only builds that run a ComfyUI action need them.
     from mb.providers import ProviderClient, provider_settings
 
     from ._comfy_session import ComfySession
+    from ._comfy_workflow import apply_params, apply_seed, load_workflow
 
-    """The action: prepare the workflow, run it on the server, write the PNGs in order."""
     name = io.inputs[0].name
     workflow = load_workflow(io.inputs[0], name)
     if io.params.get("seed") is not None:

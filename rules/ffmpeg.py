@@ -22,7 +22,6 @@ from mb.rules._ffmpeg_plan import (
     AAC_BITRATE, AUDIO_RATE, CLIP_SUFFIXES, IMAGE_SUFFIXES, X264, Plan, ffmpeg_argv, kind_of,
     plan_segments,
 )
-from mb.rules._media_probe import ProbeError, media_duration
 
 #: Lines of ffmpeg's stderr kept in the error of a failed encode: the first
 #: ones usually name the cause, the last ones what gave up.
@@ -112,6 +111,8 @@ def ffmpeg_concat(ctx: mb.RuleContext, a: ConcatAttrs) -> None:
 
 
 def _probe(path: Path, ffmpeg: Path) -> float:
+    from mb.rules._media_probe import ProbeError, media_duration  # only where actions run
+
     try:
         return media_duration(path, ffmpeg)
     except ProbeError as exc:

@@ -8,6 +8,7 @@ text in a family it cannot find without a word, and a card comes out blank.
 
 from __future__ import annotations
 
+import functools
 import io as _io
 import re
 from collections.abc import Mapping
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
-import resvg_py
 
 import mb
 
@@ -26,8 +26,18 @@ FONT_FAMILY: Final = "DejaVu Sans"
 VARIABLE: Final = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _MAX_PIXELS: Final = 16384
-#: What renders the pixels; a new resvg may anti-alias differently, so it is keyed.
-RENDERER: Final = f"resvg {resvg_py.__resvg_version__} (resvg-py {resvg_py.__version__})"
+
+
+@functools.cache
+def renderer() -> str:
+    """What renders the pixels; a new resvg may anti-alias differently, so it is keyed.
+
+    resvg is imported here and where it renders, not with the module: the
+    plugin is loaded by every full build, and most builds render no SVG.
+    """
+    import resvg_py
+
+    return f"resvg {resvg_py.__resvg_version__} (resvg-py {resvg_py.__version__})"
 
 
 def _size(name: str) -> Any:
@@ -52,6 +62,8 @@ def background_rgba(colour: str) -> tuple[int, int, int, int]:
     Asking resvg itself (a 1x1 render, well under a millisecond) keeps the
     padding `render_png` adds the same colour as the canvas resvg fills.
     """
+    import resvg_py
+
     png = resvg_py.svg_to_bytes(
         svg_string='<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>',
         background=colour, skip_system_fonts=True)
@@ -99,7 +111,7 @@ def svg_render(ctx: mb.RuleContext, a: SvgAttrs) -> None:
         params={
             "src": ctx.path(a.src), "vars": dict(sorted(a.vars.items())),
             "width": a.width, "height": a.height, "background": a.background,
-            "renderer": RENDERER, "font_family": FONT_FAMILY,
+            "renderer": renderer(), "font_family": FONT_FAMILY,
         },
         timeout=300,
         description=f"svg -> {out.path}",
@@ -145,6 +157,8 @@ def render_png(svg: str, fonts: list[str], width: int | None, height: int | None
     the box has another shape the result is centred on a canvas of exactly
     the requested size, as a browser shows an SVG with a viewBox.
     """
+    import resvg_py
+
     family = FONT_FAMILY
     png = resvg_py.svg_to_bytes(
         svg_string=svg, width=width, height=height, background=background,

@@ -234,3 +234,18 @@ def test_blake3_is_imported_only_in_digest() -> None:
     assert not offenders, f"import blake3 only in core/digest.py (use mb.digest): {offenders}"
     digest_imports = {module for _, module in _imports_of(_parse(REPO / "core" / "digest.py"))}
     assert "blake3" in digest_imports
+
+
+# --- a full build loads every rule plugin, not what the rules run with -------------------
+
+
+def test_loading_the_built_in_plugins_imports_no_renderer_or_client() -> None:
+    """Every full build registers all built-in rules; the libraries their actions
+    (or their analysis of such a target) use are imported only then."""
+    heavy = ("resvg_py", "mb.rules._comfy_workflow", "mb.rules._media_probe", "httpx",
+             "websockets", "PIL")
+    code = ("import sys\nfrom mb.plugins import load_plugins\nload_plugins().rules()\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert found == "[]"
