@@ -145,6 +145,8 @@ def _link_cost(folder: str) -> float:
     longer (measured; decisions/0005). The links are removed again. Where
     symlinks cannot be made, 0: the probe has nothing to say.
     """
+    from mb.fsutil import remove_tree
+
     probe = os.path.join(folder, ".probe")
     times = []
     try:
@@ -156,8 +158,6 @@ def _link_cost(folder: str) -> float:
     except OSError:  # no symlinks here: nothing to learn, and staging will say why
         return 0.0
     finally:
-        from mb.fsutil import remove_tree
-
         remove_tree(probe)
     return sorted(times)[len(times) // 2]
 
