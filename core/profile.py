@@ -1,7 +1,7 @@
 """`mb build --profile FILE`: a Chrome trace (chrome://tracing, Perfetto) of one build.
 
 Complete events (`ph: "X"`) with microsecond `ts`/`dur`; one lane (`tid`) per
-thread: the scheduling thread (analysis and cache look-ups) and each worker.
+thread: the main thread (analysis) and each worker (cache look-ups and actions).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Profiler:
 
     def write(self, path: str) -> None:
         meta = [{"name": "thread_name", "ph": "M", "pid": os.getpid(), "tid": lane,
-                 "args": {"name": "scheduler" if name == "MainThread" else name}}
+                 "args": {"name": "main" if name == "MainThread" else name}}
                 for name, lane in self._lanes.items()]
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"traceEvents": meta + self._events, "displayTimeUnit": "ms"}, f)

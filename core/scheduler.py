@@ -1,20 +1,18 @@
 """Runs a set of actions in dependency order: -j, resource pools, keep-going, interrupts.
 
 An action becomes ready when every action producing one of its inputs has
-finished. Cache lookups happen on the scheduling thread (they are a stat
-and a small read); only cache misses go to the worker threads, which spend
-their time waiting for a sandboxed process. `jobs` is itself a pool, so an
-action holds one job slot plus whatever `resources` it declared.
+finished. `jobs` worker threads each run one action at a time, so a worker
+is a job slot; an action also holds whatever `resources` it declared, from
+the named pools. Workers look actions up in the cache themselves (a stat
+and a small read) and run only the misses.
 """
 
 from __future__ import annotations
 
-import queue
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 import attrs
@@ -73,6 +71,18 @@ def check_pools(actions: Sequence[Action], pools: Pools) -> None:
 
 
 class Scheduler:
+    """Runs actions on `jobs` worker threads that schedule for themselves.
+
+    There is no scheduling thread: a worker whose action ended records the
+    outcome, readies the dependents, looks the next ready actions up in the
+    cache (answering hits on the spot) and starts the first miss whose pools
+    fit. A handoff to a scheduling thread and back cost two thread wake-ups
+    and GIL handoffs an action, and with a third thread contending for the
+    GIL, workers waited for it while their job slot stood idle (measured:
+    clean `wide1k` about 16% faster, half the context switches;
+    docs/performance.md). Shared state lives in `_Run`, under one lock.
+    """
+
     def __init__(self, executor: Executor, options: SchedulerOptions,
                  on_outcome: Callable[[Outcome], None], profiler: Profiler | None = None) -> None:
         self.executor = executor
@@ -80,11 +90,13 @@ class Scheduler:
         self.options = options
         self.on_outcome = on_outcome
         self.interrupted = threading.Event()
-        self._done: queue.Queue[tuple[Action, Outcome]] = queue.Queue()
+        #: Set by an interrupt, and when the last worker of a run has stopped.
+        self._wake = threading.Event()
 
     def interrupt(self) -> None:
+        """Stop starting actions and kill the running ones (safe in a signal handler)."""
         self.interrupted.set()
-        self._done.put_nowait(None)  # type: ignore[arg-type]  # wake the loop
+        self._wake.set()
 
     def run(self, actions: Sequence[Action], producers: Mapping[str, Action],
             known: Mapping[str, str] | None = None) -> dict[int, Outcome]:
@@ -95,138 +107,51 @@ class Scheduler:
 
         While it runs, Python switches threads every `SWITCH_INTERVAL_S`
         instead of every 5 ms. The workers spend their time blocked on a
-        process; when one ends, its worker needs the GIL back, and the
-        scheduling thread, computing keys for the actions ahead, could keep
-        it for a whole interval: with 5 ms, a worker often waited longer for
-        the GIL than its action had run (measured: clean `wide1k` and
-        `media` builds about 14% faster, docs/performance.md).
+        process; when one ends, its worker needs the GIL back, and another
+        worker, staging or keying, could keep it for a whole interval: with
+        5 ms, a worker often waited longer for the GIL than its action had
+        run (measured: clean `wide1k` and `media` builds about 14% faster,
+        docs/performance.md).
         """
+        pools = Pools(self.options.pools)
+        check_pools(actions, pools)
         previous = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
-            return self._run(actions, producers, known)
+            return self._run(_Run(self, actions, producers, known, pools))
         finally:
             sys.setswitchinterval(previous)
 
-    def _run(self, actions: Sequence[Action], producers: Mapping[str, Action],
-             known: Mapping[str, str] | None) -> dict[int, Outcome]:
-        pools = Pools(self.options.pools)
-        check_pools(actions, pools)
-        wanted = {a.index for a in actions}
-        waiting_on: dict[int, set[int]] = {}
-        dependents: dict[int, list[Action]] = {a.index: [] for a in actions}
-        for action in actions:
-            needs = {producers[p].index for p in action.spec.inputs
-                     if p in producers and producers[p].index in wanted}
-            needs.discard(action.index)
-            waiting_on[action.index] = needs
-            for index in needs:
-                dependents[index].append(action)
-        ready = [a for a in reversed(actions) if not waiting_on[a.index]]
-        if self.options.first:  # a stack: the actions reading a changed path on top
-            ready.sort(key=lambda a: any(p in self.options.first for p in a.spec.inputs))
-        produced: dict[str, str] = dict(known or {})
-        provisional_paths: set[str] = set()
-        outcomes: dict[int, Outcome] = {}
-        running = 0
-        failed = False
-        job_slot = ("__jobs__", 1)
-        pools.sizes["__jobs__"] = max(1, self.options.jobs)
-
-        def finish(action: Action, outcome: Outcome) -> None:
-            nonlocal failed
-            outcomes[action.index] = outcome
-            self.on_outcome(outcome)
-            if outcome.ok:
-                produced.update(outcome.outputs)
-                if outcome.provisional:
-                    provisional_paths.update(outcome.outputs)
-            else:
-                failed = failed or outcome.status == "failed"
-            for dependent in dependents[action.index]:
-                pending = waiting_on[dependent.index]
-                pending.discard(action.index)
-                if not pending:
-                    ready.append(dependent)
-
-        # Actions whose key is known and missed the cache, waiting for pool units.
-        # Keyed actions that missed the cache, in order; `parked` wait for a named
-        # pool (gpu, api) and come back when one of its units is given back.
-        runnable: deque[tuple[Action, str, dict[str, str], bool]] = deque()
-        parked: list[tuple[Action, str, dict[str, str], bool]] = []
-        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs),
-                                thread_name_prefix="mb-action") as workers:
-            while ready or runnable or parked or running:
-                if self.interrupted.is_set():
-                    break
-                while ready:
-                    action = ready.pop()
-                    if (failed and not self.options.keep_going) or self.interrupted.is_set():
-                        finish(action, Outcome(action, "skipped"))
-                        continue
-                    blocked = self._blocked_by(action, outcomes, producers)
-                    if blocked is not None and self.options.placeholder is None:
-                        finish(action, Outcome(action, "skipped", error=f"{blocked} failed"))
-                        continue
-                    with self.profiler.span(f"cache lookup {action.owner}", "cache"):
-                        prepared = self._prepare(action, produced, provisional_paths, producers,
-                                                 outcomes)
-                    if isinstance(prepared, Outcome):
-                        finish(action, prepared)
-                    else:
-                        runnable.append((action, *prepared))
-                        if pools.fits((job_slot, *action.spec.resources)):
-                            break  # start it now; look the rest up while it runs
-                    while running:  # what finished readies its dependents, on top of the stack
-                        try:
-                            finished_item = self._done.get_nowait()
-                        except queue.Empty:
-                            break
-                        if finished_item is None:
-                            continue
-                        done_action, outcome = finished_item
-                        running -= 1
-                        pools.give((job_slot, *done_action.spec.resources))
-                        finish(done_action, outcome)
-                if (failed and not self.options.keep_going) or self.interrupted.is_set():
-                    for action, key, _inputs, _provisional in (*runnable, *parked):
-                        finish(action, Outcome(action, "skipped", key))
-                    runnable.clear()
-                    parked.clear()
-                # Every action needs a job slot: stop looking as soon as none is free.
-                while runnable and pools.fits((job_slot,)):
-                    item = runnable.popleft()
-                    wants = (job_slot, *item[0].spec.resources)
-                    if pools.fits(wants):
-                        pools.take(wants)
-                        running += 1
-                        workers.submit(self._work, *item)
-                    else:
-                        parked.append(item)
-                if ready:
-                    continue  # finishing skipped actions may have readied others
-                if not running:
-                    break  # nothing can make progress (cannot happen after check_pools)
-                done = self._done.get()
-                if done is None:
-                    continue
-                action, outcome = done
-                running -= 1
-                pools.give((job_slot, *action.spec.resources))
-                if action.spec.resources and parked:
-                    runnable.extendleft(reversed(parked))
-                    parked.clear()
-                finish(action, outcome)
+    def _run(self, run: _Run) -> dict[int, Outcome]:
+        if run.actions:
+            workers = [threading.Thread(target=run.work, name=f"mb-action_{n}", daemon=True)
+                       for n in range(run.workers)]
+            for worker in workers:
+                worker.start()
+            self._wake.wait()  # the workers are done, or Ctrl-C
             if self.interrupted.is_set():
+                run.wake_all()
                 self.executor.sandbox.registry.kill_all()
-        for action in actions:
-            if action.index not in outcomes:
-                waiting = sorted(str(a.owner) for a in actions
-                                 if a.index in waiting_on[action.index])
-                reason = ("interrupted" if self.interrupted.is_set() else
-                          f"never ready: waits on {', '.join(waiting)}" if waiting else "")
-                outcomes[action.index] = Outcome(action, "skipped", error=reason)
-        return outcomes
+            for worker in workers:
+                worker.join()
+            self._wake.clear()
+            if run.error is not None:
+                raise run.error
+        return run.outcomes_of_all()
+
+    def _execute(self, item: _Keyed) -> Outcome:
+        """Run one action on the calling worker; an exception fails only this action."""
+        action = item.action
+        try:
+            with self.profiler.span(f"{action.owner} {action.description}", "action",
+                                    key=item.key):
+                outcome = self.executor.execute(action, item.key, item.inputs, item.provisional)
+            return attrs.evolve(outcome, tool_digests=self.executor.tool_digests(action))
+        except Exception as exc:  # a bug or an I/O error: fail this action, keep the build sane
+            import traceback
+
+            return Outcome(action, "failed", item.key, error=f"internal error: {exc!r}",
+                           stderr_tail=traceback.format_exc()[-2000:])
 
     def _blocked_by(self, action: Action, outcomes: Mapping[int, Outcome],
                     producers: Mapping[str, Action]) -> str | None:
@@ -273,16 +198,191 @@ class Scheduler:
                            input_digests=inputs, tool_digests=tools)
         return key, inputs, provisional
 
-    def _work(self, action: Action, key: str, inputs: dict[str, str], provisional: bool) -> None:
-        try:
-            with self.profiler.span(f"{action.owner} {action.description}", "action",
-                                    key=key):
-                outcome = self.executor.execute(action, key, inputs, provisional)
-            outcome = attrs.evolve(outcome, tool_digests=self.executor.tool_digests(action))
-        except Exception as exc:  # a bug or an I/O error: fail this action, keep the build sane
-            import traceback
 
-            outcome = Outcome(action, "failed", key, error=f"internal error: {exc!r}",
-                              stderr_tail=traceback.format_exc()[-2000:])
-        self._done.put((action, outcome))
+@attrs.frozen
+class _Keyed:
+    """An action whose key is known and that missed the cache: it must run."""
 
+    action: Action
+    key: str
+    inputs: dict[str, str]
+    provisional: bool
+
+
+class _Run:
+    """The state of one `Scheduler.run`, shared by its workers; every field under `cond`.
+
+    An action becomes ready when the actions producing its inputs have
+    finished; `ready` is a stack, so the dependents of what just finished
+    go next. `parked` holds keyed actions waiting for units of a named pool;
+    they go before anything else once an action gives units back.
+    """
+
+    def __init__(self, scheduler: Scheduler, actions: Sequence[Action],
+                 producers: Mapping[str, Action], known: Mapping[str, str] | None,
+                 pools: Pools) -> None:
+        self.scheduler = scheduler
+        self.options = scheduler.options
+        self.actions = actions
+        self.producers = producers
+        self.pools = pools
+        self.workers = max(1, min(self.options.jobs, len(actions)))
+        self.cond = threading.Condition()
+        wanted = {a.index for a in actions}
+        self.waiting_on: dict[int, set[int]] = {}
+        self.dependents: dict[int, list[Action]] = {a.index: [] for a in actions}
+        for action in actions:
+            needs = {producers[p].index for p in action.spec.inputs
+                     if p in producers and producers[p].index in wanted}
+            needs.discard(action.index)
+            self.waiting_on[action.index] = needs
+            for index in needs:
+                self.dependents[index].append(action)
+        self.ready = [a for a in reversed(actions) if not self.waiting_on[a.index]]
+        first = self.options.first
+        if first:  # a stack: the actions reading a changed path on top
+            self.ready.sort(key=lambda a: any(p in first for p in a.spec.inputs))
+        self.parked: deque[_Keyed] = deque()
+        self.pools_given_back = False
+        self.produced: dict[str, str] = dict(known or {})
+        self.provisional_paths: set[str] = set()
+        self.outcomes: dict[int, Outcome] = {}
+        self.running = 0
+        self.failed = False
+        self.idle = 0  # workers waiting in `cond` and not yet woken
+        self.stopped = 0  # workers that have returned
+        self.error: BaseException | None = None
+
+    # --- the worker loop ---------------------------------------------------------------
+
+    def work(self) -> None:
+        """One worker: take the next action to run, run it, record it; until none is left."""
+        with self.cond:
+            try:
+                self._loop()
+            except BaseException as exc:  # a bug: stop the run, re-raised by Scheduler.run
+                self.error = self.error or exc
+                self.scheduler.interrupt()
+            finally:
+                self.stopped += 1
+                self.wake_all()
+                if self.stopped == self.workers:
+                    self.scheduler._wake.set()
+
+    def _loop(self) -> None:
+        scheduler = self.scheduler
+        while True:
+            item = self._next()
+            if item is None:
+                if self.running == 0:
+                    return  # nothing running can ready anything more
+                self.wait_for_work()
+                continue
+            resources = item.action.spec.resources
+            self.pools.take(resources)
+            self.running += 1
+            if self.idle and (self.ready or self.parked):
+                self._wake_one()
+            self.cond.release()
+            try:
+                outcome = scheduler._execute(item)
+            finally:
+                self.cond.acquire()
+            self.running -= 1
+            self.pools.give(resources)
+            self.pools_given_back = self.pools_given_back or bool(resources)
+            if not scheduler.interrupted.is_set():  # else: skipped, "interrupted"
+                self._finish(item.action, outcome)
+            if self.idle:
+                self.wake_all()
+
+    def wait_for_work(self) -> None:
+        """Sleep until another worker finishes an action or the run stops."""
+        self.idle += 1
+        self.cond.wait()
+
+    def wake_all(self) -> None:
+        if self.idle:
+            self.idle = 0
+            self.cond.notify_all()
+
+    def _wake_one(self) -> None:
+        self.idle -= 1
+        self.cond.notify()
+
+    # --- choosing the next action ------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        return (self.failed and not self.options.keep_going) or self.scheduler.interrupted.is_set()
+
+    def _next(self) -> _Keyed | None:
+        """The next action to run; cache hits and skips found on the way are finished."""
+        if self.scheduler.interrupted.is_set():
+            return None
+        if self._stopping():
+            self._skip_all()
+            return None
+        if self.parked and self.pools_given_back:
+            for item in self.parked:
+                if self.pools.fits(item.action.spec.resources):
+                    self.parked.remove(item)
+                    return item
+            self.pools_given_back = False
+        scheduler = self.scheduler
+        while self.ready:
+            action = self.ready.pop()
+            if self._stopping():
+                self.ready.append(action)
+                self._skip_all()
+                return None
+            blocked = scheduler._blocked_by(action, self.outcomes, self.producers)
+            if blocked is not None and self.options.placeholder is None:
+                self._finish(action, Outcome(action, "skipped", error=f"{blocked} failed"))
+                continue
+            with scheduler.profiler.span(f"cache lookup {action.owner}", "cache"):
+                prepared = scheduler._prepare(action, self.produced, self.provisional_paths,
+                                              self.producers, self.outcomes)
+            if isinstance(prepared, Outcome):
+                self._finish(action, prepared)
+                continue
+            item = _Keyed(action, *prepared)
+            if self.pools.fits(action.spec.resources):
+                return item
+            self.parked.append(item)
+        return None
+
+    def _skip_all(self) -> None:
+        """After a failure without --keep-going: nothing else starts."""
+        for item in self.parked:
+            self._finish(item.action, Outcome(item.action, "skipped", item.key))
+        self.parked.clear()
+        while self.ready:
+            action = self.ready.pop()
+            self._finish(action, Outcome(action, "skipped"))
+
+    def _finish(self, action: Action, outcome: Outcome) -> None:
+        self.outcomes[action.index] = outcome
+        self.scheduler.on_outcome(outcome)
+        if outcome.ok:
+            self.produced.update(outcome.outputs)
+            if outcome.provisional:
+                self.provisional_paths.update(outcome.outputs)
+        elif outcome.status == "failed":
+            self.failed = True
+        for dependent in self.dependents[action.index]:
+            pending = self.waiting_on[dependent.index]
+            pending.discard(action.index)
+            if not pending:
+                self.ready.append(dependent)
+
+    def outcomes_of_all(self) -> dict[int, Outcome]:
+        """Every action's outcome; the ones that never ran say why."""
+        interrupted = self.scheduler.interrupted.is_set()
+        for action in self.actions:
+            if action.index not in self.outcomes:
+                waiting = sorted(str(a.owner) for a in self.actions
+                                 if a.index in self.waiting_on[action.index])
+                reason = ("interrupted" if interrupted else
+                          f"never ready: waits on {', '.join(waiting)}" if waiting else "")
+                self.outcomes[action.index] = Outcome(action, "skipped", error=reason)
+        return self.outcomes

@@ -151,7 +151,7 @@ def test_profile_is_a_chrome_trace(mb_workspace, tmp_path):
         assert isinstance(event["ts"], float | int) and event["dur"] >= 0
         assert isinstance(event["pid"], int) and isinstance(event["tid"], int)
     lanes = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M"}
-    assert "scheduler" in lanes and any(name.startswith("mb-action") for name in lanes)
+    assert "main" in lanes and any(name.startswith("mb-action") for name in lanes)
 
 
 def test_provider_costs_are_summed_per_target_and_build(mb_workspace):

@@ -1,15 +1,13 @@
 """The scheduler (`mb.scheduler`) with a fake executor: order, -j, pools, failures, interrupts.
 
-No sleeps: actions that must overlap are held on `threading.Event`s, and the
-test releases them one at a time, each time only after the scheduler has
-blocked waiting for a finished action and every action it admitted has
-started. Concurrency is counted inside the fake `execute`, so a limit that
+No sleeps: actions that must overlap are held in the fake executor, and the
+test releases them one at a time, each time only after every worker of the
+scheduler is idle or holding a held action. Concurrency is counted inside the fake `execute`, so a limit that
 is exceeded even briefly is seen.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from types import SimpleNamespace
@@ -74,6 +72,8 @@ class FakeExecutor:
         self.max_running = 0
         self.pool_running: dict[str, int] = {}
         self.pool_max: dict[str, int] = {}
+        #: Set when an action starts (see `drive`).
+        self.probe: threading.Event | None = None
 
     # --- the interface --------------------------------------------------------------
 
@@ -112,6 +112,8 @@ class FakeExecutor:
                 self.pool_running[pool] = self.pool_running.get(pool, 0) + units
                 self.pool_max[pool] = max(self.pool_max.get(pool, 0), self.pool_running[pool])
             self.cond.notify_all()
+            if self.probe is not None:
+                self.probe.set()
             if self.hold:
                 assert self.cond.wait_for(lambda: name in self.released, WAIT), name
             self.running -= 1
@@ -143,36 +145,19 @@ class FakeExecutor:
         return [n for n in self.started if n not in self.released]
 
 
-class CountingPools(Pools):
-    """Pools that count admissions (`take`) and completions (`give`) of the scheduler."""
+class RecordingRun(scheduler_module._Run):
+    """The scheduler's run state; `probe` is set whenever a worker goes idle."""
 
-    last: CountingPools | None = None
+    last: RecordingRun | None = None
+    probe = threading.Event()
 
-    def __init__(self, sizes: Mapping[str, int]) -> None:
-        super().__init__(sizes)
-        self.admitted = 0
-        CountingPools.last = self
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        RecordingRun.last = self
 
-    def take(self, wants: Sequence[tuple[str, int]]) -> None:
-        super().take(wants)
-        self.admitted += 1
-
-    def give(self, wants: Sequence[tuple[str, int]]) -> None:
-        super().give(wants)
-        self.admitted -= 1
-
-
-class IdleQueue(queue.Queue):  # type: ignore[type-arg]
-    """The scheduler's completion queue; `idle` is set whenever the scheduler waits on it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.idle = threading.Event()
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if block:  # a non-blocking poll between cache lookups is not waiting
-            self.idle.set()
-        return super().get(block, timeout)
+    def wait_for_work(self) -> None:
+        RecordingRun.probe.set()
+        super().wait_for_work()
 
 
 def new_scheduler(executor: FakeExecutor, jobs: int, **options: Any
@@ -185,13 +170,16 @@ def new_scheduler(executor: FakeExecutor, jobs: int, **options: Any
 
 def drive(scheduler: Scheduler, executor: FakeExecutor, actions: Sequence[Action],
           monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) -> dict[int, Outcome]:
-    """Run with held actions, releasing the earliest started one each time the scheduler waits.
+    """Run with held actions, releasing the earliest started one each time the scheduler is quiet.
 
-    With `stop_after`, interrupt the scheduler once that many actions have started.
+    Quiet: every worker is idle, holds a held action, or has stopped, so
+    nothing changes until the test acts; that is when the counts inside the
+    fake executor are checked against the limits. With `stop_after`,
+    interrupt the scheduler once that many actions have started.
     """
-    monkeypatch.setattr(scheduler_module, "Pools", CountingPools)
-    done_queue = IdleQueue()
-    scheduler._done = done_queue
+    monkeypatch.setattr(scheduler_module, "_Run", RecordingRun)
+    probe = RecordingRun.probe
+    executor.probe = probe
     result: dict[str, Any] = {}
 
     def run() -> None:
@@ -200,25 +188,36 @@ def drive(scheduler: Scheduler, executor: FakeExecutor, actions: Sequence[Action
         except BaseException as exc:  # reported in the test thread
             result["error"] = exc
         finally:
-            done_queue.idle.set()
+            probe.set()
 
+    def quiet() -> bool:
+        state = RecordingRun.last
+        if state is None:
+            return False
+        with state.cond:  # no worker is between two states while the test holds this
+            with executor.cond:
+                held = len(executor.started_unreleased())
+            return state.idle + held + state.stopped == state.workers
+
+    RecordingRun.last = None
     thread = threading.Thread(target=run)
     thread.start()
     while True:
-        assert done_queue.idle.wait(WAIT), "the scheduler never waited"
-        done_queue.idle.clear()
+        probe.clear()
         if "outcomes" in result or "error" in result:
             break
-        pools = CountingPools.last
-        assert pools is not None
-        with executor.cond:  # every action the scheduler admitted has started
-            assert executor.cond.wait_for(
-                lambda: len(executor.started_unreleased()) == pools.admitted, WAIT)
+        if not quiet():
+            assert probe.wait(WAIT), "the scheduler never became quiet"
+            continue
+        unreleased = executor.started_unreleased()
         if stop_after is not None and len(executor.started) >= stop_after:
             scheduler.interrupt()
-            continue
-        executor.release(executor.started_unreleased()[0])
+            break
+        if not unreleased:  # every worker has stopped: the run is returning
+            break
+        executor.release(unreleased[0])
     thread.join(WAIT)
+    assert not thread.is_alive()
     if "error" in result:
         raise result["error"]
     return result["outcomes"]
@@ -431,6 +430,20 @@ def test_an_exception_in_execute_fails_only_that_action() -> None:
     assert statuses(outcomes, actions) == {"a": "failed", "b": "executed"}
     assert outcomes[0].error == "internal error: RuntimeError('boom')"
     assert "RuntimeError: boom" in outcomes[0].stderr_tail
+
+
+def test_a_bug_while_recording_an_outcome_stops_the_run_and_is_raised() -> None:
+    actions = [make_action(i, f"t{i}") for i in range(6)]
+    executor = FakeExecutor()
+
+    def broken(outcome: Outcome) -> None:
+        raise KeyError("bug")
+
+    scheduler = Scheduler(executor, SchedulerOptions(jobs=3), on_outcome=broken)
+    with pytest.raises(KeyError, match="bug"):
+        scheduler.run(actions, producers_of(actions))
+    assert len(executor.started) < len(actions)  # the other workers stopped too
+    assert executor.kills == 1
 
 
 def test_missing_source_fails_the_action_naming_file_and_target() -> None:
