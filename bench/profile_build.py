@@ -3,8 +3,8 @@
 
     cd <workspace> && /work/main/.venv/bin/python /work/main/bench/profile_build.py OUT.prof -j2 //...
 
-Each scheduler worker call (`Scheduler._work`) runs under a per-thread
-cProfile.Profile; the main thread's profile and every worker profile are
+Each scheduler worker (`scheduler._Run.work`) runs under a cProfile.Profile
+of its own; the main thread's profile and every worker profile are
 merged into OUT.prof (main) and OUT.prof.workers, readable with pstats.
 Why: a clean build spends most of its time in the worker threads (staging,
 spawning, collecting outputs), which a plain `python -m cProfile` misses.
@@ -13,31 +13,34 @@ spawning, collecting outputs), which a plain `python -m cProfile` misses.
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import sys
 import threading
+import time
 
 from mb import scheduler
 
 
 def main() -> int:
     out = sys.argv[1]
+    # MB_PROFILE_CPU=1: count each worker's CPU time, not wall time (waits vanish).
+    timer = time.thread_time if os.environ.get("MB_PROFILE_CPU") == "1" else None
     profiles: list[cProfile.Profile] = []
-    local = threading.local()
-    original = scheduler.Scheduler._work
+    lock = threading.Lock()
+    original = scheduler._Run.work
 
-    def profiled_work(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        prof = getattr(local, "prof", None)
-        if prof is None:
-            prof = local.prof = cProfile.Profile()
+    def profiled_work(self):  # type: ignore[no-untyped-def]
+        prof = cProfile.Profile(timer) if timer else cProfile.Profile()
+        with lock:
             profiles.append(prof)
         prof.enable()
         try:
-            return original(self, *args, **kwargs)
+            return original(self)
         finally:
             prof.disable()
 
-    scheduler.Scheduler._work = profiled_work  # type: ignore[method-assign]
+    scheduler._Run.work = profiled_work  # type: ignore[method-assign]
     from mb.cli import main as mb_main
 
     main_prof = cProfile.Profile()

@@ -149,17 +149,25 @@ class Executor:
             blob = self.cache.blob_path(digest)
             target = os.path.join(self.output_dir, path)
             try:
-                if _same_file(os.stat(target), os.stat(blob)):
-                    continue
+                placed = os.stat(target)
             except OSError:
-                pass
+                pass  # not there (a clean build): no need to look at the blob
+            else:
+                try:
+                    if _same_file(placed, os.stat(blob)):
+                        continue
+                except OSError:
+                    pass
             place_file(blob, target)
 
     # --- execution -------------------------------------------------------------------
 
     def execute(self, action: Action, key: str, inputs: Mapping[str, str],
                 provisional: bool) -> Outcome:
-        """Run the action in a sandbox (with retries) and store its outputs."""
+        """Run the action in a sandbox (with retries) and store its outputs.
+
+        The outcome carries the tool digests and the time of all attempts.
+        """
         label = str(action.owner)
         attempts = 1 + max(0, action.spec.retries)
         start = time.monotonic()
@@ -173,7 +181,8 @@ class Executor:
             self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
                              error=last.error)
         assert last is not None
-        return attrs.evolve(last, duration_s=time.monotonic() - start)
+        return attrs.evolve(last, duration_s=time.monotonic() - start,
+                            tool_digests=self.tool_digests(action))
 
     def _attempt(self, action: Action, key: str, inputs: Mapping[str, str],
                  provisional: bool) -> Outcome:

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 
@@ -52,11 +52,14 @@ class Profiler:
 
 
 class NullProfiler(Profiler):
-    """Used when no --profile is asked for: spans cost one generator step."""
+    """Used when no --profile is asked for: a span is one shared, empty context."""
 
-    @contextmanager
-    def span(self, name: str, category: str, **args: Any) -> Iterator[None]:
-        yield
+    def span(self, name: str, category: str,  # type: ignore[override]
+             **args: Any) -> AbstractContextManager[None]:
+        return _NO_SPAN
 
     def write(self, path: str) -> None:  # pragma: no cover - never called
         pass
+
+
+_NO_SPAN: AbstractContextManager[None] = nullcontext()

@@ -145,8 +145,7 @@ class Scheduler:
         try:
             with self.profiler.span(f"{action.owner} {action.description}", "action",
                                     key=item.key):
-                outcome = self.executor.execute(action, item.key, item.inputs, item.provisional)
-            return attrs.evolve(outcome, tool_digests=self.executor.tool_digests(action))
+                return self.executor.execute(action, item.key, item.inputs, item.provisional)
         except Exception as exc:  # a bug or an I/O error: fail this action, keep the build sane
             import traceback
 
