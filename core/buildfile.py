@@ -1,7 +1,11 @@
 """BUILD.toml and MB.toml text -> plain values, with syntax errors located.
 
-Parsing uses the standard library's `tomllib` (several times faster than
-tomlkit, which matters for a 10,000-target workspace); positions for
+Parsing uses `rtoml` (Rust): 6 ms for the 1,000 targets of the benchmark's
+`wide1k`, against 53 ms with the standard library's `tomllib` and several
+times that with tomlkit, which matters for a 10,000-target workspace. A
+document rtoml rejects is parsed again with `tomllib`, whose syntax errors
+carry a line and column and are worded for people; tomllib is the
+reference, so a document it accepts is never refused. Positions for
 non-syntax mistakes come from `toml_positions` only when an error is reported.
 """
 
@@ -12,6 +16,7 @@ import tomllib
 from typing import Any
 
 import attrs
+import rtoml
 
 from mb.errors import BuildFileError, LabelError, Location, MultipleErrors, UserError
 from mb.labels import check_target_name
@@ -51,6 +56,10 @@ class SourceFile:
 def parse_toml(display_path: str, text: str, error_class: type[UserError] = BuildFileError
                ) -> dict[str, Any]:
     """Parse TOML text; a syntax error becomes `path:line:col: message`."""
+    try:
+        return rtoml.loads(text)
+    except rtoml.TomlParsingError:
+        pass  # worded and located by tomllib below
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
