@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 import mb
 from mb.context import OutputFile
-from mb.rules import _espeak, _wav
+from mb.rules import _wav
+
+if TYPE_CHECKING:
+    from mb.rules import _espeak
 
 ENGINES: Final = ("espeak", "openai")
 DEFAULT_ESPEAK_VOICE: Final = "en-us"
@@ -29,6 +32,8 @@ DEFAULT_KEY_ENV: Final = "OPENAI_API_KEY"
 SPEECH_PATH: Final = "/v1/audio/speech"
 #: OpenAI's `speed` range; `rate` (words per minute) maps to speed = rate / 175.
 SPEED_RANGE: Final = (0.25, 4.0)
+#: Words per minute at speed 1 (eSpeak NG's default rate, so a `rate` sounds alike on both).
+WPM_AT_SPEED_1: Final = 175
 
 
 def _positive_rate(_instance: object, _attribute: object, value: int | None) -> None:
@@ -37,6 +42,8 @@ def _positive_rate(_instance: object, _attribute: object, value: int | None) -> 
 
 
 def _pitch_range(_instance: object, _attribute: object, value: int | None) -> None:
+    from mb.rules import _espeak  # ctypes and the library finder: only with tts targets
+
     low, high = _espeak.PITCH_RANGE
     if value is not None and not low <= value <= high:
         raise ValueError(f"'pitch' must be between {low} and {high}, got {value!r}")
@@ -83,6 +90,8 @@ def tts(ctx: mb.RuleContext, a: TtsAttrs) -> None:
 
 def _declare_espeak(ctx: mb.RuleContext, a: TtsAttrs, out: OutputFile,
                     inputs: list[str], params: dict[str, Any]) -> None:
+    from mb.rules import _espeak
+
     low, high = _espeak.RATE_RANGE
     if a.rate is not None and not low <= a.rate <= high:
         raise mb.RuleError(f"'rate' must be between {low} and {high} words per minute for the"
@@ -106,12 +115,12 @@ def _declare_openai(ctx: mb.RuleContext, a: TtsAttrs, settings: Mapping[str, Any
                            " engine = \"espeak\"")
     speed = 1.0
     if a.rate is not None:
-        speed = round(a.rate / _espeak.DEFAULT_RATE, 4)
+        speed = round(a.rate / WPM_AT_SPEED_1, 4)
         low, high = SPEED_RANGE
         if not low <= speed <= high:
             raise mb.RuleError(
-                f"'rate' must be between {int(low * _espeak.DEFAULT_RATE) + 1} and"
-                f" {int(high * _espeak.DEFAULT_RATE)} words per minute for the openai engine"
+                f"'rate' must be between {int(low * WPM_AT_SPEED_1) + 1} and"
+                f" {int(high * WPM_AT_SPEED_1)} words per minute for the openai engine"
                 f" (speed {low}-{high} x 175 wpm), got {a.rate!r}")
     key_env = settings.get("api_key_env", DEFAULT_KEY_ENV)
     if not isinstance(key_env, str):
@@ -127,6 +136,8 @@ def _declare_openai(ctx: mb.RuleContext, a: TtsAttrs, settings: Mapping[str, Any
 
 @functools.lru_cache(maxsize=1)
 def _library_files() -> _espeak.LibraryFiles:
+    from mb.rules import _espeak
+
     return _espeak.find_library()
 
 
@@ -155,6 +166,8 @@ def speak_espeak(io: mb.ActionIO) -> None:
     `io.tools` is the library, then its core data files, whose folder is the
     data directory eSpeak NG is started with.
     """
+    from mb.rules import _espeak
+
     library, data_dir = io.tools[0], io.tools[1].parent
     text = _text_of(io)
     speech = _espeak.synthesize(library, data_dir, text, str(io.params["voice"]),

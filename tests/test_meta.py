@@ -242,8 +242,8 @@ def test_blake3_is_imported_only_in_digest() -> None:
 def test_loading_the_built_in_plugins_imports_no_renderer_or_client() -> None:
     """Every full build registers all built-in rules; the libraries their actions
     (or their analysis of such a target) use are imported only then."""
-    heavy = ("resvg_py", "mb.rules._comfy_workflow", "mb.rules._media_probe", "httpx",
-             "websockets", "PIL")
+    heavy = ("resvg_py", "mb.rules._comfy_workflow", "mb.rules._media_probe",
+             "mb.rules._espeak", "ctypes", "httpx", "websockets", "PIL")
     code = ("import sys\nfrom mb.plugins import load_plugins\nload_plugins().rules()\n"
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
