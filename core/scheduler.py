@@ -90,6 +90,8 @@ class Scheduler:
         self.options = options
         self.on_outcome = on_outcome
         self.interrupted = threading.Event()
+        #: Placeholders are made one at a time (a plugin hook need not be thread-safe).
+        self._placeholder_lock = threading.Lock()
         #: Set by an interrupt, and when the last worker of a run has stopped.
         self._wake = threading.Event()
 
@@ -179,7 +181,8 @@ class Scheduler:
                     for kind, path in zip(kinds, missing.paths)))
             filled = dict(produced)
             for path in missing.paths:
-                digest = self.options.placeholder(path, action)
+                with self._placeholder_lock:
+                    digest = self.options.placeholder(path, action)
                 if digest is None:
                     return Outcome(action, "failed", error=f"missing input {path}")
                 filled[path] = digest
@@ -338,17 +341,42 @@ class _Run:
             if blocked is not None and self.options.placeholder is None:
                 self._finish(action, Outcome(action, "skipped", error=f"{blocked} failed"))
                 continue
-            with scheduler.profiler.span(f"cache lookup {action.owner}", "cache"):
-                prepared = scheduler._prepare(action, self.produced, self.provisional_paths,
-                                              self.producers, self.outcomes)
+            prepared = self._key_unlocked(action)
             if isinstance(prepared, Outcome):
                 self._finish(action, prepared)
                 continue
             item = _Keyed(action, *prepared)
+            if self._stopping():  # a failure while it was keyed
+                if not scheduler.interrupted.is_set():
+                    self._finish(action, Outcome(action, "skipped", item.key))
+                return None
             if self.pools.fits(action.spec.resources):
                 return item
             self.parked.append(item)
         return None
+
+    def _key_unlocked(self, action: Action) -> Outcome | tuple[str, dict[str, str], bool]:
+        """Key `action` and look it up with the lock released.
+
+        Keying hashes the inputs the stat cache does not know (5 MiB each in
+        the `media` benchmark); meanwhile the other workers record what
+        they finished and start their next action. The action counts as
+        running, so no worker stops while it may yet ready others. What is
+        read here is safe without the lock: the outputs it needs are in
+        `produced` since before it was ready, and the stat cache and the
+        action cache lock themselves.
+        """
+        self.running += 1
+        if self.idle and self.ready:
+            self._wake_one()
+        self.cond.release()
+        try:
+            with self.scheduler.profiler.span(f"cache lookup {action.owner}", "cache"):
+                return self.scheduler._prepare(action, self.produced, self.provisional_paths,
+                                               self.producers, self.outcomes)
+        finally:
+            self.cond.acquire()
+            self.running -= 1
 
     def _skip_all(self) -> None:
         """After a failure without --keep-going: nothing else starts."""

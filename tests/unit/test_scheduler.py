@@ -271,6 +271,32 @@ def test_threads_switch_often_while_actions_run_and_as_before_after() -> None:
     assert sys.getswitchinterval() == before
 
 
+def test_keying_an_action_does_not_hold_back_the_other_workers() -> None:
+    """Keying hashes inputs (slow for big files) without the scheduler's lock: while
+    `slow` is keyed, the other worker runs `b`, records it and runs `c` after it."""
+    slow, b = make_action(0, "slow"), make_action(1, "b")
+    c = make_action(2, "c", inputs=["p/b.out"])
+    c_started = threading.Event()
+
+    class SlowKeying(FakeExecutor):
+        def input_digests(self, action: Action, produced: Mapping[str, str]) -> dict[str, str]:
+            if action.owner.name == "slow":
+                assert c_started.wait(WAIT), "keying held the other worker back"
+            return super().input_digests(action, produced)
+
+        def execute(self, action: Action, key: str, inputs: Mapping[str, str],
+                    provisional: bool) -> Outcome:
+            if action.owner.name == "c":
+                c_started.set()
+            return super().execute(action, key, inputs, provisional)
+
+    executor = SlowKeying()
+    scheduler, _ = new_scheduler(executor, jobs=2)
+    outcomes = scheduler.run([slow, b, c], producers_of([slow, b, c]))
+    assert statuses(outcomes, [slow, b, c]) == dict.fromkeys(["slow", "b", "c"], "executed")
+    assert executor.started.index("c") < executor.started.index("slow")
+
+
 def test_long_chain_runs_in_order_with_one_job() -> None:
     actions = [make_action(0, "n0")] + [
         make_action(i, f"n{i}", inputs=[f"p/n{i - 1}.out"]) for i in range(1, 30)]
