@@ -25,6 +25,8 @@ from mb.profile import NullProfiler, Profiler
 
 #: How often Python hands the GIL to another thread while actions run (see `Scheduler.run`).
 SWITCH_INTERVAL_S: Final = 0.0005
+#: How often the main thread looks for Ctrl-C while the workers run (see `Scheduler.interrupt`).
+INTERRUPT_POLL_S: Final = 0.05
 
 
 @attrs.frozen
@@ -92,13 +94,16 @@ class Scheduler:
         self.interrupted = threading.Event()
         #: Placeholders are made one at a time (a plugin hook need not be thread-safe).
         self._placeholder_lock = threading.Lock()
-        #: Set by an interrupt, and when the last worker of a run has stopped.
-        self._wake = threading.Event()
 
     def interrupt(self) -> None:
-        """Stop starting actions and kill the running ones (safe in a signal handler)."""
+        """Stop starting actions and kill the running ones.
+
+        Called from a signal handler, so it only sets a flag: a handler runs
+        on the main thread between two bytecodes, possibly while that thread
+        holds the very lock an `Event.set()` would take. The main thread
+        polls the flag (`INTERRUPT_POLL_S`) and does the rest.
+        """
         self.interrupted.set()
-        self._wake.set()
 
     def run(self, actions: Sequence[Action], producers: Mapping[str, Action],
             known: Mapping[str, str] | None = None) -> dict[int, Outcome]:
@@ -130,13 +135,15 @@ class Scheduler:
                        for n in range(run.workers)]
             for worker in workers:
                 worker.start()
-            self._wake.wait()  # the workers are done, or Ctrl-C
-            if self.interrupted.is_set():
-                run.wake_all()
+            while not run.finished.wait(INTERRUPT_POLL_S):
+                if self.interrupted.is_set():
+                    break
+            if self.interrupted.is_set():  # Ctrl-C, or a bug in a worker
+                with run.cond:
+                    run.wake_all()  # idle workers see the flag and stop
                 self.executor.sandbox.registry.kill_all()
             for worker in workers:
                 worker.join()
-            self._wake.clear()
             if run.error is not None:
                 raise run.error
         return run.outcomes_of_all()
@@ -253,6 +260,7 @@ class _Run:
         self.failed = False
         self.idle = 0  # workers waiting in `cond` and not yet woken
         self.stopped = 0  # workers that have returned
+        self.finished = threading.Event()  # set by the last worker to return
         self.error: BaseException | None = None
 
     # --- the worker loop ---------------------------------------------------------------
@@ -269,7 +277,7 @@ class _Run:
                 self.stopped += 1
                 self.wake_all()
                 if self.stopped == self.workers:
-                    self.scheduler._wake.set()
+                    self.finished.set()
 
     def _loop(self) -> None:
         scheduler = self.scheduler
@@ -295,8 +303,8 @@ class _Run:
             self.pools_given_back = self.pools_given_back or bool(resources)
             if not scheduler.interrupted.is_set():  # else: skipped, "interrupted"
                 self._finish(item.action, outcome)
-            if self.idle:
-                self.wake_all()
+            # No wake-up here: this worker takes the next action itself and wakes
+            # another one only if it finds more than it can run (or at the end).
 
     def wait_for_work(self) -> None:
         """Sleep until another worker finishes an action or the run stops."""

@@ -536,6 +536,17 @@ def test_interrupt_kills_running_actions_and_starts_nothing_new(
     assert {o.status for o in outcomes.values()} == {"skipped"}
 
 
+def test_interrupt_stops_idle_workers_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # b waits for a: one of the two workers is idle when Ctrl-C comes.
+    actions = [make_action(0, "a"), make_action(1, "b", inputs=["p/a.out"])]
+    executor = FakeExecutor(hold=True)
+    scheduler, reported = new_scheduler(executor, jobs=3)
+    outcomes = drive(scheduler, executor, actions, monkeypatch, stop_after=1)
+    assert executor.started == ["a"] and executor.kills == 1
+    assert [o.error for o in outcomes.values()] == ["interrupted", "interrupted"]
+    assert reported == []
+
+
 def test_interrupt_before_run_runs_nothing() -> None:
     actions = [make_action(i, f"t{i}") for i in range(3)]
     executor = FakeExecutor()
