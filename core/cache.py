@@ -106,6 +106,7 @@ class Cache:
         self.directory = directory
         self._tmp = os.path.join(directory, "tmp")
         self._ac = os.path.join(directory, "ac")
+        self._cas_prefix = os.path.join(directory, "cas") + os.sep
         os.makedirs(self._tmp, exist_ok=True)
         self._lock = threading.Lock()
         #: Results put through this object (pending or written): they win over packs.
@@ -130,7 +131,7 @@ class Cache:
     # --- blobs ---------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> str:
-        return os.path.join(self.directory, "cas", digest)
+        return self._cas_prefix + digest  # a hex digest: no os.path.join needed (hot path)
 
     def has_blob(self, digest: str) -> bool:
         return os.path.exists(self.blob_path(digest))

@@ -80,6 +80,11 @@ class Executor:
         self.provisional_results: dict[str, ActionResult] | None = None
         self.state_dir = state_dir
         self.output_dir = os.path.join(root, "mb-out")
+        # Workspace-relative paths (normalised by analysis) are joined to these
+        # prefixes by concatenation: os.path.join was a tenth of a worker's
+        # Python time per action (docs/performance.md).
+        self._root_prefix = root + os.sep
+        self._output_prefix = self.output_dir + os.sep
         self._tool_digests: dict[str, str] = {}
         self._roots: set[str] = set()
         from mb.sandbox.base import forget_programs, sandbox_folder
@@ -115,7 +120,7 @@ class Executor:
                 digests[path] = known
                 continue
             try:
-                digests[path] = self.statcache.digest(os.path.join(self.root, path))
+                digests[path] = self.statcache.digest(self._root_prefix + path)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 missing.append(path)
         if missing:
@@ -147,7 +152,7 @@ class Executor:
         """Place outputs under mb-out/ unless the right file is already there."""
         for path, digest in outputs.items():
             blob = self.cache.blob_path(digest)
-            target = os.path.join(self.output_dir, path)
+            target = self._output_prefix + path
             try:
                 placed = os.stat(target)
             except OSError:
@@ -189,10 +194,10 @@ class Executor:
         from mb.sandbox.base import SandboxRequest
 
         # One sandbox directory per worker slot, reused (see sandbox.base.prepare_root).
-        root = os.path.join(self._sandbox_base, threading.current_thread().name)
+        root = self._sandbox_base + os.sep + threading.current_thread().name
         spec = action.spec
         staged = {path: self._source_of(path, digest) for path, digest in inputs.items()}
-        channel = os.path.join(root, ".mb-channel.jsonl")
+        channel = root + os.sep + ".mb-channel.jsonl"
         env = dict(spec.env)
         if spec.kind == "call":
             argv = self._worker_argv(action, root, channel)
@@ -253,8 +258,8 @@ class Executor:
         blob = self.cache.blob_path(digest)
         if os.path.exists(blob):
             return blob
-        source = os.path.join(self.root, path)
-        placed = os.path.join(self.output_dir, path)
+        source = self._root_prefix + path
+        placed = self._output_prefix + path
         if not os.path.exists(source) and os.path.exists(placed):
             return placed
         return source
@@ -297,7 +302,7 @@ class Executor:
 
         collected: dict[str, str] = {}
         for path in outputs:
-            produced = os.path.join(root, path)
+            produced = root + os.sep + path
             digest = digest_file(produced)
             self.cache.store_file(produced, digest)
             collected[path] = digest

@@ -356,7 +356,7 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
         os.close(stderr)
     tail = end.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
     missing = tuple(
-        rel for rel in request.outputs if not os.path.isfile(os.path.join(cwd, rel))
+        rel for rel in request.outputs if not os.path.isfile(cwd + os.sep + rel)
     )
     return SandboxResult(
         exit_code=proc.returncode, timed_out=timed_out, stderr_tail="\n".join(tail),

@@ -22,8 +22,8 @@ class DirSandbox:
         self.registry = registry
 
     def environment(self, request: SandboxRequest) -> dict[str, str]:
-        home = os.path.join(request.root, ".home")
-        tmp = os.path.join(request.root, ".tmp")
+        home = request.root + os.sep + ".home"
+        tmp = request.root + os.sep + ".tmp"
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **BASE_ENV}
         env.update(request.env)
         env["HOME"] = home
