@@ -172,8 +172,7 @@ class Scheduler:
         return None
 
     def _prepare(self, action: Action, produced: dict[str, str], provisional_paths: set[str],
-                 producers: Mapping[str, Action], outcomes: Mapping[int, Outcome]
-                 ) -> Outcome | tuple[str, dict[str, str], bool]:
+                 producers: Mapping[str, Action]) -> Outcome | tuple[str, dict[str, str], bool]:
         """Compute the key; answer from the cache if possible, else return what to run."""
         executor = self.executor
         provisional = any(p in provisional_paths for p in action.spec.inputs)
@@ -371,8 +370,9 @@ class _Run:
         they finished and start their next action. The action counts as
         running, so no worker stops while it may yet ready others. What is
         read here is safe without the lock: the outputs it needs are in
-        `produced` since before it was ready, and the stat cache and the
-        action cache lock themselves.
+        `produced` since before it was ready, the stat cache and the action
+        cache lock themselves, and a placeholder's path is added to
+        `provisional_paths` with one (atomic) set operation.
         """
         self.running += 1
         if self.idle and self.ready:
@@ -381,7 +381,7 @@ class _Run:
         try:
             with self.scheduler.profiler.span(f"cache lookup {action.owner}", "cache"):
                 return self.scheduler._prepare(action, self.produced, self.provisional_paths,
-                                               self.producers, self.outcomes)
+                                               self.producers)
         finally:
             self.cond.acquire()
             self.running -= 1
