@@ -15,6 +15,7 @@ actions whose keys changed run.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import queue
 import signal
@@ -223,6 +224,9 @@ class Watcher:
     def announce_and_wait(self) -> set[str]:
         if not self.args.quiet:
             print(f"watching {len(self.filter.watched)} files; Ctrl-C to stop", flush=True)
+        # mb raises the collector's thresholds for its commands (cli.GC_THRESHOLD), so
+        # full collections come rarely: a long session collects between builds itself.
+        gc.collect()
         return self.feed.wait()
 
     def cycle(self, changed: list[str]) -> BuildResult | None:
