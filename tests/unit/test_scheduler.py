@@ -2,8 +2,8 @@
 
 No sleeps: actions that must overlap are held in the fake executor, and the
 test releases them one at a time, each time only after every worker of the
-scheduler is idle or holding a held action. Concurrency is counted inside the fake `execute`, so a limit that
-is exceeded even briefly is seen.
+scheduler is idle or holding a held action. Concurrency is counted inside
+the fake `execute`, so a limit that is exceeded even briefly is seen.
 """
 
 from __future__ import annotations
