@@ -181,8 +181,8 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
     so what the action sees is the same as in a fresh directory.
     """
     # Paths are built with string operations, not os.path: the relative
-    # paths are normalised already (labels), and posixpath's functions were a
-    # quarter of a worker's Python time per action.
+    # paths are normalised already (labels), and os.path's functions (24 calls
+    # an action) took about a tenth of a worker's CPU in a profile.
     stash = root + ".stash"
     prefix = root + "/"
     needed = {".home", ".tmp"}  # directories the action needs, relative to root
