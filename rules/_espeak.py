@@ -40,7 +40,6 @@ _EE_OK: Final = 0
 #: Limits of `espeakRATE` (words per minute) and of the `-p` pitch of the espeak-ng command.
 RATE_RANGE: Final = (80, 450)
 PITCH_RANGE: Final = (0, 99)
-DEFAULT_RATE: Final = 175
 
 #: Files of espeak-ng-data that every voice reads: phoneme tables and intonation.
 #: They are keyed as tools next to the library (the per-language dictionaries

@@ -30,9 +30,9 @@ DEFAULT_OPENAI_MODEL: Final = "tts-1"
 DEFAULT_OPENAI_URL: Final = "https://api.openai.com"
 DEFAULT_KEY_ENV: Final = "OPENAI_API_KEY"
 SPEECH_PATH: Final = "/v1/audio/speech"
-#: OpenAI's `speed` range; `rate` (words per minute) maps to speed = rate / 175.
+#: OpenAI's `speed` range; `rate` (words per minute) maps to speed = rate / WPM_AT_SPEED_1.
 SPEED_RANGE: Final = (0.25, 4.0)
-#: Words per minute at speed 1 (eSpeak NG's default rate, so a `rate` sounds alike on both).
+#: Words per minute at speed 1: eSpeak NG's default rate, so a `rate` sounds alike on both.
 WPM_AT_SPEED_1: Final = 175
 
 
@@ -121,7 +121,7 @@ def _declare_openai(ctx: mb.RuleContext, a: TtsAttrs, settings: Mapping[str, Any
             raise mb.RuleError(
                 f"'rate' must be between {int(low * WPM_AT_SPEED_1) + 1} and"
                 f" {int(high * WPM_AT_SPEED_1)} words per minute for the openai engine"
-                f" (speed {low}-{high} x 175 wpm), got {a.rate!r}")
+                f" (speed {low}-{high} x {WPM_AT_SPEED_1} wpm), got {a.rate!r}")
     key_env = settings.get("api_key_env", DEFAULT_KEY_ENV)
     if not isinstance(key_env, str):
         raise mb.RuleError(f"[providers.tts] api_key_env in MB.toml must be the name of an"
