@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from mb.fsutil import remove_tree, spread_subdirectories
+
 #: The environment every action starts from (SPEC §5), plus what it declares.
 BASE_ENV: Mapping[str, str] = {"LANG": "C.UTF-8", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0"}
 STDERR_TAIL_LINES = 20
@@ -109,8 +111,6 @@ def sandbox_folder(parent: str) -> str:
     and this is just a folder. It is kept, like the sandbox directories in
     it, until `.mb/` is removed.
     """
-    from mb.fsutil import remove_tree, spread_subdirectories
-
     try:
         names = os.listdir(parent)
     except FileNotFoundError:
@@ -145,8 +145,6 @@ def _link_cost(folder: str) -> float:
     longer (measured; decisions/0005). The links are removed again. Where
     symlinks cannot be made, 0: the probe has nothing to say.
     """
-    from mb.fsutil import remove_tree
-
     probe = os.path.join(folder, ".probe")
     times = []
     try:
