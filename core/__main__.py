@@ -1,5 +1,3 @@
-import sys
+from mb.cli import run
 
-from mb.cli import main
-
-sys.exit(main())
+run()

@@ -11,7 +11,6 @@ no extra arguments.
 from __future__ import annotations
 
 import contextvars
-import difflib
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -329,5 +328,8 @@ def describe_path(path: KeyPath) -> str:
 
 
 def closest(word: str, candidates: list[str]) -> str | None:
+    """The candidate nearest to a misspelt `word` (error path only: difflib is imported here)."""
+    import difflib
+
     found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return found[0] if found else None

@@ -12,7 +12,6 @@ non-syntax mistakes come from `toml_positions` only when an error is reported.
 from __future__ import annotations
 
 import re
-import tomllib
 from typing import Any
 
 import attrs
@@ -60,6 +59,8 @@ def parse_toml(display_path: str, text: str, error_class: type[UserError] = Buil
         return rtoml.loads(text)
     except rtoml.TomlParsingError:
         pass  # worded and located by tomllib below
+    import tomllib  # here only: ~5 ms of start-up that a valid file never needs
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -39,7 +39,27 @@ def discard(path: str) -> None:
 
 
 def place_file(source: str, target: str) -> None:
-    """Make `target` a hard link to `source` (a copy across file systems), atomically."""
+    """Make `target` a hard link to `source` (a copy across file systems), atomically.
+
+    Where nothing is at `target` yet (every output of a clean build), one
+    `link` is enough: it creates the name with the complete file or fails.
+    A file already there is replaced through a temporary link and a rename,
+    so a reader never finds the name missing or half written.
+    """
+    try:
+        os.link(source, target)
+        return
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        if not os.path.exists(source):
+            raise
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with contextlib.suppress(OSError):  # anything else: the general path below
+            os.link(source, target)
+            return
+    except OSError:
+        pass  # another file system, or no hard links there: copied below
     directory = os.path.dirname(target)
     tmp = os.path.join(directory,
                        f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(target)}")

@@ -249,3 +249,14 @@ def test_loading_the_built_in_plugins_imports_no_renderer_or_client() -> None:
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.strip()
     assert found == "[]"
+
+
+def test_a_full_build_path_imports_no_error_path_module() -> None:
+    """tomllib words TOML syntax errors and difflib suggests names: both are
+    imported where a mistake is reported, not at every build's start."""
+    code = ("import sys\nimport mb.cli, mb.cmd_build, mb.build\n"
+            "from mb.plugins import load_plugins\nload_plugins().rules()\n"
+            "print(sorted(m for m in ('tomllib', 'difflib') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert found == "[]"

@@ -377,3 +377,17 @@ cmd = "cp $< $@"
     assert "[provisional]" in result.stdout
     used = [e for e in ws.last_build_events() if e["type"] == "placeholder.used"]
     assert {e["data"]["path"] for e in used} == {"v/script.txt", "v/notes.bin"}
+
+
+def test_atexit_functions_of_plugins_still_run(mb_workspace):
+    """`mb` skips the interpreter's teardown only when nothing registered an atexit
+    function (cli.run); a plugin's function runs, and the exit code is kept."""
+    ws = mb_workspace(_with_plugins(["exit_note"], {
+        "p/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t.txt"]\ncmd = "echo hi > $@"\n'}))
+    note = ws.path / "note.txt"
+    env = {**_plug_env(ws), "EXIT_NOTE": str(note)}
+    result = ws.run("-p", "exit_note", "build", "//p:t", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert note.read_text() == "ran\n"
+    failing = ws.run("-p", "exit_note", "build", "//p:missing", env=env)
+    assert failing.exit_code == 2
