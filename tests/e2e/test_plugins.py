@@ -389,5 +389,7 @@ def test_atexit_functions_of_plugins_still_run(mb_workspace):
     result = ws.run("-p", "exit_note", "build", "//p:t", env=env)
     assert result.exit_code == 0, result.stderr
     assert note.read_text() == "ran\n"
+    note.unlink()
     failing = ws.run("-p", "exit_note", "build", "//p:missing", env=env)
     assert failing.exit_code == 2
+    assert note.read_text() == "ran\n"

@@ -1,4 +1,4 @@
-"""A plugin that registers an `atexit` function (and a rule-less hook): the function
+"""A plugin module without hooks that registers an `atexit` function: the function
 must still run although `mb` normally exits without tearing the interpreter down."""
 
 from __future__ import annotations
