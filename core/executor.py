@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -110,8 +110,13 @@ class Executor:
 
     # --- keys ------------------------------------------------------------------------
 
-    def input_digests(self, action: Action, produced: Mapping[str, str]) -> dict[str, str]:
-        """Digests of every input; raises MissingInputs for absent source files."""
+    def input_digests(self, action: Action, produced: Mapping[str, str],
+                      before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
+        """Digests of every input; raises MissingInputs for absent source files.
+
+        `before_hashing` is called (once per file) before a source whose stat
+        the stat cache does not know is read and hashed.
+        """
         digests: dict[str, str] = {}
         missing: list[str] = []
         for path in action.spec.inputs:
@@ -120,18 +125,21 @@ class Executor:
                 digests[path] = known
                 continue
             try:
-                digests[path] = self.statcache.digest(self._root_prefix + path)
+                digests[path] = self.statcache.digest(self._root_prefix + path,
+                                                      before_hashing=before_hashing)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 missing.append(path)
         if missing:
             raise MissingInputs(missing)
         return digests
 
-    def tool_digests(self, action: Action) -> dict[str, str]:
+    def tool_digests(self, action: Action,
+                     before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
         found: dict[str, str] = {}
         for tool in action.spec.tools:
             if tool.path not in self._tool_digests:
-                self._tool_digests[tool.path] = self.statcache.digest(tool.path)
+                self._tool_digests[tool.path] = self.statcache.digest(
+                    tool.path, before_hashing=before_hashing)
             found[tool.name] = self._tool_digests[tool.path]
         return found
 

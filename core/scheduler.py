@@ -172,12 +172,17 @@ class Scheduler:
         return None
 
     def _prepare(self, action: Action, produced: dict[str, str], provisional_paths: set[str],
-                 producers: Mapping[str, Action]) -> Outcome | tuple[str, dict[str, str], bool]:
-        """Compute the key; answer from the cache if possible, else return what to run."""
+                 producers: Mapping[str, Action],
+                 before_slow_work: Callable[[], None] | None = None,
+                 ) -> Outcome | tuple[str, dict[str, str], bool]:
+        """Compute the key; answer from the cache if possible, else return what to run.
+
+        `before_slow_work` is called before hashing a file or making a placeholder.
+        """
         executor = self.executor
         provisional = any(p in provisional_paths for p in action.spec.inputs)
         try:
-            inputs = executor.input_digests(action, produced)
+            inputs = executor.input_digests(action, produced, before_slow_work)
         except MissingInputs as missing:
             if self.options.placeholder is None:
                 kinds = ["output of " + str(producers[p].owner) if p in producers
@@ -186,6 +191,8 @@ class Scheduler:
                     f"missing {kind} {path} (needed by {action.owner})"
                     for kind, path in zip(kinds, missing.paths)))
             filled = dict(produced)
+            if before_slow_work is not None:
+                before_slow_work()
             for path in missing.paths:
                 with self._placeholder_lock:
                     digest = self.options.placeholder(path, action)
@@ -195,7 +202,7 @@ class Scheduler:
                 provisional_paths.add(path)
             provisional = True
             inputs = executor.input_digests(action, filled)
-        tools = executor.tool_digests(action)
+        tools = executor.tool_digests(action, before_slow_work)
         key = action_key(action, inputs, tools)
         cached = executor.lookup(action, key)
         if cached is not None:
@@ -256,6 +263,8 @@ class _Run:
         self.provisional_paths: set[str] = set()
         self.outcomes: dict[int, Outcome] = {}
         self.running = 0
+        #: Workers keying an action from known stats, hashing nothing (`_key_unlocked`).
+        self.keying_from_stats = 0
         self.failed = False
         self.idle = 0  # workers waiting in `cond` and not yet woken
         self.stopped = 0  # workers that have returned
@@ -339,6 +348,8 @@ class _Run:
             self.pools_given_back = False
         scheduler = self.scheduler
         while self.ready:
+            if self.keying_from_stats:
+                return None  # one worker at a time keys from stats (`_key_unlocked`)
             action = self.ready.pop()
             if self._stopping():
                 self.ready.append(action)
@@ -373,18 +384,41 @@ class _Run:
         `produced` since before it was ready, the stat cache and the action
         cache lock themselves, and a placeholder's path is added to
         `provisional_paths` with one (atomic) set operation.
+
+        Keying from known stats and answering from the cache is Python under
+        the GIL with a few short system calls: two workers doing it at once
+        hand the GIL back and forth at every call, and 10,000 cache hits
+        took 10-40% longer on two workers than on one (docs/performance.md).
+        So while a worker keys from stats (`keying_from_stats`), the others
+        key nothing (`_next`) and stay idle. Once keying must hash a file
+        (which releases the GIL) or make a placeholder, and may take long, it
+        no longer counts, and an idle worker is woken to key the next ready
+        action (`slow`). A worker that finds a miss wakes another as it
+        starts the action (`_loop`).
         """
         self.running += 1
-        if self.idle and self.ready:
-            self._wake_one()
+        self.keying_from_stats += 1
+        from_stats = True
+
+        def slow() -> None:  # called by `_prepare`, without the lock
+            nonlocal from_stats
+            with self.cond:
+                if from_stats:
+                    from_stats = False
+                    self.keying_from_stats -= 1
+                if self.idle and self.ready:
+                    self._wake_one()
+
         self.cond.release()
         try:
             with self.scheduler.profiler.span(f"cache lookup {action.owner}", "cache"):
                 return self.scheduler._prepare(action, self.produced, self.provisional_paths,
-                                               self.producers)
+                                               self.producers, slow)
         finally:
             self.cond.acquire()
             self.running -= 1
+            if from_stats:
+                self.keying_from_stats -= 1
 
     def _skip_all(self) -> None:
         """After a failure without --keep-going: nothing else starts."""

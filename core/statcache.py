@@ -12,6 +12,7 @@ import marshal
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Final
 
 from mb.digest import digest_file
@@ -46,14 +47,21 @@ class StatCache:
         except (OSError, EOFError, ValueError, TypeError, MemoryError):
             pass  # a lost or corrupt stat cache only costs re-hashing
 
-    def digest(self, path: str, st: os.stat_result | None = None) -> str:
-        """The digest of the file at `path` (absolute); raises FileNotFoundError."""
+    def digest(self, path: str, st: os.stat_result | None = None,
+               before_hashing: Callable[[], None] | None = None) -> str:
+        """The digest of the file at `path` (absolute); raises FileNotFoundError.
+
+        `before_hashing` is called when the file must be read, not just stat'ed
+        (the scheduler lets another worker take work meanwhile).
+        """
         if st is None:
             st = os.stat(path)
         signature = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
         entry = self._entries.get(path) or self._racy.get(path)
         if entry is not None and entry[:4] == signature:
             return entry[4]
+        if before_hashing is not None:
+            before_hashing()
         value = digest_file(path)
         self.remember(path, st, value)
         return value

@@ -9,7 +9,8 @@ the fake `execute`, so a limit that is exceeded even briefly is seen.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -77,7 +78,8 @@ class FakeExecutor:
 
     # --- the interface --------------------------------------------------------------
 
-    def input_digests(self, action: Action, produced: Mapping[str, str]) -> dict[str, str]:
+    def input_digests(self, action: Action, produced: Mapping[str, str],
+                      before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
         found, missing = {}, []
         for path in action.spec.inputs:
             digest = produced.get(path) or self.sources.get(path)
@@ -89,7 +91,8 @@ class FakeExecutor:
             raise MissingInputs(missing)
         return found
 
-    def tool_digests(self, action: Action) -> dict[str, str]:
+    def tool_digests(self, action: Action,
+                     before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
         return {}
 
     def lookup(self, action: Action, key: str) -> ActionResult | None:
@@ -279,8 +282,11 @@ def test_keying_an_action_does_not_hold_back_the_other_workers() -> None:
     c_started = threading.Event()
 
     class SlowKeying(FakeExecutor):
-        def input_digests(self, action: Action, produced: Mapping[str, str]) -> dict[str, str]:
+        def input_digests(self, action: Action, produced: Mapping[str, str],
+                          before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
             if action.owner.name == "slow":
+                assert before_hashing is not None
+                before_hashing()  # a file the stat cache does not know: hashed
                 assert c_started.wait(WAIT), "keying held the other worker back"
             return super().input_digests(action, produced)
 
@@ -295,6 +301,31 @@ def test_keying_an_action_does_not_hold_back_the_other_workers() -> None:
     outcomes = scheduler.run([slow, b, c], producers_of([slow, b, c]))
     assert statuses(outcomes, [slow, b, c]) == dict.fromkeys(["slow", "b", "c"], "executed")
     assert executor.started.index("c") < executor.started.index("slow")
+
+
+def test_cache_hits_are_keyed_by_one_worker_at_a_time() -> None:
+    """Keying from known stats is Python under the GIL: two workers doing it at once
+    only hand the GIL back and forth, so the second one waits (scheduler._key_unlocked)."""
+    actions = [make_action(i, f"t{i}") for i in range(40)]
+    lock = threading.Lock()
+    keying = [0, 0]  # now, most at once
+
+    class CountingKeying(FakeExecutor):
+        def input_digests(self, action: Action, produced: Mapping[str, str],
+                          before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
+            with lock:
+                keying[0] += 1
+                keying[1] = max(keying)
+            time.sleep(0.002)  # a system call: the GIL is free for the other worker
+            with lock:
+                keying[0] -= 1
+            return super().input_digests(action, produced)
+
+    executor = CountingKeying(cached=[a.owner.name for a in actions])
+    scheduler, _ = new_scheduler(executor, jobs=2)
+    outcomes = scheduler.run(actions, producers_of(actions))
+    assert set(statuses(outcomes, actions).values()) == {"cached"}
+    assert keying[1] == 1
 
 
 def test_long_chain_runs_in_order_with_one_job() -> None:
