@@ -9,11 +9,18 @@ import threading
 from typing import Final
 
 
+def _temporary_path(path: str) -> str:
+    """Where to prepare `path` before renaming it into place: beside it (same file
+    system), named per process and thread. `mb gc` spares a young `.tmp-` file
+    (`cache._TMP_PREFIX`)."""
+    return os.path.join(os.path.dirname(path) or ".",
+                        f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(path)}")
+
+
 def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` so a reader sees the old or the new file, never a part."""
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory,
-                       f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(path)}")
+    tmp = _temporary_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:  # created with its final mode (a 0444 file is still writable through this fd)
         fd = os.open(tmp, flags, mode)
@@ -61,8 +68,7 @@ def place_file(source: str, target: str) -> None:
     except OSError:
         pass  # another file system, or no hard links there: copied below
     directory = os.path.dirname(target)
-    tmp = os.path.join(directory,
-                       f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(target)}")
+    tmp = _temporary_path(target)
     for attempt in (1, 2):
         try:
             os.link(source, tmp)
