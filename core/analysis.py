@@ -19,15 +19,16 @@ from cattrs.errors import ClassValidationError
 
 from mb.actions import Action, with_static_digest
 from mb.attrs_convert import AttributeInvalid, closest, describe_path, errors_of, structure
-from mb.buildfile import RawTarget, SourceFile, parse_build_file
+from mb.buildfile import RawTarget, SourceFile, decode_utf8, parse_build_file
 from mb.context import RuleContext, TargetOptions
 from mb.errors import (
-    BuildFileError, CycleError, LabelError, MultipleErrors, PluginError, UserError,
+    BuildFileError, CycleError, LabelError, Location, MultipleErrors, PluginError, UserError,
 )
-from mb.labels import Label, Pattern
+from mb.labels import Label, Pattern, check_package_name
 from mb.plugins import Plugins
 from mb.statcache import trusted_signature
 from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
+from mb.toml_text import toml_repr
 from mb.workspace import Workspace
 
 
@@ -107,6 +108,12 @@ class Analysis:
         #: folder -> (mtime_ns, inode) when a label was resolved against its listing.
         self.observed_folders: dict[str, tuple[int, int]] = {}
         self._current: list[AnalyzedTarget] = []
+        #: Every directory holding declared outputs -> the first target that put one there.
+        self._output_dirs: dict[str, Label] = {}
+        self._package_set: frozenset[str] | None = None
+        #: The well-formed targets of a package whose BUILD.toml has mistakes, so
+        #: `expand` can still analyse them and report their mistakes in the same run.
+        self._partial: dict[str, dict[str, Target]] = {}
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
     # --- packages ----------------------------------------------------------------
@@ -116,17 +123,27 @@ class Analysis:
             return self.packages[package]
         path = self.workspace.build_file(package)
         display = os.path.join(package, "BUILD.toml") if package else "BUILD.toml"
+        if package:
+            try:
+                check_package_name(package)
+            except LabelError as exc:
+                raise BuildFileError(f"{exc.message}; rename the directory so labels can "
+                                     "name it", Location(display)) from None
+            nested = self._nested_workspace(package)
+            if nested is not None:
+                raise LabelError(f"no package '{package}': {nested}/MB.toml makes {nested} a "
+                                 "workspace of its own (build it with -C)")
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, "rb") as f:
                 st = os.fstat(f.fileno())
-                text = f.read()
+                data = f.read()
             self.build_file_signatures[path] = trusted_signature(st)
         except FileNotFoundError:
             raise LabelError(f"no package '{package}': {display} does not exist") from None
-        source = SourceFile(display, text)
+        source = SourceFile(display, decode_utf8(display, data))
         targets: dict[str, Target] = {}
-        errors: list[UserError] = []
-        for raw in parse_build_file(source):
+        raws, errors = parse_build_file(source)
+        for raw in raws:
             try:
                 targets[raw.name] = self._convert(Label(package, raw.name), raw, source)
             except MultipleErrors as exc:
@@ -134,11 +151,19 @@ class Analysis:
             except UserError as exc:
                 errors.append(exc)
         if errors:
-            errors.sort(key=lambda e: (e.location.line or 0, e.location.col or 0)
-                        if e.location else (0, 0))
-            raise errors[0] if len(errors) == 1 else MultipleErrors(errors)
+            self._partial[package] = targets
+            raise combined(errors)
         self.packages[package] = targets
         return targets
+
+    def _nested_workspace(self, package: str) -> str | None:
+        """The first directory on the way to `package` holding an MB.toml of its own."""
+        parts = package.split("/")
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if os.path.exists(os.path.join(self.workspace.root, folder, "MB.toml")):
+                return folder
+        return None
 
     def _convert(self, label: Label, raw: RawTarget, source: SourceFile) -> Target:
         rules = self.plugins.rules()
@@ -151,7 +176,9 @@ class Analysis:
             raise source.error((raw.name, "rule"), message)
         common_raw = {k: v for k, v in raw.attributes.items() if k in COMMON_ATTRIBUTES}
         rule_raw = {k: v for k, v in raw.attributes.items() if k not in COMMON_ATTRIBUTES}
-        errors: list[UserError] = []
+        errors: list[UserError] = [
+            source.error((raw.name, *path), message)
+            for path, message in self._common_value_problems(common_raw)]
         common = self._structure(common_raw, CommonAttrs, label, raw, source, errors)
         attributes = self._structure(rule_raw, rule.attrs_class, label, raw, source, errors)
         if errors:
@@ -161,6 +188,38 @@ class Analysis:
                                 description=common.description)
         return Target(label=label, rule=rule, attributes=attributes, options=options,
                       raw=raw, source=source)
+
+    def _common_value_problems(self, common: dict[str, Any]
+                               ) -> list[tuple[tuple[str, ...], str]]:
+        """Values of SPEC §2's common attributes that have the right type but cannot work.
+
+        Checked on the raw values, so a wrong type elsewhere does not hide them.
+        """
+        problems: list[tuple[tuple[str, ...], str]] = []
+        timeout = common.get("timeout")
+        if (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+                and not 0 < timeout < float("inf")):
+            problems.append((("timeout",), f"'timeout' must be a positive number of seconds, "
+                             f"got {toml_repr(timeout)}"))
+        retries = common.get("retries")
+        if _is_number(retries) and isinstance(retries, int) and retries < 0:
+            problems.append((("retries",), f"'retries' must be 0 or more, got {retries}"))
+        resources = common.get("resources")
+        if isinstance(resources, dict):
+            pools = self.workspace.config.resources
+            for name, units in resources.items():
+                if not (_is_number(units) and isinstance(units, int)):
+                    continue  # the converter names the wrong type
+                if units < 0:
+                    problems.append((("resources", name), f"'resources.{name}' must be 0 or "
+                                     f"more units, got {units}"))
+                elif units > pools.get(name, 1):
+                    size = pools.get(name, 1)
+                    problems.append((("resources", name), (
+                        f"'resources.{name}' asks for {units} units but the pool has {size}"
+                        + ("" if name in pools else " (pools not in MB.toml [resources] have 1)")
+                        + f"; raise it in MB.toml: [resources] {name} = {units}")))
+        return problems
 
     def _structure(self, raw_attrs: dict[str, Any], cls: type, label: Label, raw: RawTarget,
                    source: SourceFile, errors: list[UserError]) -> Any:
@@ -196,27 +255,83 @@ class Analysis:
 
     # --- patterns ----------------------------------------------------------------
 
-    def expand(self, patterns: Iterable[Pattern]) -> list[Label]:
-        """Labels of the targets matched by command-line patterns (manual left out)."""
+    def expand(self, patterns: Iterable[Pattern],
+               errors: list[UserError] | None = None) -> list[Label]:
+        """Labels of the targets matched by command-line patterns (manual left out).
+
+        A label naming a declared output file stands for the target producing
+        it, and one naming a source file for nothing (there is nothing to
+        build), as in Bazel. Every package's mistakes are collected, so one
+        run reports the mistakes of all the files a pattern reaches.
+        """
         labels: dict[Label, None] = {}
+        collect = errors is not None
+        errors = errors if errors is not None else []
         for pattern in patterns:
-            if pattern.label is not None:
-                self.target(pattern.label)
-                labels[pattern.label] = None
+            try:
+                if pattern.label is not None:
+                    target = self.file_label_target(pattern.label)
+                    if target is not None:
+                        labels[target] = None
+                    continue
+                packages = [p for p in self.workspace.packages if pattern.matches_package(p)]
+                if not packages and pattern.all_in_package:
+                    packages = [pattern.package]
+                if not packages:
+                    raise LabelError(f"pattern '{pattern}' matches no package")
+            except UserError as exc:
+                errors.append(exc)
                 continue
-            packages = [p for p in self.workspace.packages if pattern.matches_package(p)]
-            if not packages and pattern.all_in_package:
-                packages = [pattern.package]
-            if not packages:
-                raise LabelError(f"pattern '{pattern}' matches no package")
             for package in packages:
-                for target in self.package(package).values():
+                try:
+                    targets = self.package(package)
+                except UserError as exc:
+                    errors.append(exc)
+                    targets = self._partial.get(package, {})
+                for target in targets.values():
                     if "manual" not in target.options.tags:
                         labels[target.label] = None
+        if errors and not collect:
+            raise combined(errors)
         return list(labels)
 
-    def target(self, label: Label) -> Target:
+    def file_label_target(self, label: Label) -> Label | None:
+        """The target a command-line label means: itself, the producer of the output
+        file it names, or None for an existing source file; else an unknown target."""
         targets = self.package(label.package)
+        if label.name in targets:
+            return label
+        if "/" in label.name:
+            self._check_inside_package(label)
+        producer = self._find_output(label.package, label.path())
+        if producer is not None:
+            return producer.label
+        if os.path.isfile(os.path.join(self.workspace.root, label.path())):
+            return None
+        self.target(label)  # raises: no such target (with the closest name)
+        return None
+
+    def analyze_all(self, labels: Iterable[Label],
+                    errors: list[UserError] | None = None) -> None:
+        """Analyse every label, collecting the mistakes of all targets into one error
+        (raised, or appended to `errors`).
+
+        A target that fails because a dependency did repeats that mistake; each
+        distinct message is reported once (`combined`).
+        """
+        found: list[UserError] = errors if errors is not None else []
+        for label in labels:
+            try:
+                self.analyze(label)
+            except UserError as exc:
+                found.append(exc)
+        if found and errors is None:
+            raise combined(found)
+
+    def target(self, label: Label) -> Target:
+        # A package whose mistakes were raised once already still lends its
+        # well-formed targets, so the rest of the run can report their mistakes.
+        targets = self._partial.get(label.package) or self.package(label.package)
         found = targets.get(label.name)
         if found is None:
             hint = closest(label.name, list(targets))
@@ -243,10 +358,20 @@ class Analysis:
                               target.source.display_path)
             try:
                 target.rule.impl(ctx, target.attributes)
-            except BuildFileError as exc:
-                if exc.location is None:
-                    exc.location = target.source.location((label.name,))
+            except UserError as exc:
+                # Innermost first: the target whose rule met the mistake locates it.
+                if exc.location is None and not isinstance(exc, (MultipleErrors, CycleError)):
+                    attribute = getattr(exc, "attribute", None)
+                    exc.location = target.source.location(
+                        (label.name, attribute) if attribute else (label.name,))
                 raise
+            except RecursionError:
+                raise
+            except Exception as exc:  # a bug in the rule's plugin, not in the BUILD.toml
+                raise PluginError(
+                    f"rule {target.rule.name!r} (plugin {target.rule.plugin!r}) failed on "
+                    f"{label}: {type(exc).__name__}: {exc}",
+                    target.source.location((label.name,))) from exc
             result.outputs = list(ctx.declared_outputs)
             result.default_outputs = (
                 list(ctx.default_outputs) if ctx.default_outputs is not None
@@ -277,15 +402,40 @@ class Analysis:
                 f"rule {target.rule.name!r} (plugin {target.rule.plugin!r}) declared an action "
                 f"for {target.label} whose params are not JSON values: {exc}") from None
         for path in spec.outputs:
-            other = self.producers.get(path)
-            if other is not None:
-                raise target.source.error(
-                    (target.label.name,),
-                    f"output {path} of {target.label} is also an output of {other.owner}; "
-                    "give one of them another name")
+            self._check_output_path(target, path)
             self.producers[path] = action
+            parent = path.rpartition("/")[0]
+            while parent and parent not in self._output_dirs:
+                self._output_dirs[parent] = target.label
+                parent = parent.rpartition("/")[0]
         self.actions.append(action)
         return action
+
+    def _check_output_path(self, target: Target, path: str) -> None:
+        """An output path must name one file: not another output, not a directory of
+        outputs, not a path under another output, and not a file of the source tree
+        (a label to it would mean two files; Bazel refuses it too)."""
+        def conflict(message: str) -> BuildFileError:
+            return target.source.error((target.label.name, "outs"), message)
+
+        other = self.producers.get(path)
+        if other is not None:
+            raise conflict(f"output {path} of {target.label} is also an output of "
+                           f"{other.owner}; give one of them another name")
+        holder = self._output_dirs.get(path)
+        if holder is not None:
+            raise conflict(f"output {path} of {target.label} is also a directory holding "
+                           f"outputs of {holder}; give one of them another name")
+        parent = path.rpartition("/")[0]
+        while parent:
+            other = self.producers.get(parent)
+            if other is not None:
+                raise conflict(f"output {path} of {target.label} would be inside {parent}, "
+                               f"an output file of {other.owner}; give one of them another name")
+            parent = parent.rpartition("/")[0]
+        if os.path.lexists(os.path.join(self.workspace.root, path)):
+            raise conflict(f"output {path} of {target.label} has the same path as a file of "
+                           "the source tree; rename the output (or the file)")
 
     def _function_digest(self, module: str) -> tuple[str, tuple[str, ...]]:
         """Digest of a Python action's module and the sibling modules it imports.
@@ -321,6 +471,8 @@ class Analysis:
                 current.deps.append(label)
             return tuple(dep.default_outputs)
         path = label.path()
+        if "/" in label.name:
+            self._check_inside_package(label)
         self._observe_folder(os.path.dirname(os.path.join(self.workspace.root, path)))
         if os.path.exists(os.path.join(self.workspace.root, path)):
             if current is not None and path not in current.sources:
@@ -338,6 +490,19 @@ class Analysis:
         if current is not None and path not in current.sources:
             current.sources.append(path)
         return (path,)
+
+    def _check_inside_package(self, label: Label) -> None:
+        """A file label names a file of its own package, not one of a package below it."""
+        if self._package_set is None:
+            self._package_set = frozenset(self.workspace.packages)
+        folder = label.name.rpartition("/")[0]
+        while folder:
+            inner = f"{label.package}/{folder}" if label.package else folder
+            if inner in self._package_set:
+                rest = label.name[len(folder) + 1:]
+                raise LabelError(f"{label} is a file of package '{inner}' (it has a "
+                                 f"BUILD.toml); write //{inner}:{rest}")
+            folder = folder.rpartition("/")[0]
 
     def _observe_folder(self, folder: str) -> None:
         """Remember a folder whose listing decided a label (a file there or not).
@@ -488,6 +653,27 @@ def _module_file(name: str) -> str | None:
     if source and source.endswith(".py") and os.path.isfile(source):
         return source
     return None
+
+
+def combined(errors: list[UserError]) -> UserError:
+    """One error for several: flattened, each message once, in file and line order."""
+    flat: dict[str, UserError] = {}
+    for error in errors:
+        for one in (error.errors if isinstance(error, MultipleErrors) else [error]):
+            flat.setdefault(str(one), one)
+    ordered = sorted(flat.values(), key=_error_order)
+    return ordered[0] if len(ordered) == 1 else MultipleErrors(ordered)
+
+
+def _error_order(error: UserError) -> tuple[str, int, int]:
+    location = error.location
+    if location is None:
+        return ("", 0, 0)
+    return (location.path, location.line or 0, location.col or 0)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _sibling_closure(module: str) -> set[str]:

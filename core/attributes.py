@@ -17,9 +17,16 @@ from mb.labels import Label
 
 @attrs.frozen
 class File:
-    """One file: a package-relative path (`"title.svg"`) or a label (`":title"`)."""
+    """One file: a package-relative path (`"title.svg"`) or a label (`":title"`).
+
+    `single` is set on the value of an attribute typed `mb.File` (not on the
+    items of `mb.Files`): SPEC §2 makes a label to a target with several
+    outputs an error there, wherever the rule passes the value on
+    (`ctx.run(inputs=[a.src])` as much as `ctx.path(a.src)`).
+    """
 
     label: Label
+    single: bool = attrs.field(default=False, eq=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return str(self.label)

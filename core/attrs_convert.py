@@ -23,6 +23,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from mb.attributes import File, Files
 from mb.errors import LabelError
 from mb.labels import Label, parse_label
+from mb.toml_text import describe, toml_repr
 
 KeyPath = tuple[str | int, ...]
 
@@ -43,14 +44,6 @@ class AttributeInvalid(InvalidValue):
     def __init__(self, attribute: str, text: str) -> None:
         super().__init__(text)
         self.attribute = attribute
-
-
-def describe(value: Any) -> str:
-    """`the integer 3`, `the string '3'`: names the TOML type the user wrote."""
-    kinds = {bool: "the boolean", int: "the integer", float: "the number", str: "the string",
-             list: "the list", dict: "the table"}
-    kind = kinds.get(type(value))
-    return f"{kind} {value!r}" if kind else repr(value)
 
 
 def _expect(kind: type | tuple[type, ...], word: str) -> Any:
@@ -74,10 +67,10 @@ def _label(value: Any) -> Label:
         raise InvalidValue(f"is not a valid label: {exc.message}") from None
 
 
-def _file(value: Any, _type: Any) -> File:
+def _file(value: Any, _type: Any, single: bool = True) -> File:
     if not isinstance(value, str):
         raise InvalidValue(f"must be a file path or label, got {describe(value)}")
-    return File(_label(value))
+    return File(_label(value), single=single)
 
 
 def _files(value: Any, _type: Any) -> Files:
@@ -87,7 +80,7 @@ def _files(value: Any, _type: Any) -> Files:
     items: list[File] = []
     for index, item in enumerate(value):
         try:
-            items.append(_file(item, File))
+            items.append(_file(item, File, single=False))
         except InvalidValue as exc:
             exc.__notes__ = [cattrs.IterableValidationNote(f"@ index {index}", index, File)]
             errors.append(exc)
@@ -119,8 +112,8 @@ def _is_file_or_files(type_: Any) -> bool:
 def _file_or_files(value: Any, _type: Any) -> File | Files:
     if isinstance(value, list):
         return _files(value, Files)
-    if isinstance(value, str):
-        return _file(value, File)
+    if isinstance(value, str):  # one label, which may stand for several files
+        return _file(value, File, single=False)
     raise InvalidValue(f"must be a file or a list of files, got {describe(value)}")
 
 
@@ -237,7 +230,7 @@ def _structure_fixed(converter: cattrs.Converter, value: Any, item_types: tuple[
 def _literal_hook(type_: Any) -> Any:
     """`Literal["dir", "linux"]`: one of the values, of the same type (no `1` for `True`)."""
     allowed = typing.get_args(type_)
-    words = ", ".join(repr(a) for a in allowed)
+    words = ", ".join(toml_repr(a) for a in allowed)
 
     def hook(value: Any, _t: Any) -> Any:
         if any(type(value) is type(a) and value == a for a in allowed):

@@ -14,9 +14,10 @@ from typing import Any
 import attrs
 from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 
-from mb.analysis import Analysis, AnalyzedTarget
+from mb.analysis import Analysis, AnalyzedTarget, combined
 from mb.cache import ActionResult, Cache
 from mb.events import EventLog, utc_timestamp
+from mb.errors import UserError
 from mb.executor import Executor, ExecutorOptions, Outcome, report_outcome
 from mb.history import TargetRecord, action_record, write_manifest
 from mb.labels import Label, parse_pattern
@@ -99,9 +100,13 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
         analysis = Analysis(workspace, plugins, statcache.digest)
         patterns = [parse_pattern(p, workspace.cwd_package) for p in options.patterns]
         with profiler.span("analysis", "analysis"):
-            requested = analysis.expand(patterns)
-            for label in requested:
-                analysis.analyze(label)
+            # Every mistake of every file reached, in one run: targets that
+            # converted are analysed even when others of their file did not.
+            mistakes: list[UserError] = []
+            requested = analysis.expand(patterns, mistakes)
+            analysis.analyze_all(requested, mistakes)
+            if mistakes:
+                raise combined(mistakes)
             closure = analysis.closure(requested)
         if session is not None:
             session.analysis, session.requested = analysis, requested

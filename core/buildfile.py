@@ -17,9 +17,10 @@ from typing import Any
 import attrs
 import rtoml
 
-from mb.errors import BuildFileError, LabelError, Location, MultipleErrors, UserError
+from mb.errors import BuildFileError, LabelError, Location, UserError
 from mb.labels import check_target_name
 from mb.toml_positions import KeyPath, key_positions, position_of
+from mb.toml_text import describe
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 _KEY_TUPLE = re.compile(r"\((?:'[^']*',\s*)+(?:'[^']*')?\)")
@@ -52,6 +53,20 @@ class SourceFile:
         return BuildFileError(message, self.location(path))
 
 
+def decode_utf8(display_path: str, data: bytes, error_class: type[UserError] = BuildFileError
+                ) -> str:
+    """A TOML file's bytes as text; TOML files are UTF-8, and a stray byte is located."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start].decode("utf-8", errors="replace")
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1
+        raise error_class(
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); TOML files must be saved as UTF-8",
+            Location(display_path, line, col)) from None
+
+
 def parse_toml(display_path: str, text: str, error_class: type[UserError] = BuildFileError
                ) -> dict[str, Any]:
     """Parse TOML text; a syntax error becomes `path:line:col: message`."""
@@ -82,8 +97,12 @@ def parse_toml(display_path: str, text: str, error_class: type[UserError] = Buil
         ) from None
 
 
-def parse_build_file(source: SourceFile) -> list[RawTarget]:
-    """The targets of one BUILD.toml, in file order; every mistake found is raised together."""
+def parse_build_file(source: SourceFile) -> tuple[list[RawTarget], list[UserError]]:
+    """The well-formed targets of one BUILD.toml, in file order, and the mistakes of the rest.
+
+    A target with a bad name or no rule does not hide the others: the caller
+    converts the well-formed ones too, so one run reports every mistake.
+    """
     document = parse_toml(source.display_path, source.text)
     targets: list[RawTarget] = []
     errors: list[UserError] = []
@@ -97,16 +116,18 @@ def parse_build_file(source: SourceFile) -> list[RawTarget]:
             continue
         if not isinstance(table, dict):
             errors.append(source.error(
-                (name,), f"'{name}' must be a table ([{name}]) with a 'rule' key, got {table!r}"))
+                (name,), f"'{name}' must be a table ([{name}]) with a 'rule' key, got {describe(table)}"))
             continue
         rule = table.get("rule")
-        if not isinstance(rule, str):
-            where = (name, "rule") if "rule" in table else (name,)
+        if "rule" not in table:
             errors.append(source.error(
-                where, f"target '{name}' needs a rule: add rule = \"NAME\" (see `mb rules`)"))
+                (name,), f"target '{name}' needs a rule: add rule = \"NAME\" (see `mb rules`)"))
+            continue
+        if not isinstance(rule, str):
+            errors.append(source.error(
+                (name, "rule"), f"'rule' must be a string naming a rule (see `mb rules`), "
+                f"got {describe(rule)}"))
             continue
         attributes = {k: v for k, v in table.items() if k != "rule"}
         targets.append(RawTarget(name=name, rule=rule, attributes=attributes))
-    if errors:
-        raise errors[0] if len(errors) == 1 else MultipleErrors(errors)
-    return targets
+    return targets, errors

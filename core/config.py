@@ -9,28 +9,18 @@ from typing import Any, Final
 import attrs
 from cattrs.errors import ClassValidationError
 
-from mb.attrs_convert import AttributeInvalid, closest, describe_path, errors_of, structure
-from mb.buildfile import SourceFile, parse_toml
+from mb.attrs_convert import closest, describe_path, errors_of, structure
+from mb.buildfile import SourceFile, decode_utf8, parse_toml
 from mb.errors import ConfigError, MultipleErrors, UserError
+from mb.toml_text import toml_repr
 
 SANDBOX_MODES: Final = ("dir", "linux", "none")
 
 
-def _sandbox_mode(_instance: Any, attribute: Any, value: str) -> None:
-    if value not in SANDBOX_MODES:
-        raise AttributeInvalid(attribute.name,
-                               f"must be one of {', '.join(SANDBOX_MODES)}, got {value!r}")
-
-
-def _positive_jobs(_instance: Any, attribute: Any, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise AttributeInvalid(attribute.name, f"must be at least 1, got {value}")
-
-
 @attrs.frozen
 class BuildSection:
-    jobs: int | None = attrs.field(default=None, validator=_positive_jobs)
-    sandbox: str = attrs.field(default="dir", validator=_sandbox_mode)
+    jobs: int | None = None
+    sandbox: str = "dir"
     keep_going: bool = False
 
 
@@ -50,18 +40,26 @@ class Config:
 
 
 def load_config(path: str, display_path: str = "MB.toml") -> Config:
-    """Read MB.toml (missing or empty is fine) and apply MB_* environment overrides."""
+    """Read MB.toml (missing or empty is fine) and apply MB_* environment overrides.
+
+    Types are checked by the strict converter and values (ranges, choices,
+    sizes) by `_value_problems`, over the raw document, so a wrong type does
+    not hide a wrong value elsewhere: every mistake comes out in one run.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            text = decode_utf8(display_path, f.read(), ConfigError)
     except FileNotFoundError:
         text = ""
     raw = parse_toml(display_path, text, ConfigError)
     source = SourceFile(display_path, text)
+    problems: list[UserError] = [
+        ConfigError(message, source.location(key_path))
+        for key_path, message in _value_problems(raw)]
+    config: Config | None = None
     try:
-        config: Config = structure(raw, Config, package="")
+        config = structure(raw, Config, package="")
     except ClassValidationError as exc:
-        problems: list[UserError] = []
         for key_path, message in errors_of(exc, Config):
             if message.startswith("unknown:"):
                 allowed = message.split(":", 1)[1].split(",")
@@ -73,8 +71,60 @@ def load_config(path: str, display_path: str = "MB.toml") -> Config:
             else:
                 text_ = f"{describe_path(key_path)} {message}"
             problems.append(ConfigError(text_, source.location(key_path)))
+    if problems or config is None:
+        problems.sort(key=lambda e: (e.location.line or 0, e.location.col or 0)
+                      if e.location else (0, 0))
         raise (problems[0] if len(problems) == 1 else MultipleErrors(problems)) from None
     return apply_environment(config, os.environ)
+
+
+def _value_problems(raw: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """(key path, message) for each value of the right type that is out of range.
+
+    A value of the wrong type is left to the converter, which says so.
+    """
+    problems: list[tuple[tuple[str, ...], str]] = []
+    build = raw.get("build")
+    if isinstance(build, dict):
+        jobs = build.get("jobs")
+        if isinstance(jobs, int) and not isinstance(jobs, bool) and jobs < 1:
+            problems.append((("build", "jobs"), f"'build.jobs' must be at least 1, got {jobs}"))
+        sandbox = build.get("sandbox")
+        if isinstance(sandbox, str) and sandbox not in SANDBOX_MODES:
+            problems.append((("build", "sandbox"), f"'build.sandbox' must be one of "
+                             f"{', '.join(SANDBOX_MODES)}, got {toml_repr(sandbox)}"))
+    resources = raw.get("resources")
+    if isinstance(resources, dict):
+        for name, size in resources.items():
+            if isinstance(size, int) and not isinstance(size, bool) and size < 1:
+                problems.append((("resources", name), f"pool 'resources.{name}' must have at "
+                                 f"least 1 unit, got {size}"))
+    cache = raw.get("cache")
+    if isinstance(cache, dict):
+        max_size = cache.get("max_size")
+        if isinstance(max_size, str):
+            from mb.cache import parse_size
+
+            try:
+                parse_size(max_size)
+            except ValueError as exc:
+                problems.append((("cache", "max_size"), f"'cache.max_size': {exc}"))
+        remote = cache.get("remote")
+        if isinstance(remote, str) and not remote.startswith(("http://", "https://")):
+            problems.append((("cache", "remote"), "'cache.remote' must be an http:// or "
+                             f"https:// URL, got {toml_repr(redact_url(remote))}"))
+    return problems
+
+
+def redact_url(url: str) -> str:
+    """A URL with any `user:password@` replaced by `***@`: credentials never reach a message."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{host}{slash}{path}"
 
 
 def apply_environment(config: Config, environ: Mapping[str, str]) -> Config:

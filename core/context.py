@@ -7,6 +7,7 @@ declared `ActionSpec`s are turned into keyed actions by the engine.
 from __future__ import annotations
 
 import inspect
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,6 +50,9 @@ class FunctionRef:
 
 
 Pathish = Union[File, OutputFile, str]
+
+#: What a process environment accepts as a variable name (POSIX portable names).
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @attrs.frozen
@@ -162,7 +166,10 @@ class RuleContext:
             if isinstance(item, OutputFile):
                 result.append(item.path)
             elif isinstance(item, File):
-                result.extend(self._resolver.paths_of(item.label))
+                found = self._resolver.paths_of(item.label)
+                if item.single and len(found) != 1:
+                    raise _not_one_file(self.label, item, found)
+                result.extend(found)
             elif isinstance(item, str):
                 result.append(item)
             else:
@@ -173,10 +180,7 @@ class RuleContext:
         """The one path of a single file; a target with several outputs is an error."""
         found = self.paths(file)
         if len(found) != 1:
-            raise BuildFileError(
-                f"{self.label}: {file} stands for {len(found)} files where one is expected"
-                + (f" ({', '.join(found)})" if found else "")
-            )
+            raise _not_one_file(self.label, file, found)
         return found[0]
 
     def tool(self, name_or_path: str) -> Tool:
@@ -298,8 +302,14 @@ class RuleContext:
         for path in output_paths:
             if path not in self.declared_outputs:
                 raise BuildFileError(f"{self.label}: {path} was not declared with ctx.output")
-        pools = dict(self._options.resources)
-        pools.update(resources or {})
+        # The user's `resources` attribute wins over the rule's, like timeout and retries.
+        pools = dict(resources or {})
+        pools.update(self._options.resources)
+        for name in (env or {}):
+            if not _ENV_NAME.fullmatch(name):
+                raise BuildFileError(
+                    f"{self.label}: {name!r} is not a valid environment variable name "
+                    "(letters, digits and _, not starting with a digit)")
         self.actions.append(
             ActionSpec(
                 kind=kind,
@@ -319,6 +329,12 @@ class RuleContext:
                 network=network or "requires-network" in self._options.tags,
             )
         )
+
+
+def _not_one_file(label: Label, file: Any, found: Sequence[str]) -> BuildFileError:
+    return BuildFileError(
+        f"{label}: {file} stands for {len(found)} files where one is expected"
+        + (f" ({', '.join(found)})" if found else ""))
 
 
 def _first_set(*values: Any) -> Any:

@@ -63,8 +63,15 @@ class BuildFileError(UserError):
 class RuleError(BuildFileError):
     """Raised by a rule implementation about its target's attributes (`mb.RuleError`).
 
-    The engine adds the target's BUILD.toml location.
+    The engine adds the target's BUILD.toml location: that of `attribute`
+    when the rule names the attribute at fault (`attribute="cmd"`), else the
+    target's `[name]` line.
     """
+
+    def __init__(self, message: str, location: Location | None = None, *,
+                 attribute: str | None = None) -> None:
+        super().__init__(message, location)
+        self.attribute = attribute
 
 
 class ConfigError(UserError):

@@ -213,8 +213,17 @@ def key_positions(text: str) -> dict[KeyPath, Position]:
 
 
 def position_of(positions: dict[KeyPath, Position], path: KeyPath) -> Position:
-    """The position of `path`, or of its closest recorded ancestor; (1, 1) if none."""
-    for depth in range(len(path), 0, -1):
+    """The position of `path`, else of its first recorded descendant (a table made only
+    by `[t.sub]` headers), else of its closest recorded ancestor; (1, 1) if none."""
+    found = positions.get(path)
+    if found is not None:
+        return found
+    size = len(path)
+    below = [pos for key, pos in positions.items()
+             if size and len(key) > size and key[:size] == path]
+    if below:
+        return min(below)
+    for depth in range(size - 1, 0, -1):
         found = positions.get(path[:depth])
         if found is not None:
             return found

@@ -11,6 +11,7 @@ the result is the same. Anything else runs in bash.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import attrs
 
@@ -20,12 +21,19 @@ from mb.labels import parse_label
 _VARIABLE = re.compile(r"\$\$|\$\((SRCS|OUTS|location\s+[^)]*)\)|\$<|\$@|\$\(([^)]*)\)|\$")
 #: Characters of an unquoted word that mean nothing to bash.
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=,+@%^-")
-#: Words only bash understands; a command starting with one needs the shell.
-_SHELL_WORDS = frozenset({
-    "exit", "cd", "export", "set", "unset", "source", ".", "eval", "exec", "read", "shift",
-    "trap", "ulimit", "umask", "wait", "alias", "declare", "local", "return", "if", "for",
-    "while", "until", "case", "function", "time", "builtin", "command", "type", "hash",
-})
+#: bash's builtins and reserved words (`compgen -b -k`): a command starting with one
+#: runs in bash, since a program of the same name (coreutils' `echo`, `test`,
+#: `kill`) need not behave the same (`echo --version`).
+_SHELL_WORDS = frozenset("""
+    . : [ alias bg bind break builtin caller cd command compgen complete compopt continue
+    declare dirs disown echo enable eval exec exit export false fc fg getopts hash help
+    history jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly
+    return set shift shopt source suspend test times trap true type typeset ulimit umask
+    unalias unset wait if then else elif fi case esac for select while until do done in
+    function time { } ! [[ ]] coproc
+""".split())
+#: A name a process environment accepts.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @attrs.frozen
@@ -46,11 +54,13 @@ def expand_command(cmd: str, srcs: list[str], outs: list[str], locate: object) -
             return "$"
         if text == "$<":
             if len(srcs) != 1:
-                raise mb.RuleError(f"'$<' needs exactly one file in srcs, got {len(srcs)}")
+                raise mb.RuleError(f"'$<' needs exactly one file in srcs, got {len(srcs)}",
+                                  attribute="cmd")
             return srcs[0]
         if text == "$@":
             if len(outs) != 1:
-                raise mb.RuleError(f"'$@' needs exactly one file in outs, got {len(outs)}")
+                raise mb.RuleError(f"'$@' needs exactly one file in outs, got {len(outs)}",
+                                  attribute="cmd")
             return outs[0]
         if text == "$(SRCS)":
             return " ".join(srcs)
@@ -60,9 +70,11 @@ def expand_command(cmd: str, srcs: list[str], outs: list[str], locate: object) -
             return locate(text[len("$(location"):-1].strip())  # type: ignore[operator]
         if text == "$":
             raise mb.RuleError(
-                "a lone '$' in cmd; write '$$' for a literal '$' or use $(SRCS), $(OUTS), $<, $@")
+                "a lone '$' in cmd; write '$$' for a literal '$' or use $(SRCS), $(OUTS), $<, $@",
+                attribute="cmd")
         raise mb.RuleError(
-            f"unknown variable {text!r} in cmd; known: $(SRCS) $(OUTS) $< $@ $(location LABEL) $$")
+            f"unknown variable {text!r} in cmd; known: $(SRCS) $(OUTS) $< $@ $(location LABEL) $$",
+            attribute="cmd")
 
     return _VARIABLE.sub(replace, cmd)
 
@@ -71,8 +83,13 @@ def expand_command(cmd: str, srcs: list[str], outs: list[str], locate: object) -
 def genrule(ctx: mb.RuleContext, a: GenruleAttrs) -> None:
     """Run a bash command that reads `srcs` and writes `outs`."""
     if not a.outs:
-        raise mb.RuleError("'outs' must name at least one output file")
-    outputs = [ctx.output(name) for name in a.outs]
+        raise mb.RuleError("'outs' must name at least one output file", attribute="outs")
+    for name in a.env:
+        if not _ENV_NAME.fullmatch(name):
+            raise mb.RuleError(f"'env' key {name!r} is not a valid environment variable name "
+                               "(letters, digits and _, not starting with a digit)",
+                               attribute="env")
+    outputs = _declare_outputs(ctx, a.outs)
     srcs = ctx.paths(a.srcs)
     tools = ctx.paths(a.tools)
     outs = ctx.paths(outputs)
@@ -82,14 +99,16 @@ def genrule(ctx: mb.RuleContext, a: GenruleAttrs) -> None:
         try:
             label = parse_label(text, ctx.package)
         except Exception as exc:
-            raise mb.RuleError(f"$(location {text}): {exc}") from None
+            raise mb.RuleError(f"$(location {text}): {exc}", attribute="cmd") from None
+        if label.package == ctx.package and label.path() in outs:
+            return label.path()  # one of this target's own outputs (Bazel allows it)
         path = ctx.path(mb.File(label))
         extra.append(path)
         return path
 
     command = expand_command(a.cmd, srcs, outs, locate)
     if not command.split():
-        raise mb.RuleError("'cmd' is empty")
+        raise mb.RuleError("'cmd' is empty", attribute="cmd")
     inputs = [*srcs, *tools, *extra]
     description = f"genrule -> {', '.join(a.outs)}"
     simple = split_simple(command)
@@ -103,6 +122,20 @@ def genrule(ctx: mb.RuleContext, a: GenruleAttrs) -> None:
             return
     ctx.run(["bash", "-c", command], inputs=inputs, outputs=outputs, env=a.env,
             description=description)
+
+
+def _declare_outputs(ctx: mb.RuleContext, names: tuple[str, ...]) -> list[Any]:
+    """`ctx.output` for each name; every bad name is reported, not only the first."""
+    outputs: list[Any] = []
+    problems: list[str] = []
+    for name in names:
+        try:
+            outputs.append(ctx.output(name))
+        except Exception as exc:  # ctx.output words it as "LABEL: problem"
+            problems.append(str(exc).split(": ", 1)[-1])
+    if problems:
+        raise mb.RuleError("; ".join(problems), attribute="outs")
+    return outputs
 
 
 def split_simple(command: str) -> tuple[list[str], str | None, str | None] | None:

@@ -39,8 +39,8 @@ def test_missing_attribute(mb_workspace):
 
 
 @pytest.mark.parametrize("value, message", [
-    ('"3"', "'timeout' must be a number, got the string '3'"),
-    ("true", "'timeout' must be a number, got the boolean True"),
+    ('"3"', "'timeout' must be a number, got the string \"3\""),
+    ("true", "'timeout' must be a number, got the boolean true"),
 ])
 def test_no_silent_number_conversion(mb_workspace, value, message):
     result = build_file(mb_workspace,
@@ -51,7 +51,7 @@ def test_no_silent_number_conversion(mb_workspace, value, message):
 
 def test_string_where_list_expected(mb_workspace):
     result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = "x"\ncmd = "true"\n')
-    assert errors_of(result) == ["a/BUILD.toml:3:1: 'outs' must be a list, got the string 'x'"]
+    assert errors_of(result) == ["a/BUILD.toml:3:1: 'outs' must be a list, got the string \"x\""]
     assert result.exit_code == 2
 
 
@@ -64,7 +64,7 @@ def test_wrong_type_in_list_item_points_at_item(mb_workspace):
 
 def test_bool_is_not_a_string(mb_workspace):
     result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["x"]\ncmd = false\n')
-    assert errors_of(result) == ["a/BUILD.toml:4:1: 'cmd' must be a string, got the boolean False"]
+    assert errors_of(result) == ["a/BUILD.toml:4:1: 'cmd' must be a string, got the boolean false"]
 
 
 def test_all_mistakes_of_a_file_in_one_run(mb_workspace):
@@ -99,7 +99,7 @@ def test_output_name_escaping_package(mb_workspace):
     result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["../x"]\ncmd = "true"\n')
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "a/BUILD.toml:1:1: //a:t: output name '../x' contains '..'; paths may not leave their package"]
+        "a/BUILD.toml:3:1: output name '../x' contains '..'; paths may not leave their package"]
 
 
 def test_unknown_target_suggests(mb_workspace):
@@ -161,7 +161,7 @@ cmd = "true"
 """)
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "a/BUILD.toml:7:1: output a/same.txt of //a:two is also an output of //a:one; "
+        "a/BUILD.toml:9:1: output a/same.txt of //a:two is also an output of //a:one; "
         "give one of them another name"]
 
 
@@ -174,7 +174,7 @@ cmd = "true"
 """)
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "a/BUILD.toml:2:1: //a:t: output name ':up1' has a character outside letters, digits, "
+        "a/BUILD.toml:4:1: output name ':up1' has a character outside letters, digits, "
         "'_-.+/'; write a file name, not a label"]
 
 
@@ -182,7 +182,7 @@ def test_unknown_make_variable_in_cmd(mb_workspace):
     result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["x"]\ncmd = "echo $(FOO) > $@"\n')
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "a/BUILD.toml:1:1: unknown variable '$(FOO)' in cmd; known: $(SRCS) $(OUTS) $< $@ $(location LABEL) $$"]
+        "a/BUILD.toml:4:1: unknown variable '$(FOO)' in cmd; known: $(SRCS) $(OUTS) $< $@ $(location LABEL) $$"]
 
 
 def test_bad_mb_toml(mb_workspace):
@@ -190,7 +190,7 @@ def test_bad_mb_toml(mb_workspace):
     result = ws.run("build")
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "MB.toml:2:1: 'build.jobs' must be an integer, got the string '4'",
+        "MB.toml:2:1: 'build.jobs' must be an integer, got the string \"4\"",
         "MB.toml:3:1: unknown key 'build.sandbx' in MB.toml; did you mean 'sandbox'?",
     ]
 
@@ -199,7 +199,7 @@ def test_bad_sandbox_mode_in_mb_toml(mb_workspace):
     ws = mb_workspace({"MB.toml": '[build]\nsandbox = "docker"\n'})
     result = ws.run("build")
     assert result.exit_code == 2
-    assert errors_of(result) == ["MB.toml:2:1: 'build.sandbox' must be one of dir, linux, none, got 'docker'"]
+    assert errors_of(result) == ["MB.toml:2:1: 'build.sandbox' must be one of dir, linux, none, got \"docker\""]
 
 
 def test_bad_jobs_flag(mb_workspace):
@@ -213,3 +213,185 @@ def test_a_target_declared_twice(mb_workspace):
     result = build_file(mb_workspace, '[t]\nrule = "genrule"\n\n[t]\nrule = "filegroup"\n')
     assert result.exit_code == 2
     assert errors_of(result) == ["a/BUILD.toml:4:3: TOML syntax error: cannot declare [t] twice"]
+
+
+# --- every mistake in one run (audit of the seventh session) --------------------------
+
+
+def test_bad_names_and_rules_do_not_hide_other_targets_mistakes(mb_workspace):
+    result = build_file(mb_workspace,
+                        '["q z"]\nrule = "genrule"\nouts = ["q"]\ncmd = "x"\n\n'
+                        '[y]\nrule = "genrul"\nouts = ["y"]\ncmd = "x"\n\n[z]\nrule = 3\n')
+    assert result.exit_code == 2
+    lines = errors_of(result)
+    assert lines[0] == ("a/BUILD.toml:1:1: target name 'q z' has a character outside "
+                        "letters, digits, '_-.+'")
+    assert lines[1].startswith("a/BUILD.toml:7:1: unknown rule 'genrul'; did you mean")
+    assert lines[2] == ("a/BUILD.toml:12:1: 'rule' must be a string naming a rule "
+                        "(see `mb rules`), got the integer 3")
+    assert len(lines) == 3
+
+
+def test_analysis_mistakes_of_several_targets_in_one_run(mb_workspace):
+    result = build_file(mb_workspace,
+                        '[a]\nrule = "genrule"\nouts = ["../a", "/abs"]\ncmd = "echo > $@"\n\n'
+                        '[b]\nrule = "genrule"\nouts = ["b"]\ncmd = "echo $(FOO) > $@"\n\n'
+                        '[c]\nrule = "genrule"\nouts = ["c"]\nsrcs = ["../x"]\ncmd = "x"\n')
+    assert result.exit_code == 2
+    lines = errors_of(result)
+    assert lines[0].startswith("a/BUILD.toml:3:1: output name '../a' contains '..'")
+    assert "output name '/abs' is absolute" in lines[0]
+    assert lines[1].startswith("a/BUILD.toml:9:1: unknown variable '$(FOO)' in cmd")
+    assert lines[2].startswith("a/BUILD.toml:14:9: 'srcs' item 1 is not a valid label")
+    assert len(lines) == 3
+
+
+def test_mistakes_in_several_packages_in_one_run(mb_workspace):
+    ws = mb_workspace({"a/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = 3\n',
+                       "b/BUILD.toml": '[t]\nrule = "genrul"\nouts = ["t"]\ncmd = "x"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    lines = errors_of(result)
+    assert lines[0] == "a/BUILD.toml:4:1: 'cmd' must be a string, got the integer 3"
+    assert lines[1].startswith("b/BUILD.toml:2:1: unknown rule 'genrul'")
+
+
+def test_mb_toml_mistakes_all_in_one_run(mb_workspace):
+    ws = mb_workspace({"MB.toml": '[build]\njobs = "4"\nsandbox = "docker"\n\n[resources]\n'
+                                  'gpu = -1\ntpu = 0\n\n[cache]\nmax_size = "lots"\n'
+                                  'remote = "http//nowhere"\n',
+                       "a/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "MB.toml:2:1: 'build.jobs' must be an integer, got the string \"4\"",
+        "MB.toml:3:1: 'build.sandbox' must be one of dir, linux, none, got \"docker\"",
+        "MB.toml:6:1: pool 'resources.gpu' must have at least 1 unit, got -1",
+        "MB.toml:7:1: pool 'resources.tpu' must have at least 1 unit, got 0",
+        "MB.toml:10:1: 'cache.max_size': size 'lots' is not a size like '20GB' or '500MiB'",
+        "MB.toml:11:1: 'cache.remote' must be an http:// or https:// URL, got \"http//nowhere\""]
+
+
+def test_not_utf8_build_file(mb_workspace):
+    ws = mb_workspace({"a/BUILD.toml": b'[x]\nrule = "genrule"\nouts = ["\xff"]\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:3:10: not valid UTF-8 (byte 0xff); TOML files must be saved as UTF-8"]
+
+
+def test_not_utf8_mb_toml(mb_workspace):
+    ws = mb_workspace({"a/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n',
+                       "MB.toml": b"[build]\njobs = 2 # \xff\n"})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "MB.toml:2:12: not valid UTF-8 (byte 0xff); TOML files must be saved as UTF-8"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("timeout = -1", "'timeout' must be a positive number of seconds, got -1"),
+    ("timeout = 0", "'timeout' must be a positive number of seconds, got 0"),
+    ("timeout = inf", "'timeout' must be a positive number of seconds, got inf"),
+    ("retries = -2", "'retries' must be 0 or more, got -2"),
+    ("resources = { gpu = -1 }", "'resources.gpu' must be 0 or more units, got -1"),
+    ("resources = { gpu = 2 }", "'resources.gpu' asks for 2 units but the pool has 1 (pools "
+                                "not in MB.toml [resources] have 1); raise it in MB.toml: "
+                                "[resources] gpu = 2"),
+])
+def test_common_attribute_values_that_cannot_work(mb_workspace, line, message):
+    result = build_file(mb_workspace, f'[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n{line}\n')
+    assert result.exit_code == 2
+    column = 1 if not line.startswith("resources") else 15
+    assert errors_of(result) == [f"a/BUILD.toml:5:{column}: {message}"]
+
+
+@pytest.mark.parametrize("key", ["X=Y", "", "A B", "1A"])
+def test_genrule_env_names_must_be_environment_variable_names(mb_workspace, key):
+    result = build_file(mb_workspace, f'[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'
+                                      f'env = {{ "{key}" = "1" }}\n')
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        f"a/BUILD.toml:5:1: 'env' key {key!r} is not a valid environment variable name "
+        "(letters, digits and _, not starting with a digit)"]
+
+
+def test_an_output_and_a_directory_of_outputs_conflict(mb_workspace):
+    result = build_file(mb_workspace, '[o]\nrule = "genrule"\nouts = ["d"]\ncmd = "x"\n\n'
+                                      '[p]\nrule = "genrule"\nouts = ["d/b"]\ncmd = "x"\n', "-j1")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:8:1: output a/d/b of //a:p would be inside a/d, an output file of //a:o; "
+        "give one of them another name"]
+
+
+def test_outputs_of_one_target_as_file_and_directory_conflict(mb_workspace):
+    result = build_file(mb_workspace, '[o]\nrule = "genrule"\nouts = ["d/b", "d"]\ncmd = "x"\n')
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:3:1: output a/d of //a:o is also a directory holding outputs of //a:o; "
+        "give one of them another name"]
+
+
+def test_an_output_may_not_have_the_path_of_a_source_file(mb_workspace):
+    ws = mb_workspace({"a/in.txt": "src\n",
+                       "a/BUILD.toml": '[o]\nrule = "genrule"\nouts = ["in.txt"]\ncmd = "x"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:3:1: output a/in.txt of //a:o has the same path as a file of the source "
+        "tree; rename the output (or the file)"]
+
+
+def test_a_file_attribute_may_not_reach_into_a_sub_package(mb_workspace):
+    ws = mb_workspace({"a/sub/f.txt": "x\n", "a/sub/BUILD.toml": "",
+                       "a/BUILD.toml": '[x]\nrule = "genrule"\nsrcs = ["sub/f.txt"]\n'
+                                       'outs = ["x"]\ncmd = "cat $(SRCS) > $@"\n'})
+    result = ws.run("build", "//a:x")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:1:1: //a:sub/f.txt is a file of package 'a/sub' (it has a BUILD.toml); "
+        "write //a/sub:f.txt"]
+
+
+def test_an_unknown_package_in_an_attribute_is_located(mb_workspace):
+    result = build_file(mb_workspace, '[x]\nrule = "genrule"\nsrcs = ["//nopkg:foo"]\n'
+                                      'outs = ["x"]\ncmd = "cat $(SRCS) > $@"\n')
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:1:1: no package 'nopkg': nopkg/BUILD.toml does not exist"]
+
+
+def test_a_package_directory_labels_cannot_name(mb_workspace):
+    ws = mb_workspace({"a/my dir/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/my dir/BUILD.toml: package path 'a/my dir' has a character outside letters, digits, "
+        "'_-.+/'; rename the directory so labels can name it"]
+
+
+def test_a_nested_workspace_is_not_a_package(mb_workspace):
+    ws = mb_workspace({"nested/MB.toml": "",
+                       "nested/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
+    result = ws.run("build", "//nested:t")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "no package 'nested': nested/MB.toml makes nested a workspace of its own (build it "
+        "with -C)"]
+
+
+def test_a_rule_bug_names_the_rule_and_plugin(mb_workspace, tmp_path):
+    plugin = tmp_path / "plug"
+    plugin.mkdir()
+    (plugin / "buggy_rule.py").write_text(
+        "import attrs\nimport mb\n\n@attrs.frozen\nclass A:\n    pass\n\n"
+        "@mb.rule('buggy', attrs=A, version='1')\ndef buggy(ctx, a):\n"
+        "    raise ValueError('bug inside rule impl')\n\n"
+        "@mb.hookimpl\ndef mb_rules():\n    return [buggy]\n")
+    ws = mb_workspace({"p/BUILD.toml": '[c]\nrule = "buggy"\n'})
+    result = ws.run("-p", "buggy_rule", "build", env={"PYTHONPATH": str(plugin)})
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "p/BUILD.toml:1:1: rule 'buggy' (plugin 'buggy_rule') failed on //p:c: "
+        "ValueError: bug inside rule impl"]

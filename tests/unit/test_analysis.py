@@ -220,7 +220,7 @@ def test_duplicate_outputs_across_targets_is_an_error(make) -> None:  # type: ig
     with pytest.raises(BuildFileError) as info:
         analysis.analyze(L("//p:b"))
     assert str(info.value) == (
-        "p/BUILD.toml:7:1: output p/same.txt of //p:b is also an output of //p:a; "
+        "p/BUILD.toml:9:1: output p/same.txt of //p:b is also an output of //p:a; "
         "give one of them another name")
 
 
@@ -228,7 +228,7 @@ def test_duplicate_output_within_a_target_is_an_error(make) -> None:  # type: ig
     analysis = make({"p/BUILD.toml": genrule("a", ["x.txt", "x.txt"])})
     with pytest.raises(BuildFileError) as info:
         analysis.analyze(L("//p:a"))
-    assert str(info.value) == "p/BUILD.toml:1:1: //p:a: output 'x.txt' is declared twice"
+    assert str(info.value) == "p/BUILD.toml:3:1: output 'x.txt' is declared twice"
 
 
 @pytest.mark.parametrize("out, message", [
@@ -243,7 +243,7 @@ def test_output_names_may_not_escape(make, out: str, message: str) -> None:  # t
     analysis = make({"p/BUILD.toml": text})
     with pytest.raises(BuildFileError) as info:
         analysis.analyze(L("//p:a"))
-    assert str(info.value) == f"p/BUILD.toml:1:1: //p:a: {message}"
+    assert str(info.value) == f"p/BUILD.toml:3:1: {message}"
 
 
 def test_producers_and_actions_are_recorded(make) -> None:  # type: ignore[no-untyped-def]
@@ -312,7 +312,7 @@ def test_every_attribute_error_of_a_file_is_reported_in_line_order(make) -> None
     with pytest.raises(MultipleErrors) as info:
         analysis.package("p")
     lines = [str(e) for e in info.value.errors]
-    assert lines[0] == "p/BUILD.toml:3:1: 'outs' must be a list, got the string 'x'"
+    assert lines[0] == "p/BUILD.toml:3:1: 'outs' must be a list, got the string \"x\""
     assert lines[1].startswith(
         "p/BUILD.toml:6:1: unknown rule 'genrul'; did you mean 'genrule'? (rules: ")
     assert lines[2:] == [
@@ -330,9 +330,9 @@ def test_common_attributes_are_converted_strictly(make) -> None:  # type: ignore
     with pytest.raises(MultipleErrors) as info:
         analysis.package("p")
     assert [str(e) for e in info.value.errors] == [
-        "p/BUILD.toml:6:1: 'tags' must be a list, got the string 'manual'",
-        "p/BUILD.toml:7:15: 'resources.gpu' must be an integer, got the string '1'",
-        "p/BUILD.toml:8:1: 'timeout' must be a number, got the string '3'",
+        "p/BUILD.toml:6:1: 'tags' must be a list, got the string \"manual\"",
+        "p/BUILD.toml:7:15: 'resources.gpu' must be an integer, got the string \"1\"",
+        "p/BUILD.toml:8:1: 'timeout' must be a number, got the string \"3\"",
         "p/BUILD.toml:9:1: 'retries' must be an integer, got the number 1.5",
     ]
 
@@ -351,11 +351,12 @@ def test_common_attributes_reach_the_actions(make) -> None:  # type: ignore[no-u
 
 
 @pytest.mark.parametrize("text, message", [
-    ("a = 1\n", "p/BUILD.toml:1:1: 'a' must be a table ([a]) with a 'rule' key, got 1"),
+    ("a = 1\n", "p/BUILD.toml:1:1: 'a' must be a table ([a]) with a 'rule' key, "
+                "got the integer 1"),
     ("[t]\nx = 1\n", 'p/BUILD.toml:1:1: target \'t\' needs a rule: add rule = "NAME" '
                      "(see `mb rules`)"),
-    ("[t]\nrule = 3\n", 'p/BUILD.toml:2:1: target \'t\' needs a rule: add rule = "NAME" '
-                        "(see `mb rules`)"),
+    ("[t]\nrule = 3\n", "p/BUILD.toml:2:1: 'rule' must be a string naming a rule "
+                        "(see `mb rules`), got the integer 3"),
     ('["a/b"]\nrule = "genrule"\n', "p/BUILD.toml:1:1: target name 'a/b' may not contain '/'"),
     ('["a b"]\nrule = "genrule"\n', "p/BUILD.toml:1:1: target name 'a b' has a character "
                                     "outside letters, digits, '_-.+'"),

@@ -72,24 +72,24 @@ def test_sandbox_modes(tmp_path: Path, mode: str) -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[build]\njobs = "4"\n', "MB.toml:2:1: 'build.jobs' must be an integer, got the string '4'"),
+    ('[build]\njobs = "4"\n', "MB.toml:2:1: 'build.jobs' must be an integer, got the string \"4\""),
     ("[build]\njobs = 2.0\n", "MB.toml:2:1: 'build.jobs' must be an integer, got the number 2.0"),
     ('[build]\nkeep_going = "false"\n',
-     "MB.toml:2:1: 'build.keep_going' must be true or false, got the string 'false'"),
+     "MB.toml:2:1: 'build.keep_going' must be true or false, got the string \"false\""),
     ('[build]\nsandbox = "docker"\n',
-     "MB.toml:2:1: 'build.sandbox' must be one of dir, linux, none, got 'docker'"),
+     "MB.toml:2:1: 'build.sandbox' must be one of dir, linux, none, got \"docker\""),
     ("[build]\nsandbox = 1\n", "MB.toml:2:1: 'build.sandbox' must be a string, got the integer 1"),
     ("\n\n[resources]\n  gpu = true\n",
-     "MB.toml:4:3: 'resources.gpu' must be an integer, got the boolean True"),
+     "MB.toml:4:3: 'resources.gpu' must be an integer, got the boolean true"),
     ('[resources]\ngpu = "1"\n',
-     "MB.toml:2:1: 'resources.gpu' must be an integer, got the string '1'"),
+     "MB.toml:2:1: 'resources.gpu' must be an integer, got the string \"1\""),
     ("resources = [1]\n", "MB.toml:1:1: 'resources' must be a table, got the list [1]"),
     ("[cache]\ndir = 3\n", "MB.toml:2:1: 'cache.dir' must be a string, got the integer 3"),
     ("[cache]\nmax_size = 1000\n",
      "MB.toml:2:1: 'cache.max_size' must be a string, got the integer 1000"),
     ("providers = 3\n", "MB.toml:1:1: 'providers' must be a table, got the integer 3"),
     ('[providers]\ncomfy = "http://x"\n',
-     "MB.toml:2:1: 'providers.comfy' must be a table, got the string 'http://x'"),
+     "MB.toml:2:1: 'providers.comfy' must be a table, got the string \"http://x\""),
     ("[buld]\njobs = 2\n", "MB.toml:1:1: unknown key 'buld' in MB.toml; did you mean 'build'?"),
     ("[build]\njbos = 2\n",
      "MB.toml:2:1: unknown key 'build.jbos' in MB.toml; did you mean 'jobs'?"),
@@ -111,8 +111,8 @@ def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(MultipleErrors) as info:
         load(tmp_path, '[build]\njobs = "x"\nkeep_going = "no"\n[resources]\ngpu = 1.5\n')
     assert [str(e) for e in info.value.errors] == [
-        "MB.toml:2:1: 'build.jobs' must be an integer, got the string 'x'",
-        "MB.toml:3:1: 'build.keep_going' must be true or false, got the string 'no'",
+        "MB.toml:2:1: 'build.jobs' must be an integer, got the string \"x\"",
+        "MB.toml:3:1: 'build.keep_going' must be true or false, got the string \"no\"",
         "MB.toml:5:1: 'resources.gpu' must be an integer, got the number 1.5",
     ]
     assert all(isinstance(e, ConfigError) for e in info.value.errors)

@@ -228,6 +228,11 @@ def test_position_of_falls_back_to_the_closest_ancestor() -> None:
     assert position_of(found, ()) == (1, 1)
 
 
+def test_position_of_a_table_made_only_by_sub_tables_is_its_first_sub_table() -> None:
+    found = positions('[ok]\nrule = "filegroup"\n\n[quo.env]\nA = "1"\n')
+    assert position_of(found, ("quo",)) == (4, 1)
+
+
 def test_nested_arrays_of_tables() -> None:
     text = "[[a]]\nx = 1\n[[a.b]]\ny = 1\n[[a]]\n[[a.b]]\ny = 2\n"
     assert tomllib.loads(text) == {"a": [{"x": 1, "b": [{"y": 1}]}, {"b": [{"y": 2}]}]}
