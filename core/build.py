@@ -143,6 +143,15 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     def on_signal(signum: int, _frame: Any) -> None:
         scheduler.interrupt()
 
+    # A target without actions (a filegroup) has no action to find its missing
+    # sources, so they are looked for here (SPEC §7: exit 1, naming the file).
+    missing = {} if options.placeholders else _missing_sources(workspace.root, closure)
+    for label, paths in missing.items():
+        events.emit("action.failed", target=str(label), level="error",
+                    error="; ".join(f"missing source file {p} (needed by {label})"
+                                    for p in paths),
+                    stderr_tail="", description="sources")
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         outcomes = scheduler.run(actions, analysis.producers)
@@ -154,13 +163,14 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     if options.profile:
         profiler.write(options.profile)
 
-    targets = {t.label: _target_result(t, outcomes, analysis.producers) for t in closure}
+    targets = {t.label: _target_result(t, outcomes, analysis.producers, missing.get(t.label))
+               for t in closure}
     counts = {"executed": 0, "cached": 0, "failed": 0, "skipped": 0}
     for outcome in outcomes.values():
         counts[outcome.status] += 1
     if scheduler.interrupted.is_set():
         status = "interrupted"
-    elif counts["failed"] or counts["skipped"]:
+    elif counts["failed"] or counts["skipped"] or missing:
         status = "failed"
     else:
         status = "ok"
@@ -254,11 +264,24 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
          "summary": summary_lines(noop_result)}, digests, generation)
 
 
+def _missing_sources(root: str, closure: list[AnalyzedTarget]) -> dict[Label, list[str]]:
+    """The source files of action-less targets that do not exist, by target."""
+    missing: dict[Label, list[str]] = {}
+    for target in closure:
+        if not target.actions:
+            absent = [p for p in target.sources if not os.path.isfile(os.path.join(root, p))]
+            if absent:
+                missing[target.label] = absent
+    return missing
+
+
 def _target_result(target: AnalyzedTarget, outcomes: dict[int, Outcome],
-                   producers: dict[str, Any]) -> TargetResult:
+                   producers: dict[str, Any], missing: list[str] | None = None) -> TargetResult:
     mine = [outcomes[a.index] for a in target.actions if a.index in outcomes]
     statuses = {o.status for o in mine}
-    if "failed" in statuses:
+    if missing:
+        status = "failed"
+    elif "failed" in statuses:
         status = "failed"
     elif "skipped" in statuses:
         status = "skipped"
@@ -271,12 +294,15 @@ def _target_result(target: AnalyzedTarget, outcomes: dict[int, Outcome],
         producer = producers.get(path)
         produced = outcomes.get(producer.index) if producer is not None else None
         if producer is None:
-            outputs[path] = ""  # a source file (filegroup)
-        else:
-            outputs[f"mb-out/{path}"] = produced.outputs.get(path, "") if produced else ""
+            if not missing or path not in missing:
+                outputs[path] = ""  # a source file (filegroup)
+        elif produced is not None and path in produced.outputs:
+            outputs[f"mb-out/{path}"] = produced.outputs[path]
+        # else: never produced (failed or skipped): nothing to list
     costs = [o.cost for o in mine if o.cost is not None]
     return TargetResult(
         label=target.label, status=status, outputs=outputs,
         provisional=any(o.provisional for o in mine),
         duration_s=sum(o.duration_s for o in mine), cost=sum(costs) if costs else None,
-        errors=tuple(o.error for o in mine if o.error))
+        errors=tuple(o.error for o in mine if o.error) + tuple(
+            f"missing source file {p}" for p in missing or ()))
