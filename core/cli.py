@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Event levels, least severe first: `mb tail --level L` shows L and those after it.
+#: mb itself emits info, warning and error; debug is there for plugins.
+EVENT_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
 def _add_history_parsers(sub: Any) -> None:
     sub.add_parser("log", help="list builds")
     show = sub.add_parser("show", help="per-target status of a build (latest by default)")
@@ -79,7 +85,8 @@ def _add_history_parsers(sub: Any) -> None:
     tail.add_argument("-f", "--follow", action="store_true")
     tail.add_argument("--type", default=None)
     tail.add_argument("--target", default=None)
-    tail.add_argument("--level", default=None)
+    tail.add_argument("--level", choices=EVENT_LEVELS, default=None,
+                      help="this level and more severe ones")
     tail.add_argument("--build", default=None)
     tail.add_argument("--json", action="store_true")
 
@@ -104,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, flag, True)
     if getattr(args, "color_sub", None):
         args.color = args.color_sub
+    previous = _sigterm_interrupts()
     try:
         return int(_dispatch(args))
     except UserError as exc:
@@ -116,6 +124,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_interrupts() -> Any:
+    """Make SIGTERM a Ctrl-C for the whole command (SPEC §9: both exit 130).
+
+    Python turns SIGINT into KeyboardInterrupt but lets SIGTERM kill the
+    process (exit 143), for example while a build waits for the workspace
+    lock or analyses. While actions run, the build installs its own handler
+    for both (stop every action, then finish the build's record) and puts
+    this one back after. The previous handler is returned to be restored;
+    None where handlers cannot be set (a thread other than the main one).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

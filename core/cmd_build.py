@@ -21,17 +21,24 @@ if TYPE_CHECKING:
 
 
 def make_reporter(args: argparse.Namespace) -> Any:
+    """The live display on a terminal, plain lines otherwise (SPEC §8).
+
+    Only the terminal decides live or plain: the live display moves the
+    cursor, which a file or a pipe cannot take, whatever `--color` says.
+    `--color` and NO_COLOR decide colour only (NO_COLOR wins over `always`).
+    """
     from mb.ui import LiveReporter, PlainReporter
 
-    color = args.color
-    no_color = bool(os.environ.get("NO_COLOR")) or color == "never"
     tty = sys.stdout.isatty()
-    if (tty or color == "always") and not args.quiet:
+    no_color = bool(os.environ.get("NO_COLOR")) or args.color == "never"
+    if tty and not args.quiet:
         from rich.console import Console
 
-        console = Console(force_terminal=color == "always" or None, no_color=no_color)
+        console = Console(force_terminal=args.color == "always" or None, no_color=no_color)
         return LiveReporter(console, verbose=args.verbose)
-    return PlainReporter(sys.stdout, sys.stderr, verbose=args.verbose, quiet=args.quiet)
+    color = not no_color and (args.color == "always" or tty)
+    return PlainReporter(sys.stdout, sys.stderr, verbose=args.verbose, quiet=args.quiet,
+                         color=color)
 
 
 def report_plugin_failures(plugins: Any, verbose: bool) -> None:
@@ -52,11 +59,39 @@ def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> B
     if args.remote_cache:
         raise UserError(f"--remote-cache {args.remote_cache}: remote caches are not available "
                         "in this version; the local cache is used")
+    if args.profile:
+        check_profile_path(args.profile)
     return BuildOptions(
         patterns=tuple(args.patterns), jobs=args.jobs, keep_going=args.keep_going,
         sandbox=args.sandbox, no_cache=args.no_cache,
         placeholders=getattr(args, "placeholders", False) or args.command == "watch",
         profile=args.profile, fastpath_key=fastpath_key)
+
+
+def check_profile_path(path: str) -> None:
+    """Refuse a `--profile` path that cannot be written before building, not after:
+    the trace is written when the build ends, too late to say so usefully."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"--profile {path}: is a directory")
+    if not os.path.isdir(parent):
+        raise UserError(f"--profile {path}: no such directory {parent}")
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        raise UserError(f"--profile {path}: permission denied")
+
+
+def move_profile(staged: str, path: str) -> str | None:
+    """Put the trace written under `.mb/` at the `--profile` path; the error, if any."""
+    import shutil
+
+    try:
+        shutil.move(staged, path)
+    except OSError as exc:
+        from mb.fsutil import discard
+
+        discard(staged)
+        return f"--profile {path}: cannot write the trace: {exc.strerror or exc}"
+    return None
 
 
 def waiting() -> None:
@@ -112,14 +147,14 @@ def run_noop(root: str, key: str, args: argparse.Namespace) -> int | None:
         replay = fastpath.load_replay(path, snapshot.get("generation"))
         if replay is None:
             return None
-        build_id = replay_noop(state_dir, replay)
+        build_id = replay_noop(state_dir, replay, args.patterns)
     print_counts("ok", replay["counts"], build_id)
     if not args.quiet and replay["summary"]:
         sys.stdout.write("\n".join(replay["summary"]) + "\n")
     return ExitCode.OK
 
 
-def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
+def replay_noop(state_dir: str, replay: dict[str, Any], patterns: list[str]) -> str:
     """Log a no-op build like any other: events and a manifest, every action cached.
 
     The snapshot holds the events' data and the manifest's tables as JSON
@@ -133,7 +168,8 @@ def replay_noop(state_dir: str, replay: dict[str, Any]) -> str:
     events = EventLog(os.path.join(state_dir, "events.jsonl"), new_build_id())
     started = utc_timestamp()
     counts = replay["counts"]
-    events.emit("build.started", patterns=None, targets=replay["target_count"],
+    # The patterns as given, like every other build's `build.started`.
+    events.emit("build.started", patterns=list(patterns), targets=replay["target_count"],
                 actions=counts["cached"], noop=True)
     events.emit_encoded("action.finished", replay["events"])
     events.emit("build.finished", status="ok", counts=counts, cost=None)
@@ -162,6 +198,14 @@ def run_full(args: argparse.Namespace, start: str, fastpath_key: str | None) -> 
     report_plugin_failures(plugins, args.verbose)
     options = options_from(args, fastpath_key)
     events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"), new_build_id())
+    # run_build writes the trace before the manifest: written under .mb/ first, a
+    # path that fails later (removed, disk full) cannot cost the build its record.
+    staged = (os.path.join(workspace.state_dir, f"profile-{events.build_id}.json")
+              if args.profile else None)
+    if staged:
+        import attrs
+
+        options = attrs.evolve(options, profile=staged)
     reporter = make_reporter(args)
     events.subscribe(reporter)
     try:
@@ -176,10 +220,19 @@ def run_full(args: argparse.Namespace, start: str, fastpath_key: str | None) -> 
     finally:
         reporter.stop()
     print_summary(result, args.quiet)
+    profile_error = move_profile(staged, args.profile) if staged else None
     if result.status == "interrupted":
+        code = ExitCode.INTERRUPTED
         print("interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    return ExitCode.OK if result.status == "ok" else ExitCode.BUILD_FAILED
+    else:
+        code = ExitCode.OK if result.status == "ok" else ExitCode.BUILD_FAILED
+    if profile_error:
+        # The build's own failure or interruption says more; an ok build did not
+        # give what was asked for.
+        print(profile_error, file=sys.stderr)
+        if code == ExitCode.OK:
+            code = ExitCode.USAGE_ERROR
+    return code
 
 
 def summary_lines(result: BuildResult) -> list[str]:

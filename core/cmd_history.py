@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from mb.cache import Cache
+from mb.cli import EVENT_LEVELS
 from mb.errors import ExitCode, UserError
 from mb.events import read_events
 from mb.fsutil import place_file
@@ -242,12 +243,15 @@ def _component_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def cmd_tail(workspace: Workspace, args: argparse.Namespace) -> int:
     path = os.path.join(workspace.state_dir, "events.jsonl")
     target = str(parse_label(args.target, workspace.cwd_package)) if args.target else None
+    # Levels a threshold does not cover (a plugin's own, say "critical") are shown:
+    # a filter that cannot rank an event should not hide it.
+    hidden = set(EVENT_LEVELS[:EVENT_LEVELS.index(args.level)]) if args.level else set()
 
     def wanted(event: dict[str, Any]) -> bool:
         return ((args.type is None or event.get("type") == args.type
                  or str(event.get("type", "")).startswith(args.type + "."))
                 and (target is None or event.get("target") == target)
-                and (args.level is None or event.get("level") == args.level)
+                and event.get("level", "info") not in hidden
                 and (args.build is None or event.get("build_id") == args.build))
 
     def show(event: dict[str, Any]) -> None:

@@ -14,15 +14,25 @@ from typing import Any, TextIO
 from mb.events import Event
 
 
-class PlainReporter:
-    """One line per executed or failed action; cached actions only with -v."""
+#: Red, as the live display prints failures (written by hand: no rich import here).
+RED, RESET = "\x1b[31m", "\x1b[0m"
 
-    def __init__(self, out: TextIO, err: TextIO, verbose: bool = False, quiet: bool = False
-                 ) -> None:
+
+class PlainReporter:
+    """One line per executed or failed action; cached actions only with -v.
+
+    `color` (`--color always` with output that is not a terminal) paints
+    failure lines red, as the live display does, and nothing else: colour is
+    asked for, cursor movement is not.
+    """
+
+    def __init__(self, out: TextIO, err: TextIO, verbose: bool = False, quiet: bool = False,
+                 color: bool = False) -> None:
         self.out = out
         self.err = err
         self.verbose = verbose
         self.quiet = quiet
+        self.color = color
         self.done = 0
         self.total = 0
         self._lock = threading.Lock()
@@ -64,6 +74,8 @@ class PlainReporter:
 
     def line(self, text: str, error: bool = False) -> None:
         stream = self.err if error else self.out
+        if error and self.color:
+            text = f"{RED}{text}{RESET}"
         stream.write(text + "\n")
         stream.flush()
 
@@ -85,13 +97,19 @@ class LiveReporter(PlainReporter):
         self.live.start()
 
     def _render(self) -> Any:
+        """The table as styled `Text`, not markup strings: rich redraws the live
+        display with the options of whatever is printed above it, and `line`
+        prints with markup off (a target or command may contain `[`), which
+        would show markup strings as typed."""
         from rich.table import Table
+        from rich.text import Text
 
         table = Table.grid(padding=(0, 1))
-        table.add_row(f"[bold]{self.done}/{self.total}[/] actions, {self.cached} cached, "
-                      f"{len(self.running)} running")
+        table.add_row(Text.assemble((f"{self.done}/{self.total}", "bold"),
+                                    f" actions, {self.cached} cached, "
+                                    f"{len(self.running)} running"))
         for target, description in list(self.running.items())[:8]:
-            table.add_row(f"  [cyan]{target}[/] {description}")
+            table.add_row(Text.assemble("  ", (target, "cyan"), f" {description}"))
         return table
 
     def handle(self, event: Event) -> None:

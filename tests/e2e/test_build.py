@@ -300,7 +300,9 @@ resources = { gpu = 2 }
     })
     result = ws.run("build")
     assert result.exit_code == 2
-    assert "needs 2 units of resource 'gpu' but the pool has 1" in result.stderr
+    assert result.stderr.strip() == (
+        "g/BUILD.toml:6:15: 'resources.gpu' asks for 2 units but the pool has 1; raise it in "
+        "MB.toml: [resources] gpu = 2")
 
 
 def test_resource_pool_serialises_actions(mb_workspace):
@@ -453,18 +455,22 @@ cmd = "echo $$MB_TEST_MARKER > $@"
     assert ws.out("e/env.txt").read_text() == "\n", "the dir sandbox scrubs the environment"
 
 
-def test_live_display_and_no_color(mb_workspace):
+def test_color_always_into_a_pipe_and_no_color(mb_workspace):
+    """--color decides colour, not the live display: a pipe gets plain lines
+    (SPEC §8); tests/e2e/test_cli_edges.py draws the live display on a terminal."""
     ws = mb_workspace(GENRULES)
     result = ws.run("--color", "always", "build", env={"NO_COLOR": ""})
     assert result.exit_code == 0, result.stderr
     assert "build ok: 3 executed" in result.stdout
     assert "//b:cat (built)" in result.stdout
-    assert "\x1b[" in result.stdout, "the live display drew on the (forced) terminal"
-    assert "\x1b[36m" in result.stdout or "\x1b[1m" in result.stdout, "with colours"
-    (ws.path / "a/in.txt").write_text("again\n")
-    colored = ws.run("--color", "always", "build", env={"NO_COLOR": "1"})
-    assert colored.exit_code == 0
-    assert "\x1b[3" not in colored.stdout and "\x1b[9" not in colored.stdout, "no colours"
+    assert "\x1b[" not in result.stdout, "no cursor movement, and ok lines are not coloured"
+    (ws.path / "b/BUILD.toml").write_text('[cat]\nrule = "genrule"\nouts = ["c"]\ncmd = "exit 1"\n')
+    failed = ws.run("--color", "always", "build", env={"NO_COLOR": ""})
+    assert failed.exit_code == 1
+    assert "\x1b[31mFAILED //b:cat" in failed.stderr, "with colours"
+    plain = ws.run("--color", "always", "build", env={"NO_COLOR": "1"})
+    assert plain.exit_code == 1
+    assert "\x1b[" not in plain.stderr + plain.stdout, "NO_COLOR: no colours"
 
 
 def test_an_action_writing_to_a_cached_input_fails_and_drops_the_blob(mb_workspace):

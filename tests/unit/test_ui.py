@@ -1,0 +1,58 @@
+"""The reporters of core/ui.py, rendered into strings instead of a terminal."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from mb.events import Event
+from mb.ui import LiveReporter, PlainReporter
+
+
+def _event(type: str, target: str | None = None, **data) -> Event:
+    return Event(type=type, build_id="b-test", ts="2026-01-01T00:00:00.000Z",
+                 target=target, data=data)
+
+
+def _run(reporter) -> None:
+    reporter(_event("build.started", actions=2))
+    reporter(_event("action.started", "//a:[x]", description="genrule -> [x].txt"))
+    reporter(_event("action.started", "//a:y", description="genrule -> y.txt"))
+    # A printed line while the display is up: rich redraws the display after it
+    # with the line's options (markup off).
+    reporter(_event("action.finished", "//a:y", description="genrule -> y.txt",
+                    duration_s=0.1))
+    reporter.live.refresh()
+    reporter.stop()
+
+
+def test_live_display_is_styled_not_markup_text() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100, color_system="standard")
+    _run(LiveReporter(console))
+    text = out.getvalue()
+    assert "[bold]" not in text and "[cyan]" not in text and "[/]" not in text, text
+    assert "\x1b[1m1/2\x1b[0m actions, 0 cached, 1 running" in text
+    assert "\x1b[36m//a:[x]\x1b[0m genrule -> [x].txt" in text, "brackets are shown as typed"
+    assert "[1/2] //a:y genrule -> y.txt 0.10s" in text
+
+
+def test_live_display_without_colour_is_still_not_markup() -> None:
+    out = io.StringIO()
+    _run(LiveReporter(Console(file=out, force_terminal=True, width=100, no_color=True)))
+    text = out.getvalue()
+    assert "[bold]" not in text and "[cyan]" not in text, text
+    assert "\x1b[36m" not in text
+
+
+def test_plain_reporter_colours_failures_only_when_asked() -> None:
+    for color in (False, True):
+        out, err = io.StringIO(), io.StringIO()
+        reporter = PlainReporter(out, err, color=color)
+        reporter(_event("build.started", actions=2))
+        reporter(_event("action.finished", "//a:y", description="d", duration_s=0.1))
+        reporter(_event("action.failed", "//a:z", error="exit 1"))
+        assert out.getvalue() == "[1/2] //a:y d 0.10s\n"
+        assert err.getvalue() == ("\x1b[31mFAILED //a:z: exit 1\x1b[0m\n" if color
+                                  else "FAILED //a:z: exit 1\n")
