@@ -37,13 +37,32 @@ class ActionIO:
         self.tools = tools
         self.params = params
         self.label = label
-        #: A directory under `.mb/` shared by all actions of the workspace, for
-        #: state that must outlive one action (a provider's circuit breaker).
-        self.state_dir = state_dir
+        self._state_dir = state_dir
+        self._state_dir_made = False
         self._providers = providers
         self._channel = channel
         self.metadata: dict[str, Any] = {}
         self.cost: float | None = None
+
+    @property
+    def state_dir(self) -> Path | None:
+        """A directory under `.mb/` shared by all actions of the workspace, for state
+        that must outlive one action (a provider's circuit breaker); None when the
+        ActionIO was built without one (a unit test calling an action directly).
+
+        It exists when returned: a fresh workspace has no `.mb/providers/` yet, and
+        a plugin writing `io.state_dir / "x"` must not have to create it first. It
+        is made on first access, so actions that never use it cost no system call.
+        """
+        if self._state_dir is not None and not self._state_dir_made:
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+            self._state_dir_made = True
+        return self._state_dir
+
+    @state_dir.setter
+    def state_dir(self, value: Path | None) -> None:
+        self._state_dir = value
+        self._state_dir_made = False
 
     def provider(self, name: str) -> Mapping[str, Any]:
         """`[providers.NAME]` settings from MB.toml plus `MB_*` overrides (not keyed)."""

@@ -116,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_dispatch(args))
     except UserError as exc:
         print(str(exc), file=sys.stderr)
+        if args.verbose and exc.__cause__ is not None:  # a plugin's bug behind it
+            import traceback
+
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         return int(exc.exit_code)
     except BuildFailed:
         return ExitCode.BUILD_FAILED

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import re
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
+from mb.attributes import File, Files
 from mb.errors import UserError
+from mb.labels import Label
 from mb.plugins import load_plugins
 from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
 
@@ -17,17 +24,68 @@ def _type_name(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
     return text.replace("mb.attributes.", "").replace("typing.", "")
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_value(value: object) -> str:
+    """`value` as a BUILD.toml author would write it: `[]`, `{}`, `""`, `true`, `"in.txt"`.
+
+    `mb rules` shows defaults to people who write TOML, not Python: a repr
+    such as `Files(items=())` or `'!'` or `False` is not what they would type.
+    Anything without a TOML spelling falls back to its repr.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | File | Label):
+        return json.dumps(str(value), ensure_ascii=False)
+    if isinstance(value, Files | list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return "[" + ", ".join(toml_value(item) for item in items) + "]"
+    if isinstance(value, Mapping):
+        return _inline_table(value)
+    if attrs.has(type(value)):
+        return _inline_table({f.name: getattr(value, f.name)
+                              for f in attrs.fields(type(value))})  # type: ignore[arg-type]
+    return repr(value)
+
+
+def _inline_table(table: Mapping[Any, object]) -> str:
+    if not table:
+        return "{}"
+    items = (f"{k if _BARE_KEY.fullmatch(str(k)) else json.dumps(str(k))} = {toml_value(v)}"
+             for k, v in table.items() if v is not None)  # TOML has no null: leave it out
+    return "{ " + ", ".join(items) + " }"
+
+
+def _default_text(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+    """` = <default>`, ` (required)`, or ` (optional)` for a `None` default (TOML has no null:
+    the attribute is simply left out)."""
+    default: Any = field.default
+    if default is attrs.NOTHING:
+        return " (required)"
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        if default.takes_self:
+            return ""  # needs the other attributes' values: no single default to show
+        try:
+            default = default.factory()
+        except Exception:  # a plugin's factory; `mb rules` still lists the rule
+            return ""
+    if default is None:
+        return " (optional)"
+    return f" = {toml_value(default)}"
+
+
 def describe_rule(rule: RuleDef) -> list[str]:
     lines = [f"{rule.name}  (plugin {rule.plugin} {rule.plugin_version}, rule version "
              f"{rule.version})"]
     if rule.doc:
         lines.append(f"  {rule.doc.splitlines()[0]}")
     for field in attrs.fields(rule.attrs_class):
-        required = field.default is attrs.NOTHING
-        default = "" if required else f" = {field.default!r}"
-        if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-            default = ""
-        lines.append(f"  {field.name}: {_type_name(field)}{' (required)' if required else default}")
+        lines.append(f"  {field.name}: {_type_name(field)}{_default_text(field)}")
     lines.append(f"  common: {', '.join(COMMON_ATTRIBUTES)}")
     return lines
 

@@ -229,7 +229,7 @@ class Executor:
                            stderr_tail=result.stderr_tail)
         if result.exit_code != 0:
             return Outcome(action, "failed", key,
-                           error=_exit_message(spec.kind, result.exit_code),
+                           error=_exit_message(spec.kind, result.exit_code, result.stderr_tail),
                            stderr_tail=result.stderr_tail,
                            retryable=not (spec.kind == "call"
                                           and result.exit_code == EXIT_PERMANENT))
@@ -363,12 +363,66 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_ino == b.st_ino and a.st_dev == b.st_dev
 
 
-def _exit_message(kind: str, code: int) -> str:
+def _exit_message(kind: str, code: int, stderr_tail: str = "") -> str:
+    """`data.error` of a failed attempt: one line, shown in `retrying` and `FAILED` lines.
+
+    For a Python action that is the action's own message (see
+    `_python_failure`), so the reason a provider call failed is in the event
+    and on the retry line, not only in the stderr tail under the last attempt.
+    """
     if code < 0:
         return f"killed by signal {-code}"
     if kind == "call":
-        return "Python action failed" + (" (not retryable)" if code == EXIT_PERMANENT else "")
+        message = _python_failure(stderr_tail) or "Python action failed"
+        return message + (" (not retryable)" if code == EXIT_PERMANENT else "")
     return f"command exited with status {code}"
+
+
+#: Longest `data.error` taken from a Python action's message; the whole text
+#: stays in `stderr_tail`.
+_MAX_ERROR_CHARS = 500
+
+
+def _python_failure(stderr_tail: str) -> str:
+    """The message of the exception that ended a Python action, read from its stderr.
+
+    mb.sandbox.worker writes it last: `error: <message>` for an `mb.ActionError`,
+    else a traceback ending in `module.Type: message` (also Python's own
+    report when the worker fails before calling the action, e.g. an import
+    error). The traceback's header may be cut off by the 20-line tail, so the
+    exception line is found as the first unindented line after the last frame
+    (`  File "..."`). What the action printed to stderr before it failed comes
+    earlier, so the last marker wins. The result is `message` for an
+    ActionError and `Type: message` (module dropped) for any other exception,
+    cut to its first line; "" when no message is found (a native crash). Only
+    the exception's own text is used, never the environment, so it holds no
+    secret an action did not put in its own message.
+    """
+    lines = stderr_tail.splitlines()
+    error_at = frame_at = -1
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        if error_at < 0 and line.startswith("error: "):
+            error_at = i
+        if line.startswith('  File "'):
+            frame_at = i
+            break
+    if error_at > frame_at:
+        message = lines[error_at][len("error: "):]
+    elif frame_at >= 0:
+        rest = [line for line in lines[frame_at + 1:] if not line.startswith(" ")]
+        if not rest or not rest[0].strip():
+            return ""
+        name, sep, text = rest[0].partition(": ")
+        if not name.replace(".", "").replace("_", "").isalnum():
+            return rest[0].strip()[:_MAX_ERROR_CHARS]
+        message = name.rpartition(".")[2] + sep + text
+    else:
+        return ""
+    message = message.strip()
+    if len(message) > _MAX_ERROR_CHARS:
+        message = message[:_MAX_ERROR_CHARS - 3] + "..."
+    return message
 
 
 def report_outcome(events: EventLog, outcome: Outcome) -> None:

@@ -9,7 +9,7 @@ engine talks to plugins only through the typed methods of `Plugins`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from types import ModuleType
 
@@ -31,7 +31,10 @@ class PluginInfo:
 
 @attrs.frozen
 class PluginLoadFailure:
-    """A plugin that could not be imported; reported once, the others still load."""
+    """A plugin that could not be imported, or whose `mb_rules` hook raised.
+
+    Reported once, by name; the other plugins still load.
+    """
 
     name: str
     module: str
@@ -50,6 +53,8 @@ class Plugins:
         self.loaded: list[PluginInfo] = []
         self.failures: list[PluginLoadFailure] = []
         self._rules: dict[str, RuleDef] | None = None
+        #: What each loaded plugin's `mb_rules` returned, unchecked (see `call_rule_hooks`).
+        self._returned: dict[str, object] | None = None
 
     def load_entry_points(self) -> None:
         for entry_point in sorted(metadata.entry_points(group="mb"), key=lambda e: e.name):
@@ -68,14 +73,51 @@ class Plugins:
             module = importlib.import_module(module_name)
             self.manager.register(module, name=name)
         except Exception as exc:  # any import failure of third-party code
-            import traceback
-
-            self.failures.append(PluginLoadFailure(
-                name=name, module=module_name, distribution=dist, version=version,
-                error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()))
+            self._fail(PluginInfo(name=name, module=module_name, distribution=dist,
+                                  version=version), exc, "")
             return
         self.loaded.append(PluginInfo(name=name, module=module_name, distribution=dist,
                                       version=version or _module_version(module)))
+
+    def _fail(self, info: PluginInfo, exc: Exception, context: str) -> None:
+        import traceback
+
+        self.failures.append(PluginLoadFailure(
+            name=info.name, module=info.module, distribution=info.distribution,
+            version=info.version, error=f"{context}{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc()))
+
+    def call_rule_hooks(self) -> None:
+        """Call every plugin's `mb_rules` once, each under its own guard, like its import.
+
+        A hook that raises (a NameError in third-party code) is a failure of
+        that plugin alone: it is reported with the import failures and
+        dropped entirely (its other hooks too, as if it had not imported), so
+        every command still works with the other plugins' rules. `load_plugins`
+        calls this eagerly so that `mb build` reports the failure with the
+        others before analysis and `mb plugins` lists it as FAILED. What the
+        hooks return is checked by `rules()`.
+        """
+        if self._returned is not None:
+            return
+        returned: dict[str, object] = {}
+        for info in list(self.loaded):
+            module = self.manager.get_plugin(info.name)
+            impl = getattr(module, "mb_rules", None)
+            if impl is None:
+                continue
+            try:
+                result = impl()
+                # A generator runs its body only now: keep its errors inside the guard.
+                if isinstance(result, Iterable) and not isinstance(result, str | bytes):
+                    result = list(result)
+            except Exception as exc:  # any failure of third-party code
+                self._fail(info, exc, "mb_rules() raised ")
+                self.loaded.remove(info)
+                self.manager.unregister(name=info.name)
+                continue
+            returned[info.name] = result
+        self._returned = returned
 
     def check(self) -> None:
         """Misspelt hook names in a plugin are an error (pluggy's check_pending)."""
@@ -99,13 +141,18 @@ class Plugins:
         """Every rule by name; the same name from two plugins is an error naming both."""
         if self._rules is not None:
             return self._rules
+        self.call_rule_hooks()
+        assert self._returned is not None
         found: dict[str, RuleDef] = {}
         for info in self.loaded:
-            module = self.manager.get_plugin(info.name)
-            impl = getattr(module, "mb_rules", None)
-            if impl is None:
+            if info.name not in self._returned:
                 continue
-            for rule_def in impl() or ():
+            returned = self._returned[info.name]
+            if not (returned is None or isinstance(returned, list)):  # see call_rule_hooks
+                raise PluginError(
+                    f"plugin {info.name!r}: mb_rules returned {returned!r}; "
+                    "return a list of @mb.rule results")
+            for rule_def in returned or ():
                 if not isinstance(rule_def, RuleDef):
                     raise PluginError(
                         f"plugin {info.name!r}: mb_rules returned {rule_def!r}; "
@@ -135,4 +182,5 @@ def load_plugins(extra_modules: Sequence[str] = ()) -> Plugins:
     plugins.load_entry_points()
     plugins.load_modules(extra_modules)
     plugins.check()
+    plugins.call_rule_hooks()
     return plugins

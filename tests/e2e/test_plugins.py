@@ -117,7 +117,7 @@ def test_mb_rules_shows_shout(mb_workspace, shout_version):
     detail = ws.run("rules", "shout")
     assert detail.exit_code == 0, detail.stderr
     assert "rule version 1" in detail.stdout
-    assert re.search(r"^\s+suffix: str = '!'$", detail.stdout, re.MULTILINE), detail.stdout
+    assert re.search(r'^\s+suffix: str = "!"$', detail.stdout, re.MULTILINE), detail.stdout
     assert re.search(r"^\s+src: .*File \(required\)$", detail.stdout, re.MULTILINE), detail.stdout
 
 
@@ -393,3 +393,117 @@ def test_atexit_functions_of_plugins_still_run(mb_workspace):
     failing = ws.run("-p", "exit_note", "build", "//p:missing", env=env)
     assert failing.exit_code == 2
     assert note.read_text() == "ran\n"
+
+
+def test_mb_rules_hook_that_raises_is_one_line_and_other_plugins_still_work(mb_workspace):
+    """A NameError in one plugin's `mb_rules` is that plugin's failure, like a failed
+    import: one line naming it, no traceback, and every other plugin's rules work."""
+    ws = mb_workspace({**TWICE_WS, "plug/raising_rules.py":
+                       (PLUGIN_MODULES / "raising_rules.py").read_text()})
+    env = _plug_env(ws)
+    result = ws.run("-p", "raising_rules", "-p", "twice_plugin", "build", "//p:double", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("p/double.txt").read_text() == "ab\nab\n"
+    about = _lines_about(result.stderr, "raising_rules")
+    assert len(about) == 1, result.stderr
+    assert "NameError: name 'undefined_rule' is not defined" in about[0]
+    assert "mb_rules" in about[0]
+    assert "Traceback" not in result.stderr
+    # A target of a built-in rule, with only the failing plugin loaded.
+    ws.write({"q/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t.txt"]\ncmd = "echo hi > $@"\n'})
+    builtin = ws.run("-p", "raising_rules", "build", "//q:t", env=env)
+    assert builtin.exit_code == 0, builtin.stderr
+    listed = ws.run("-p", "raising_rules", "plugins", env=env)
+    assert listed.exit_code == 0, listed.stderr
+    line = [entry for entry in listed.stdout.splitlines() if entry.startswith("raising_rules ")]
+    assert len(line) == 1 and "FAILED: mb_rules() raised NameError" in line[0], listed.stdout
+    rules = ws.run("-p", "raising_rules", "-p", "twice_plugin", "rules", env=env)
+    assert rules.exit_code == 0, rules.stderr
+    assert any(entry.startswith("twice ") for entry in rules.stdout.splitlines())
+    assert "Traceback" not in rules.stderr
+    verbose = ws.run("-v", "-p", "raising_rules", "build", "//q:t", env=env)
+    assert verbose.exit_code == 0, verbose.stderr
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert "raising_rules.py" in verbose.stderr
+
+
+def test_mb_rules_shows_defaults_as_a_build_file_would_write_them(mb_workspace):
+    ws = mb_workspace(_with_plugins(["defaults_plugin"], {}))
+    result = ws.run("-p", "defaults_plugin", "rules", "defaults", env=_plug_env(ws))
+    assert result.exit_code == 0, result.stderr
+    shown = {line.split(":")[0].strip(): line.strip()
+             for line in result.stdout.splitlines()[2:] if ":" in line}
+    assert shown["src"] == "src: mb.File (required)"
+    assert shown["title"] == 'title: str = ""'
+    assert shown["loud"] == "loud: bool = true"
+    assert shown["ratio"] == "ratio: float = 1.5"
+    assert shown["note"] == "note: str | None (optional)"
+    assert shown["extra"] == "extra: mb.Files = []"
+    assert shown["names"] == 'names: tuple[str, ...] = ["a", "b c"]'
+    # Factory defaults are shown too, as inline tables with TOML keys and strings.
+    assert shown["vars"] == 'vars: dict[str, str] = { title = "Why \\"ducks\\"", "a b" = "x" }'
+    assert shown["env"] == "env: dict[str, str] = {}"
+    assert shown["sizes"] == "sizes: list[int] = []"
+    assert shown["margins"] == 'margins: Margins = { top = 0, unit = "px" }'
+    genrule = ws.run("rules", "genrule")
+    assert genrule.exit_code == 0, genrule.stderr
+    assert re.search(r"^\s+srcs: mb\.Files = \[\]$", genrule.stdout, re.MULTILINE), genrule.stdout
+    assert re.search(r"^\s+env: dict\[str, str\] = \{\}$", genrule.stdout, re.MULTILINE)
+    assert "Files(" not in genrule.stdout
+
+
+# --- Python actions: io.state_dir and failure messages ----------------------------------
+
+ACTIONS_WS = _with_plugins(["action_state"], {"p/BUILD.toml": """
+[runs]
+rule = "count_runs"
+
+[flaky]
+rule = "transient"
+
+[rejected]
+rule = "rejected"
+
+[crash]
+rule = "crash"
+
+[quota]
+rule = "quota"
+"""})
+
+
+def test_state_dir_exists_in_a_fresh_workspace(mb_workspace):
+    """`io.state_dir` is `.mb/providers/`; an action can write into it without creating it."""
+    ws = mb_workspace(ACTIONS_WS)
+    assert not (ws.path / ".mb").exists()
+    result = ws.run("-p", "action_state", "build", "//p:runs", env=_plug_env(ws))
+    assert result.exit_code == 0, result.stderr
+    assert (ws.path / ".mb/providers/runs.txt").read_text() == "1"
+    assert ws.out("p/runs.txt").read_text() == "1\n"
+
+
+def _failure_events(ws, target: str) -> tuple[list[dict], list[dict]]:
+    events = ws.last_build_events()
+    return ([e for e in events if e["type"] == "action.retry" and e["target"] == target],
+            [e for e in events if e["type"] == "action.failed" and e["target"] == target])
+
+
+@pytest.mark.parametrize(("name", "error", "retried"), [
+    ("flaky", "transient failure 1", True),
+    ("rejected", "the server refused the workflow (HTTP 400) (not retryable)", False),
+    ("crash", "ValueError: bad value 7", True),
+    ("quota", "QuotaExceeded: monthly quota used up", True),
+])
+def test_python_action_failure_carries_its_message(mb_workspace, name, error, retried):
+    """`data.error` and the retrying/FAILED lines say why, as `command exited with status 1`
+    does for a command: the ActionError's message, else `Type: message` (first line)."""
+    ws = mb_workspace(ACTIONS_WS)
+    result = ws.run("-p", "action_state", "build", f"//p:{name}", env=_plug_env(ws))
+    assert result.exit_code == 1, result.stderr
+    retries, failed = _failure_events(ws, f"//p:{name}")
+    assert [e["data"]["error"] for e in failed] == [error]
+    assert [e["data"]["error"] for e in retries] == ([error] if retried else [])
+    assert f"FAILED //p:{name}: {error}" in result.stderr.splitlines()
+    if retried:
+        assert f"retrying //p:{name} (attempt 2): {error}" in result.stderr.splitlines()
+    assert "Python action failed" not in result.stderr

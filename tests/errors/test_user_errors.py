@@ -395,3 +395,18 @@ def test_a_rule_bug_names_the_rule_and_plugin(mb_workspace, tmp_path):
     assert errors_of(result) == [
         "p/BUILD.toml:1:1: rule 'buggy' (plugin 'buggy_rule') failed on //p:c: "
         "ValueError: bug inside rule impl"]
+
+
+def test_a_rule_bug_shows_its_traceback_with_verbose(mb_workspace, tmp_path):
+    plugin = tmp_path / "plug"
+    plugin.mkdir()
+    (plugin / "buggy_rule.py").write_text(
+        "import attrs\nimport mb\n\n@attrs.frozen\nclass A:\n    pass\n\n"
+        "@mb.rule('buggy', attrs=A, version='1')\ndef buggy(ctx, a):\n"
+        "    raise ValueError('bug inside rule impl')\n\n"
+        "@mb.hookimpl\ndef mb_rules():\n    return [buggy]\n")
+    ws = mb_workspace({"p/BUILD.toml": '[c]\nrule = "buggy"\n'})
+    result = ws.run("-v", "-p", "buggy_rule", "build", env={"PYTHONPATH": str(plugin)})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0].startswith("p/BUILD.toml:1:1: rule 'buggy'")
+    assert "Traceback" in result.stderr and "buggy_rule.py" in result.stderr

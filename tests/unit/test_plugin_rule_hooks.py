@@ -1,0 +1,76 @@
+"""`mb_rules` hooks of loaded plugins, each called under its own guard (`mb.plugins`)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import attrs
+import pytest
+
+import mb
+from mb.errors import PluginError
+from mb.plugins import Plugins
+
+
+@attrs.frozen
+class _NoAttrs:
+    pass
+
+
+@mb.rule("hooked", attrs=_NoAttrs)
+def _hooked(ctx: mb.RuleContext, a: _NoAttrs) -> None:
+    """Declares nothing."""
+
+
+def _plugins(monkeypatch: pytest.MonkeyPatch, **hooks: object) -> Plugins:
+    """A manager with one `-p` module per keyword, its `mb_rules` being the value."""
+    plugins = Plugins()
+    for name, hook in hooks.items():
+        module = types.ModuleType(name)
+        module.mb_rules = mb.hookimpl(hook)  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, name, module)
+    plugins.load_modules(list(hooks))
+    plugins.check()
+    return plugins
+
+
+def _raises() -> list[object]:
+    raise NameError("name 'undefined_rule' is not defined")
+
+
+def _generator_that_raises():  # type: ignore[no-untyped-def]
+    yield _hooked
+    raise RuntimeError("half way")
+
+
+def test_a_raising_hook_fails_its_plugin_only(monkeypatch):
+    plugins = _plugins(monkeypatch, good=lambda: [_hooked], bad=_raises,
+                       lazy=_generator_that_raises)
+    plugins.call_rule_hooks()
+    assert [info.name for info in plugins.loaded] == ["good"]
+    errors = {f.name: f.error for f in plugins.failures}
+    assert errors == {
+        "bad": "mb_rules() raised NameError: name 'undefined_rule' is not defined",
+        "lazy": "mb_rules() raised RuntimeError: half way",
+    }
+    assert "_raises" in plugins.failures[0].traceback
+    assert set(plugins.rules()) == {"hooked"}
+    # Dropped as if it had not imported: none of its hooks is called again.
+    assert plugins.manager.get_plugin("bad") is None
+
+
+def test_hooks_are_called_once(monkeypatch):
+    calls = []
+    plugins = _plugins(monkeypatch, counted=lambda: calls.append(1) or [_hooked])
+    plugins.call_rule_hooks()
+    plugins.rules()
+    plugins.call_rule_hooks()
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("returned", [_hooked, "hooked", 3])
+def test_returning_something_other_than_a_list_names_the_plugin(monkeypatch, returned):
+    plugins = _plugins(monkeypatch, odd=lambda: returned)
+    with pytest.raises(PluginError, match=r"^plugin 'odd': mb_rules returned .*@mb\.rule"):
+        plugins.rules()
