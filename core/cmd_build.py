@@ -54,11 +54,14 @@ def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> B
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"-j must be at least 1, got {args.jobs}")
+    from mb.config import redact_url  # a URL may carry a user and password
+
     if args.executor != "local":
-        raise UserError(f"--executor {args.executor}: only 'local' is available in this version")
+        raise UserError(f"--executor {redact_url(args.executor)}: only 'local' is available "
+                        "in this version")
     if args.remote_cache:
-        raise UserError(f"--remote-cache {args.remote_cache}: remote caches are not available "
-                        "in this version; the local cache is used")
+        raise UserError(f"--remote-cache {redact_url(args.remote_cache)}: remote caches are "
+                        "not available in this version; the local cache is used")
     if args.profile:
         check_profile_path(args.profile)
     return BuildOptions(

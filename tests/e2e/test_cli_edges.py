@@ -233,3 +233,14 @@ cmd = "echo 3 > $@"
         started += [e for e in ws.last_build_events() if e["type"] == "build.started"]
     assert started[-1]["data"].get("noop") and not started[0]["data"].get("noop")
     assert [e["data"]["patterns"] for e in started] == [["//b/c:three"]] * 3
+
+
+def test_credentials_in_urls_never_reach_a_message(mb_workspace):
+    ws = mb_workspace({"a/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
+    remote = ws.run("build", "--remote-cache", "http://user:PWSECRET99@127.0.0.1:18802")
+    assert remote.exit_code == 2
+    assert "PWSECRET99" not in remote.stderr + remote.stdout
+    assert "http://***@127.0.0.1:18802" in remote.stderr
+    executor = ws.run("build", "--executor", "dask://u:PWSECRET99@host:8786")
+    assert executor.exit_code == 2
+    assert "PWSECRET99" not in executor.stderr + executor.stdout
