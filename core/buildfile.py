@@ -5,7 +5,9 @@ Parsing uses `rtoml` (Rust): 6 ms for the 1,000 targets of the benchmark's
 times that with tomlkit, which matters for a 10,000-target workspace. A
 document rtoml rejects is parsed again with `tomllib`, whose syntax errors
 carry a line and column and are worded for people; tomllib is the
-reference, so a document it accepts is never refused. Positions for
+reference, so a document it accepts is never refused, and one that may use
+what rtoml accepts beyond TOML 1.0 is parsed by tomllib too, so it is
+never accepted either. Positions for
 non-syntax mistakes come from `toml_positions` only when an error is reported.
 """
 
@@ -22,6 +24,10 @@ from mb.labels import check_target_name
 from mb.toml_positions import KeyPath, key_positions, position_of
 from mb.toml_text import describe
 
+#: Text that may use what rtoml accepts beyond TOML 1.0 (a trailing comma or a line
+#: break in an inline table, a time without seconds, `\e` and `\xHH` escapes).
+#: A match, also a harmless one inside a string, only means tomllib parses the file too.
+_TOML_1_1 = re.compile(r",\s*\}|\{[^}\n]*\n|\d\d:\d\d(?!:)|\\[ex]")
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 _KEY_TUPLE = re.compile(r"\((?:'[^']*',\s*)+(?:'[^']*')?\)")
 
@@ -71,7 +77,11 @@ def parse_toml(display_path: str, text: str, error_class: type[UserError] = Buil
                ) -> dict[str, Any]:
     """Parse TOML text; a syntax error becomes `path:line:col: message`."""
     try:
-        return rtoml.loads(text)
+        document = rtoml.loads(text)
+        if _TOML_1_1.search(text) is None:
+            return document
+        # rtoml also takes TOML 1.1 forms (see _TOML_1_1) that TOML 1.0 and
+        # tomllib refuse: the reference decides, and words the error.
     except rtoml.TomlParsingError:
         pass  # worded and located by tomllib below
     import tomllib  # here only: ~5 ms of start-up that a valid file never needs

@@ -39,3 +39,28 @@ def test_a_document_only_rtoml_rejects_is_still_accepted(
 
     monkeypatch.setattr(buildfile.rtoml, "loads", refuse)
     assert parse_toml("p/BUILD.toml", DOCUMENTS[0]) == tomllib.loads(DOCUMENTS[0])
+
+
+@pytest.mark.parametrize("text", [
+    "a = { b = 1, }\n",          # a trailing comma in an inline table
+    "a = {\nb = 1}\n",           # a line break in an inline table
+    "a = 07:32\n",               # a time without seconds
+    "a = 1979-05-27T07:32\n",    # a date-time without seconds
+    'a = "\\e"\n',               # TOML 1.1 escapes
+    'a = "\\x41"\n',
+])
+def test_what_only_rtoml_accepts_is_refused_like_tomllib_refuses_it(text: str) -> None:
+    rtoml.loads(text)  # the fast parser takes it ...
+    with pytest.raises(tomllib.TOMLDecodeError):
+        tomllib.loads(text)  # ... the reference does not
+    with pytest.raises(BuildFileError) as info:
+        parse_toml("p/BUILD.toml", text)
+    assert info.value.message.startswith("TOML syntax error: ")
+    assert info.value.location is not None and info.value.location.line == 1
+
+
+@pytest.mark.parametrize("text", [
+    'a = "12:30:00"\nb = { c = 1 }\n', "cmd = \"awk '{print $1}' > $@\"\n", 'a = "\\\\x"\n',
+])
+def test_text_that_only_looks_like_toml_1_1_is_accepted(text: str) -> None:
+    assert parse_toml("p/BUILD.toml", text) == tomllib.loads(text)
