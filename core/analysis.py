@@ -139,7 +139,9 @@ class Analysis:
                 data = f.read()
             self.build_file_signatures[path] = trusted_signature(st)
         except FileNotFoundError:
-            raise LabelError(f"no package '{package}': {display} does not exist") from None
+            hint = closest(package, self.workspace.packages)
+            raise LabelError(f"no package '{package}': {display} does not exist"
+                             + (f"; did you mean '//{hint}'?" if hint else "")) from None
         source = SourceFile(display, decode_utf8(display, data))
         targets: dict[str, Target] = {}
         raws, errors = parse_build_file(source)

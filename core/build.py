@@ -148,8 +148,10 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     missing = {} if options.placeholders else _missing_sources(workspace.root, closure)
     for label, paths in missing.items():
         events.emit("action.failed", target=str(label), level="error",
-                    error="; ".join(f"missing source file {p} (needed by {label})"
-                                    for p in paths),
+                    error="; ".join(
+                        f"{p} is a directory, not a file (needed by {label}); list the files "
+                        "it holds" if os.path.isdir(os.path.join(workspace.root, p))
+                        else f"missing source file {p} (needed by {label})" for p in paths),
                     stderr_tail="", description="sources")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

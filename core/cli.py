@@ -155,7 +155,8 @@ def _sigterm_interrupts() -> Any:
 def _dispatch(args: argparse.Namespace) -> int:
     start = args.directory or os.getcwd()
     if args.directory and not os.path.isdir(args.directory):
-        raise UserError(f"-C {args.directory}: no such directory")
+        what = "not a directory" if os.path.exists(args.directory) else "no such directory"
+        raise UserError(f"-C {args.directory}: {what}")
     command = args.command
     if command in ("build", "watch"):
         from mb import cmd_build

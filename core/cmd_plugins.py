@@ -108,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
     if args.rule:
         rule = rules.get(args.rule)
         if rule is None:
-            raise UserError(f"unknown rule {args.rule!r} (rules: {', '.join(sorted(rules))})")
+            from mb.attrs_convert import closest
+
+            hint = closest(args.rule, list(rules))
+            raise UserError(f"unknown rule {args.rule!r}"
+                            + (f"; did you mean {hint!r}?" if hint else "")
+                            + f" (rules: {', '.join(sorted(rules))})")
         print("\n".join(describe_rule(rule)))
         return 0
     for name in sorted(rules):

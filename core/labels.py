@@ -23,14 +23,14 @@ def check_relative_path(path: str, what: str) -> None:
     if not path:
         raise LabelError(f"{what} is empty")
     if "\\" in path:
-        raise LabelError(f"{what} {path!r} contains a backslash; use '/'")
+        raise LabelError(f"{what} '{path}' contains a backslash; use '/'")
     if path.startswith("/"):
-        raise LabelError(f"{what} {path!r} is absolute; give a path relative to the package")
+        raise LabelError(f"{what} '{path}' is absolute; give a path relative to the package")
     for segment in path.split("/"):
         if segment == "":
-            raise LabelError(f"{what} {path!r} has an empty path segment")
+            raise LabelError(f"{what} '{path}' has an empty path segment")
         if segment in ("..", "."):
-            raise LabelError(f"{what} {path!r} contains {segment!r}; paths may not leave their package")
+            raise LabelError(f"{what} '{path}' contains '{segment}'; paths may not leave their package")
 
 
 def check_package_name(package: str) -> None:
@@ -39,7 +39,7 @@ def check_package_name(package: str) -> None:
     check_relative_path(package, "package path")
     if not _PACKAGE_RE.match(package):
         raise LabelError(
-            f"package path {package!r} has a character outside letters, digits, '_-.+/'"
+            f"package path '{package}' has a character outside letters, digits, '_-.+/'"
         )
 
 
@@ -50,14 +50,14 @@ def check_file_name(name: str, what: str) -> None:
         hint = ("; write a file name, not a label" if name.startswith((":", "//"))
                 else " (a label could not name it)")
         raise LabelError(
-            f"{what} {name!r} has a character outside letters, digits, '_-.+/'{hint}")
+            f"{what} '{name}' has a character outside letters, digits, '_-.+/'{hint}")
 
 
 def check_target_name(name: str) -> None:
     """Target names and file names inside a package (which may contain '/')."""
     check_relative_path(name, "target name")
     if not _PACKAGE_RE.match(name):
-        raise LabelError(f"target name {name!r} has a character outside letters, digits, '_-.+'")
+        raise LabelError(f"target name '{name}' has a character outside letters, digits, '_-.+'")
 
 
 @attrs.frozen(order=True)
@@ -98,6 +98,9 @@ def parse_label(text: str, current_package: str | None) -> Label:
     if current_package is None:
         raise LabelError(f"label {text!r} is relative; write it as '//package:name'")
     name = text[1:] if text.startswith(":") else text
+    if ":" in name:  # `pkg:t`: a package written without its leading //
+        raise LabelError(f"label '{text}' needs a leading // before its package; "
+                         f"write '//{text}'")
     check_target_name(name)
     return Label(current_package, name)
 

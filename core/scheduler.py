@@ -9,6 +9,7 @@ and a small read) and run only the misses.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections import deque
@@ -171,6 +172,15 @@ class Scheduler:
                     return str(producer.owner)
         return None
 
+    def _missing_message(self, path: str, action: Action,
+                         producers: Mapping[str, Action]) -> str:
+        if path in producers:
+            return f"missing output of {producers[path].owner} {path} (needed by {action.owner})"
+        if os.path.isdir(os.path.join(self.executor.root, path)):
+            return (f"{path} is a directory, not a file (needed by {action.owner}); "
+                    "list the files it holds")
+        return f"missing source file {path} (needed by {action.owner})"
+
     def _prepare(self, action: Action, produced: dict[str, str], provisional_paths: set[str],
                  producers: Mapping[str, Action],
                  before_slow_work: Callable[[], None] | None = None,
@@ -185,11 +195,8 @@ class Scheduler:
             inputs = executor.input_digests(action, produced, before_slow_work)
         except MissingInputs as missing:
             if self.options.placeholder is None:
-                kinds = ["output of " + str(producers[p].owner) if p in producers
-                         else "source file" for p in missing.paths]
                 return Outcome(action, "failed", error="; ".join(
-                    f"missing {kind} {path} (needed by {action.owner})"
-                    for kind, path in zip(kinds, missing.paths)))
+                    self._missing_message(path, action, producers) for path in missing.paths))
             filled = dict(produced)
             if before_slow_work is not None:
                 before_slow_work()

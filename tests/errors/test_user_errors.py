@@ -85,7 +85,7 @@ def test_toml_syntax_error(mb_workspace):
 @pytest.mark.parametrize("src, message", [
     ('"../up.txt"', "'srcs' item 1 is not a valid label: target name '../up.txt' contains '..'; paths may not leave their package"),
     ('"/etc/passwd"', "'srcs' item 1 is not a valid label: target name '/etc/passwd' is absolute; give a path relative to the package"),
-    ('"a\\\\b"', "'srcs' item 1 is not a valid label: target name 'a\\\\b' contains a backslash; use '/'"),
+    ('"a\\\\b"', "'srcs' item 1 is not a valid label: target name 'a\\b' contains a backslash; use '/'"),
     ('"x//y"', "'srcs' item 1 is not a valid label: target name 'x//y' has an empty path segment"),
 ])
 def test_paths_that_escape_the_package(mb_workspace, src, message):
@@ -410,3 +410,36 @@ def test_a_rule_bug_shows_its_traceback_with_verbose(mb_workspace, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0].startswith("p/BUILD.toml:1:1: rule 'buggy'")
     assert "Traceback" in result.stderr and "buggy_rule.py" in result.stderr
+
+
+def test_a_directory_given_as_a_source_file(mb_workspace):
+    ws = mb_workspace({"a/dir/x": "", "a/BUILD.toml": '[t]\nrule = "genrule"\nsrcs = ["dir"]\n'
+                                                      'outs = ["o"]\ncmd = "ls $< > $@"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 1
+    assert "FAILED //a:t: a/dir is a directory, not a file (needed by //a:t); list the files " \
+           "it holds" in result.stderr
+
+
+def test_a_relative_label_with_a_package_asks_for_slashes(mb_workspace):
+    result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n', "a:t")
+    assert result.exit_code == 2
+    assert errors_of(result) == ["label 'a:t' needs a leading // before its package; write '//a:t'"]
+
+
+def test_unknown_package_and_rule_suggest_the_closest(mb_workspace):
+    ws = mb_workspace({"abc/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
+    package = ws.run("build", "//abd:t")
+    assert package.exit_code == 2
+    assert errors_of(package) == [
+        "no package 'abd': abd/BUILD.toml does not exist; did you mean '//abc'?"]
+    rule = ws.run("rules", "genrul")
+    assert rule.exit_code == 2
+    assert errors_of(rule)[0].startswith("unknown rule 'genrul'; did you mean 'genrule'?")
+
+
+def test_dash_c_with_a_file(mb_workspace):
+    ws = mb_workspace({"a/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
+    result = ws.run("-C", "a/BUILD.toml", "build")
+    assert result.exit_code == 2
+    assert errors_of(result) == ["-C a/BUILD.toml: not a directory"]

@@ -156,7 +156,7 @@ def test_no_silent_conversions(raw: dict[str, Any], expected: list[tuple]) -> No
                                   "paths may not leave their package")]),
     ({"src": "/etc/passwd"}, [(("src",), "is not a valid label: target name '/etc/passwd' is "
                                          "absolute; give a path relative to the package")]),
-    ({"src": "a\\b"}, [(("src",), "is not a valid label: target name 'a\\\\b' contains a "
+    ({"src": "a\\b"}, [(("src",), "is not a valid label: target name 'a\\b' contains a "
                                   "backslash; use '/'")]),
     ({"src": "a//b"}, [(("src",), "is not a valid label: target name 'a//b' has an empty "
                                   "path segment")]),

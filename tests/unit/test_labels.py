@@ -62,8 +62,8 @@ def test_labels_are_ordered_and_hashable() -> None:
     ("//a//b:c", None, "package path 'a//b' has an empty path segment"),
     ("//a:b//c", None, "target name 'b//c' has an empty path segment"),
     ("//a:b/", None, "target name 'b/' has an empty path segment"),
-    ("//a\\b:c", None, "package path 'a\\\\b' contains a backslash; use '/'"),
-    ("//a:b\\c", None, "target name 'b\\\\c' contains a backslash; use '/'"),
+    ("//a\\b:c", None, "package path 'a\\b' contains a backslash; use '/'"),
+    ("//a:b\\c", None, "target name 'b\\c' contains a backslash; use '/'"),
     ("//a b:c", None, "package path 'a b' has a character outside letters, digits, '_-.+/'"),
     ("//a$:c", None, "package path 'a$' has a character outside letters, digits, '_-.+/'"),
     ("//a:b c", None, "target name 'b c' has a character outside letters, digits, '_-.+'"),
@@ -87,7 +87,7 @@ def test_parse_label_rejects_non_string() -> None:
 
 @pytest.mark.parametrize("path, message", [
     ("", "output name is empty"),
-    ("a\\b", "output name 'a\\\\b' contains a backslash; use '/'"),
+    ("a\\b", "output name 'a\\b' contains a backslash; use '/'"),
     ("/abs", "output name '/abs' is absolute; give a path relative to the package"),
     ("a//b", "output name 'a//b' has an empty path segment"),
     ("a/..", "output name 'a/..' contains '..'; paths may not leave their package"),
@@ -162,7 +162,7 @@ def test_bare_dots_inside_a_package_are_relative_to_it() -> None:
     ("x:all", "pkg", "pattern 'x:all' is relative; write it as '//package:all'"),
     ("//a/../...", None, "package path 'a/..' contains '..'; paths may not leave their package"),
     ("//a//b/...", None, "package path 'a//b' has an empty path segment"),
-    ("//a\\b:all", None, "package path 'a\\\\b' contains a backslash; use '/'"),
+    ("//a\\b:all", None, "package path 'a\\b' contains a backslash; use '/'"),
     ("//a b:all", None, "package path 'a b' has a character outside letters, digits, '_-.+/'"),
     ("///abs/...", None, "package path '/abs' is absolute; give a path relative to the package"),
     ("//a:../b", None, "target name '../b' contains '..'; paths may not leave their package"),
