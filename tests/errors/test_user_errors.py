@@ -443,3 +443,28 @@ def test_dash_c_with_a_file(mb_workspace):
     result = ws.run("-C", "a/BUILD.toml", "build")
     assert result.exit_code == 2
     assert errors_of(result) == ["-C a/BUILD.toml: not a directory"]
+
+
+def test_a_single_file_attribute_given_a_target_with_several_outputs(mb_workspace, tmp_path):
+    """SPEC §2, for a rule that passes its mb.File on to ctx.call (SPEC §10's shout)."""
+    plugin = tmp_path / "plug"
+    plugin.mkdir()
+    (plugin / "shout_like.py").write_text(
+        "import attrs\nimport mb\n\n@attrs.frozen\nclass A:\n    src: mb.File\n\n"
+        "def _shout(io):\n    io.outputs[0].write_text(io.inputs[0].read_text().upper())\n\n"
+        "@mb.rule('shout_like', attrs=A, version='1')\ndef shout(ctx, a):\n"
+        "    out = ctx.output(f'{ctx.name}.txt')\n"
+        "    ctx.call(_shout, inputs=[a.src], outputs=[out])\n\n"
+        "@mb.hookimpl\ndef mb_rules():\n    return [shout]\n")
+    ws = mb_workspace({"a/BUILD.toml": '[two]\nrule = "genrule"\nouts = ["a.txt", "b.txt"]\n'
+                                       'cmd = "touch $(OUTS)"\n\n[s]\nrule = "shout_like"\n'
+                                       'src = ":two"\n\n[ok]\nrule = "shout_like"\n'
+                                       'src = "//a:a.txt"\n'})
+    env = {"PYTHONPATH": str(plugin)}
+    result = ws.run("-p", "shout_like", "build", "//a:s", env=env)
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:6:1: //a:s: //a:two stands for 2 files where one is expected "
+        "(a/a.txt, a/b.txt)"]
+    one_file = ws.run("-p", "shout_like", "build", "//a:ok", env=env)
+    assert one_file.exit_code == 0, one_file.stderr
