@@ -57,6 +57,7 @@ class FakeExecutor:
                  failing: Iterable[str] = (), raising: Iterable[str] = (),
                  cached: Iterable[str] = ()) -> None:
         self.sources = dict(sources or {})
+        self.root = "/nonexistent-workspace"  # messages look for directories under it
         self.hold = hold
         self.failing = set(failing)
         self.raising = set(raising)
