@@ -287,7 +287,8 @@ class _Rebuild:
                         cost=sum(r["cost"] for r in records.values() if r["cost"]) or None)
             self._write_manifest(events.build_id, started, status, counts, records,
                                  [by_position[p] for p in positions])
-            if status == "ok":
+            # Results of a sandbox that does not cache (`none`) are never replayed.
+            if status == "ok" and getattr(executor.sandbox, "caches_results", True):
                 self._record(events.build_id, changed, statcache, by_position, records)
         finally:
             reporter.stop()

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from mb.fsutil import remove_tree, spread_subdirectories
+from mb.fsutil import discard, remove_tree, spread_subdirectories
 
 #: The environment every action starts from (SPEC §5), plus what it declares.
 BASE_ENV: Mapping[str, str] = {"LANG": "C.UTF-8", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0"}
@@ -37,6 +37,8 @@ class SandboxRequest:
     cache_dir: str = ""  # blobs under it are hard-linked into the sandbox; sources symlinked
     stdin: str | None = None  # relative to the root, as `< file` in a shell
     stdout: str | None = None  # relative to the root, as `> file`
+    #: The workspace root; only the `none` sandbox looks at it (its root mirrors the workspace).
+    workspace: str = ""
 
 
 @attrs.frozen
@@ -91,6 +93,13 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
 PLACEMENT_TRIES = 4
 PROBE_LINKS = 16
 PROBE_SLOW_S = 30e-6
+#: A file in the sandbox parent while a build uses its folder (`sandbox_folder`,
+#: `release_sandbox_folder`); found by the next build only if that build died.
+IN_USE = "in-use"
+#: Folders of a build that died are renamed to this prefix before they are removed.
+RETIRED_PREFIX = "retired-"
+#: How long to wait for the processes of a dead build to exit once killed.
+RETIRE_WAIT_S = 2.0
 
 
 def sandbox_folder(parent: str) -> str:
@@ -110,16 +119,54 @@ def sandbox_folder(parent: str) -> str:
     PLACEMENT_TRIES times. Elsewhere the flag is ignored, the probe passes
     and this is just a folder. It is kept, like the sandbox directories in
     it, until `.mb/` is removed.
+
+    The build calling this holds the workspace lock, and marks the folder in
+    use (`IN_USE`, one file) until `release_sandbox_folder`, once every
+    process it started has ended. A mark found here was left by a build that
+    died (SIGKILL, a crash), whose actions may still run and write into the
+    sandbox directories (decisions/0007): those folders are not reused but
+    retired (`_retire`) and a new one is made. Each call costs one listing
+    and one small file; nothing is added per action.
     """
     try:
         names = os.listdir(parent)
     except FileNotFoundError:
         names = []
-    existing = sorted(name for name in names if name.startswith("s-"))
-    if existing:
-        return os.path.join(parent, existing[0])
-    for name in names:  # the sandboxes of earlier versions, directly in `parent`
-        remove_tree(os.path.join(parent, name))
+    if IN_USE in names:  # the last build using these folders did not end: it died
+        _retire(parent, [name for name in names if name.startswith("s-")])
+        names = os.listdir(parent)
+    current = sorted(name for name in names if name.startswith("s-"))
+    chosen = current[0] if current else ""
+    for name in names:  # retired folders, the sandboxes of earlier versions
+        if name != chosen and name != IN_USE:
+            remove_tree(os.path.join(parent, name))
+    if not chosen:
+        chosen = os.path.basename(_new_folder(parent))
+    folder = os.path.join(parent, chosen)
+    _write_in_use(parent)
+    return folder
+
+
+def release_sandbox_folder(folder: str) -> None:
+    """The build that got `folder` from `sandbox_folder` has ended, and with it every
+    process it started: the next build may reuse the folder. Call it last, after
+    the sandbox directories are emptied; a build that never calls it (killed, or
+    failing before) leaves the next one a mark that makes it retire the folder."""
+    discard(os.path.join(os.path.dirname(folder), IN_USE))
+
+
+def _write_in_use(parent: str) -> None:
+    """Mark the sandbox folders in use by this process (its pid, for whoever looks)."""
+    fd = os.open(os.path.join(parent, IN_USE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                 | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, b"%d\n" % os.getpid())
+    finally:
+        os.close(fd)
+
+
+def _new_folder(parent: str) -> str:
+    """A new, probed sandbox folder in `parent` (see `sandbox_folder`)."""
     os.makedirs(parent, exist_ok=True)
     spread_subdirectories(parent)
     tried: list[tuple[float, str]] = []
@@ -134,6 +181,92 @@ def sandbox_folder(parent: str) -> str:
         if folder != chosen:
             remove_tree(folder)
     return chosen
+
+
+def _retire(parent: str, names: Sequence[str]) -> None:
+    """Take the sandbox folders of a build that died out of use, and stop what still runs in them.
+
+    Each is renamed first: a process still running there keeps its cwd (the
+    same inode, under the new name) and writes where no later action looks,
+    and an absolute path it still holds into the old name finds nothing.
+    Then the process groups of the processes whose cwd is inside are killed
+    (`_kill_processes_in`); `sandbox_folder` removes the folders afterwards.
+    """
+    retired = []
+    for name in names:
+        target = os.path.join(parent, RETIRED_PREFIX + os.urandom(4).hex())
+        try:
+            os.rename(os.path.join(parent, name), target)
+        except OSError:
+            continue
+        retired.append(target)
+    if retired:
+        _kill_processes_in(retired)
+
+
+def _kill_processes_in(folders: Sequence[str]) -> list[int]:
+    """SIGKILL the process group of every process whose cwd is inside `folders`; returns
+    the pids found. Best effort, Linux only (`/proc`), and waits up to RETIRE_WAIT_S
+    for them to exit.
+
+    Actions run in a session of their own (`start_new_session`), so they have
+    no controlling terminal and their group is theirs alone. A process with a
+    terminal (someone's shell `cd`-ed into the folder), or in this process's
+    own group or session, is left alone.
+    """
+    prefixes = tuple(folder + os.sep for folder in folders)
+    own_group, own_session = os.getpgrp(), os.getsid(0)
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+    found: list[int] = []
+    groups: set[int] = set()
+    for pid in pids:
+        try:
+            if not (os.readlink(f"/proc/{pid}/cwd") + os.sep).startswith(prefixes):
+                continue
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            group, session, tty = int(fields[2]), int(fields[3]), int(fields[4])
+        except (OSError, ValueError, IndexError):
+            continue  # gone, or not ours to look at
+        if tty != 0 or group in (own_group, 0, 1) or session == own_session:
+            continue
+        found.append(int(pid))
+        groups.add(group)
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+    _wait_for_exit(found, RETIRE_WAIT_S)
+    return found
+
+
+def _wait_for_exit(pids: Sequence[int], timeout: float) -> None:
+    """Wait until every one of `pids` has exited (a zombie counts), at most `timeout` s."""
+    import select
+
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except (OSError, AttributeError):  # gone already, or no pidfds here
+            pass
+    deadline = time.monotonic() + timeout
+    try:
+        while fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(fds, [], [], left)
+            for fd in ready:
+                fds.remove(fd)
+                os.close(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _link_cost(folder: str) -> float:
@@ -161,8 +294,10 @@ def _link_cost(folder: str) -> float:
 
 
 def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
-                 link: bool = True, cache_dir: str = "\0") -> None:
+                 link: bool = True, cache_dir: str = "\0", scratch: bool = True) -> None:
     """Make `root` hold exactly the declared inputs, empty output directories, .home and .tmp.
+
+    `scratch=False` leaves out .home and .tmp (and expects `root` to exist).
 
     Inputs from the cache (`cache_dir`, read-only blobs) are hard-linked;
     workspace sources are symlinked (a hard link would change the source's
@@ -174,7 +309,9 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
     inode freed in the last minutes, so deleting and re-creating a symlink
     per action makes a build quadratic. A staged symlink the next action
     does not need is moved into `<root>.stash/` instead, and moved back when
-    an action needs the same input again. Every other file a previous action
+    an action needs the same input again. The stash is flat (`_stash_name`):
+    a path through a stashed symlink to a directory would lead out of it.
+    Every other file a previous action
     left is removed, and so is every directory this action does not need,
     so what the action sees is the same as in a fresh directory.
     """
@@ -183,7 +320,7 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
     # an action) took about a tenth of a worker's CPU in a profile.
     stash = root + ".stash"
     prefix = root + "/"
-    needed = {".home", ".tmp"}  # directories the action needs, relative to root
+    needed = {".home", ".tmp"} if scratch else set()  # directories, relative to root
     for rel in (*inputs, *outputs):
         parent = rel.rpartition("/")[0]
         while parent and parent not in needed:
@@ -207,7 +344,7 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
             elif symlinked.get(path) == os.readlink(path):
                 in_place.add(path)
             else:
-                _stash_link(path, stash + path[len(root):])
+                _stash_link(path, stash + "/" + _stash_name(path[len(prefix):]))
     for rel in reversed(found_dirs):
         if rel not in needed:
             os.chmod(prefix + rel, 0o755)
@@ -219,7 +356,7 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
         if target in in_place:
             continue
         if target in symlinked:
-            if not _unstash_link(stash + "/" + rel, source, target):
+            if not _unstash_link(stash + "/" + _stash_name(rel), source, target):
                 os.symlink(source, target)
             continue
         try:
@@ -244,14 +381,25 @@ def _entries(directory: str) -> list[os.DirEntry[str]]:
     return []
 
 
+def _stash_name(rel: str) -> str:
+    """The name of a stashed symlink: its relative path as one file name (`/` as `%2F`).
+
+    Never a path with directories: a stashed symlink may point to a directory
+    (the `none` sandbox's forest, or a source that became a directory), and
+    renaming `a/b` into `<stash>/a/b` through a symlink `<stash>/a` would
+    replace the real file `a/b` in the workspace.
+    """
+    return rel.replace("%", "%25").replace("/", "%2F")
+
+
 def _stash_link(path: str, stashed: str) -> None:
     """Move a staged symlink out of the sandbox, keeping its inode for a later action."""
     try:
         os.replace(path, stashed)
-    except FileNotFoundError:
+    except FileNotFoundError:  # no stash yet
         os.makedirs(os.path.dirname(stashed), exist_ok=True)
         os.replace(path, stashed)
-    except OSError:  # e.g. a directory of that name in the stash
+    except OSError:  # e.g. a directory of that name (a stash of an earlier version)
         os.unlink(path)
 
 

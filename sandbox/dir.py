@@ -17,6 +17,9 @@ from mb.sandbox.base import (
 
 class DirSandbox:
     name = "dir"
+    #: Its results depend only on what the action key covers (SPEC §4), so the
+    #: executor caches them (the `none` sandbox's do not).
+    caches_results = True
 
     def __init__(self, registry: ProcessRegistry) -> None:
         self.registry = registry

@@ -8,6 +8,8 @@ import random
 import signal
 import time
 
+import pytest
+
 from mb.digest import digest_file
 
 
@@ -134,3 +136,79 @@ cmd = "tr a-z A-Z < $< > $@"
     # And a further build trusts all of it.
     assert ws.run("build").exit_code == 0
     assert ws.executed() == []
+
+
+def test_an_action_orphaned_by_sigkill_cannot_corrupt_the_next_build(mb_workspace, tmp_path):
+    """mb killed with SIGKILL leaves its running action behind (a session of its own).
+    The next build must not run its action in the directory the orphan still writes
+    into: the orphan would append to the new output, and the wrong bytes be cached."""
+    log, gate = tmp_path / "read.log", tmp_path / "gate"
+    ws = mb_workspace({"p/in.txt": "old\n", "p/BUILD.toml": f"""
+[t]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["o.txt"]
+cmd = "v=$$(cat p/in.txt); echo $$$$ $$v >> {log}; while [ ! -e {gate} ]; do sleep 0.02; done; echo $$v >> $@"
+"""})
+    first = ws.popen("build")
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 1)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    orphan = int(log.read_text().split()[0])
+    assert _alive(orphan), "the killed build's action runs on"
+    (ws.path / "p/in.txt").write_text("new\n")
+    second = ws.popen("build")
+    wait_for(lambda: len(log.read_text().splitlines()) == 2)  # the new action read "new"
+    gate.touch()  # both may write now
+    _out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert ws.out("p/o.txt").read_text() == "new\n"
+    wait_for(lambda: not _alive(orphan), timeout=10)
+    # What was cached is right too: from a clean mb-out, the cache gives the same.
+    (ws.path / "mb-out" / "p" / "o.txt").unlink()
+    assert ws.run("build").exit_code == 0
+    assert ws.out("p/o.txt").read_text() == "new\n"
+
+
+def _in_use_mark(ws) -> bool:
+    return (ws.path / ".mb" / "sandbox" / "in-use").exists()
+
+
+def _sandbox_folders(ws) -> list[str]:
+    return sorted(n for n in os.listdir(ws.path / ".mb" / "sandbox") if n.startswith("s-"))
+
+
+# Remove the marker when Executor.close() calls mb.sandbox.base.release_sandbox_folder.
+def test_a_build_that_ends_releases_its_sandbox_folder_for_the_next(mb_workspace, tmp_path):
+    """Success, failure and Ctrl-C all end the build: its sandbox folder (and the
+    symlinks stashed in it, decisions/0004) is reused, not retired."""
+    pidfile = tmp_path / "child.pid"
+    ws = mb_workspace({"s/in.txt": "x\n", "s/BUILD.toml": f"""
+[ok]
+rule = "genrule"
+srcs = ["in.txt"]
+outs = ["ok.txt"]
+cmd = "cp $< $@"
+
+[bad]
+rule = "genrule"
+outs = ["bad.txt"]
+cmd = "exit 3"
+
+[long]
+rule = "genrule"
+outs = ["long.txt"]
+cmd = "sleep 300 & echo $$! > {pidfile}; wait"
+"""})
+    assert ws.run("build", "//s:ok").exit_code == 0
+    assert not _in_use_mark(ws)
+    folders = _sandbox_folders(ws)
+    assert len(folders) == 1
+    assert ws.run("build", "//s:bad").exit_code == 1
+    assert not _in_use_mark(ws) and _sandbox_folders(ws) == folders
+    proc = ws.popen("build", "//s:long")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert not _in_use_mark(ws) and _sandbox_folders(ws) == folders

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -16,7 +17,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from mb.sandbox.base import ProcessRegistry, SandboxRequest, SandboxResult, sandbox_folder
+from mb.sandbox.base import (
+    IN_USE, ProcessRegistry, SandboxRequest, SandboxResult, prepare_root,
+    release_sandbox_folder, sandbox_folder,
+)
 from mb.sandbox.dir import DirSandbox
 
 DUMP_ENV = "import json, os; open('pkg/env.json', 'w').write(json.dumps(dict(os.environ)))"
@@ -169,7 +173,7 @@ def test_a_staged_symlink_is_stashed_and_reused_not_recreated(tmp_path: Path,
     first_inode = os.lstat(root / "pkg/a.txt").st_ino
     listing = run(request(root, ("sh", "-c", "ls -R > out.txt"), b, outputs=("out.txt",)))
     assert listing.exit_code == 0 and "a.txt" not in (root / "out.txt").read_text()
-    assert os.lstat(tmp_path / "sandbox.stash/pkg/a.txt").st_ino == first_inode
+    assert os.lstat(tmp_path / "sandbox.stash/pkg%2Fa.txt").st_ino == first_inode
     again = run(request(root, ("cat", "pkg/a.txt"), a))
     assert again.exit_code == 0 and os.lstat(root / "pkg/a.txt").st_ino == first_inode
     assert not (root / "pkg/deep/b.txt").exists()
@@ -184,6 +188,30 @@ def test_a_stashed_symlink_to_another_source_is_not_reused(tmp_path: Path,
                         {"pkg/a.txt": str(workspace / "top.txt")}, outputs=("out.txt",)))
     assert other.exit_code == 0
     assert (root / "out.txt").read_text() == "not declared either\n"
+
+
+def test_stashing_never_writes_through_a_stashed_symlink_to_a_directory(
+        tmp_path: Path, workspace: Path) -> None:
+    """A source that was a file (its symlink stashed) and is now a directory: stashing
+    a file under it must not go through the stashed symlink into the workspace."""
+    root = str(tmp_path / "sandbox")
+    prepare_root(root, {"pkg/d": str(workspace / "pkg/a.txt")}, ())
+    prepare_root(root, {}, ())  # stashes the symlink pkg/d (to a file)
+    real = workspace / "pkg/deep"
+    prepare_root(root, {"pkg/d": str(real)}, ())  # pkg/d now links to a directory
+    prepare_root(root, {}, ())  # stashed again, now a symlink to a directory
+    prepare_root(root, {"pkg/d/b.txt": str(real / "b.txt")}, ())
+    prepare_root(root, {}, ())  # stashes pkg/d/b.txt: never into pkg/deep/b.txt itself
+    assert not (real / "b.txt").is_symlink()
+    assert (real / "b.txt").read_text() == "declared b\n"
+    assert sorted(os.listdir(root + ".stash")) == ["pkg%2Fd", "pkg%2Fd%2Fb.txt"]
+
+
+def test_stash_names_are_one_file_name_per_path(tmp_path: Path, workspace: Path) -> None:
+    from mb.sandbox.base import _stash_name
+
+    assert _stash_name("a/b%2Fc/d.txt") == "a%2Fb%252Fc%2Fd.txt"
+    assert _stash_name("a/b") != _stash_name("a%2Fb")
 
 
 def test_stdin_and_stdout_redirect_like_a_shell(tmp_path: Path, workspace: Path) -> None:
@@ -346,8 +374,10 @@ def test_sandbox_folder_is_made_once_under_a_spread_parent(tmp_path: Path) -> No
     assert os.path.basename(folder).startswith("s-")
     assert _topdir_flag(parent) in (True, None)  # None: a file system without inode flags
     (Path(folder) / "mb-action_0").mkdir()
+    release_sandbox_folder(folder)
     assert sandbox_folder(str(parent)) == folder, "later builds reuse it (and its stashes)"
-    assert os.listdir(parent) == [os.path.basename(folder)]
+    assert sorted(os.listdir(parent)) == [IN_USE, os.path.basename(folder)]
+    assert (Path(folder) / "mb-action_0").is_dir()
 
 
 def test_sandbox_folder_replaces_the_old_layout(tmp_path: Path) -> None:
@@ -358,7 +388,7 @@ def test_sandbox_folder_replaces_the_old_layout(tmp_path: Path) -> None:
     (parent / "mb-action_0.stderr").write_text("old")
     (parent / "mb-action_0" / "p").chmod(0o555)
     folder = sandbox_folder(str(parent))
-    assert os.listdir(parent) == [os.path.basename(folder)]
+    assert sorted(os.listdir(parent)) == [IN_USE, os.path.basename(folder)]
 
 
 def test_sandbox_folder_moves_away_from_a_slow_block_group(
@@ -377,7 +407,7 @@ def test_sandbox_folder_moves_away_from_a_slow_block_group(
     monkeypatch.setattr(base, "_link_cost", fake_cost)
     folder = sandbox_folder(str(tmp_path / "sandbox"))
     assert len(probed) == 3 and folder == probed[2]
-    assert os.listdir(tmp_path / "sandbox") == [os.path.basename(folder)]
+    assert sorted(os.listdir(tmp_path / "sandbox")) == [IN_USE, os.path.basename(folder)]
 
 
 def test_sandbox_folder_keeps_the_fastest_when_every_probe_is_slow(
@@ -394,7 +424,7 @@ def test_sandbox_folder_keeps_the_fastest_when_every_probe_is_slow(
     monkeypatch.setattr(base, "_link_cost", fake_cost)
     folder = sandbox_folder(str(tmp_path / "sandbox"))
     assert len(probed) == base.PLACEMENT_TRIES and folder == probed[2]
-    assert os.listdir(tmp_path / "sandbox") == [os.path.basename(folder)]
+    assert sorted(os.listdir(tmp_path / "sandbox")) == [IN_USE, os.path.basename(folder)]
 
 
 def test_link_cost_measures_real_symlinks_and_leaves_nothing(tmp_path: Path) -> None:
@@ -438,3 +468,94 @@ def test_stdin_is_empty_and_every_action_shares_one_dev_null(tmp_path: Path) -> 
         assert (result.exit_code, result.stderr_tail.strip()) == (0, "0")
     if before is not None:
         assert len(os.listdir("/proc/self/fd")) == before, "no descriptor left open"
+
+
+# --- sandbox folders of a build that died ---------------------------------------------
+
+
+def test_a_folder_left_in_use_is_retired_and_its_processes_killed(tmp_path: Path) -> None:
+    """A build killed with SIGKILL leaves its actions running (their own sessions) and
+    its mark: the next build neither reuses the folder nor lets them write into its own."""
+    parent = tmp_path / "sandbox"
+    folder = sandbox_folder(str(parent))
+    slot = Path(folder) / "mb-action_0"
+    slot.mkdir()
+    orphan = subprocess.Popen(["sh", "-c", "sleep 300 & echo $! > child.pid; wait"],
+                              cwd=slot, start_new_session=True)
+    try:
+        wait_for_file(slot / "child.pid")
+        child = int((slot / "child.pid").read_text())
+        # no release_sandbox_folder: the build died
+        new = sandbox_folder(str(parent))
+        assert new != folder
+        assert sorted(os.listdir(parent)) == [IN_USE, os.path.basename(new)]
+        assert os.listdir(new) == []
+        assert orphan.wait(10) == -9
+        assert gone(child) and not alive(child)
+    finally:
+        if orphan.poll() is None:
+            os.killpg(orphan.pid, 9)
+            orphan.wait()
+
+
+def test_a_released_folder_is_reused_and_nothing_is_killed(tmp_path: Path) -> None:
+    parent = tmp_path / "sandbox"
+    folder = sandbox_folder(str(parent))
+    slot = Path(folder) / "mb-action_0"
+    slot.mkdir()
+    survivor = subprocess.Popen(["sleep", "300"], cwd=slot, start_new_session=True)
+    try:
+        release_sandbox_folder(folder)
+        assert not (parent / IN_USE).exists()
+        assert sandbox_folder(str(parent)) == folder
+        assert alive(survivor.pid)
+    finally:
+        survivor.kill()
+        survivor.wait()
+
+
+def test_processes_of_this_session_or_with_a_terminal_are_not_killed(tmp_path: Path) -> None:
+    """Only processes that look like actions (a session of their own, no terminal) are
+    stopped; this process's own children, e.g. a shell someone left there, are not."""
+    from mb.sandbox.base import _kill_processes_in
+
+    folder = tmp_path / "retired-x"
+    folder.mkdir()
+    mine = subprocess.Popen(["sleep", "300"], cwd=folder)  # same session as this test
+    action = subprocess.Popen(["sleep", "300"], cwd=folder, start_new_session=True)
+    try:
+        found = _kill_processes_in([str(folder)])
+        assert found == [action.pid]
+        assert action.wait(10) == -9
+        assert alive(mine.pid)
+    finally:
+        for proc in (mine, action):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_retired_folder_that_cannot_be_removed_yet_is_removed_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mb.sandbox import base
+
+    parent = tmp_path / "sandbox"
+    first = sandbox_folder(str(parent))
+    (Path(first) / "mb-action_0").mkdir()
+    monkeypatch.setattr(base, "remove_tree", lambda path: None)  # e.g. still written to
+    second = sandbox_folder(str(parent))
+    leftovers = [n for n in os.listdir(parent) if n.startswith(base.RETIRED_PREFIX)]
+    assert len(leftovers) == 1 and second != first
+    monkeypatch.undo()
+    release_sandbox_folder(second)
+    assert sandbox_folder(str(parent)) == second
+    assert sorted(os.listdir(parent)) == [IN_USE, os.path.basename(second)]
+
+
+def wait_for_file(path: Path, within: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + within
+    while not (path.exists() and path.read_text().strip()):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
