@@ -19,6 +19,15 @@ from mb.events import EventLog
 
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp")
 AUDIO_TYPES = (".wav",)
+#: Compressed audio: silence encoded by the ffmpeg mb ships with (imageio-ffmpeg).
+ENCODED_AUDIO: dict[str, tuple[str, ...]] = {
+    ".mp3": ("-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"),
+    ".m4a": ("-c:a", "aac", "-b:a", "64k", "-f", "ipod"),
+    ".aac": ("-c:a", "aac", "-b:a", "64k", "-f", "adts"),
+    ".ogg": ("-c:a", "libvorbis", "-q:a", "2", "-f", "ogg"),
+    ".opus": ("-c:a", "libopus", "-b:a", "48k", "-f", "opus"),
+    ".flac": ("-c:a", "flac", "-f", "flac"),
+}
 VIDEO_TYPES = (".mp4", ".mov", ".webm", ".mkv")
 
 
@@ -67,6 +76,27 @@ def placeholder_audio(request: PlaceholderRequest) -> bytes:
     return buffer.getvalue()
 
 
+def placeholder_encoded_audio(request: PlaceholderRequest) -> bytes:
+    """Silence as MP3, AAC, Vorbis, Opus or FLAC: a consumer probing or decoding it
+    (ffmpeg_concat reads its duration) must get real audio, not a text file."""
+    import subprocess
+    import tempfile
+
+    import imageio_ffmpeg
+
+    suffix = os.path.splitext(request.path)[1].lower()
+    duration = request.duration_s or 2.0
+    with tempfile.TemporaryDirectory() as tmp:
+        target = os.path.join(tmp, "silence" + suffix)
+        subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+             f"anullsrc=r=48000:cl=mono:d={duration}", *ENCODED_AUDIO[suffix],
+             "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1", target],
+            check=True, capture_output=True)
+        with open(target, "rb") as f:
+            return f.read()
+
+
 def placeholder_video(request: PlaceholderRequest) -> bytes:
     import subprocess
     import tempfile
@@ -93,6 +123,8 @@ def builtin_placeholder(request: PlaceholderRequest) -> bytes:
         return placeholder_image(request)
     if suffix in AUDIO_TYPES:
         return placeholder_audio(request)
+    if suffix in ENCODED_AUDIO:
+        return placeholder_encoded_audio(request)
     if suffix in VIDEO_TYPES:
         return placeholder_video(request)
     return f"placeholder: {request.path} is missing ({request.reason})\n".encode()

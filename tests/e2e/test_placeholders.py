@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import json
 import struct
 
@@ -63,3 +64,37 @@ def test_placeholders_fill_missing_inputs_and_are_provisional(mb_workspace):
     assert png_size(ws.out("v/cover_copy.png").read_bytes()) == (4, 4)
     assert ws.out("v/notes_copy.txt").read_text() == "real notes\n"
     assert [e for e in ws.last_build_events() if e["type"] == "placeholder.used"] == []
+
+
+def test_a_missing_mp3_is_real_silence_an_mp4_can_be_made_from(mb_workspace):
+    """SPEC §7 'WAV/MP3: silence': ffmpeg_concat probes the audio's duration, so a
+    text stand-in failed the build even with --placeholders."""
+    from PIL import Image
+
+    ws = mb_workspace({"p/BUILD.toml": '[v]\nrule = "ffmpeg_concat"\nsrcs = ["pic.png"]\n'
+                                       'audio = "a.mp3"\nwidth = 64\nheight = 64\nfps = 10\n'})
+    Image.new("RGB", (64, 64), (0, 128, 255)).save(ws.path / "p/pic.png")
+    result = ws.run("build", "--placeholders", "//p:v")
+    assert result.exit_code == 0, result.stderr
+    assert "//p:v (built) [provisional]" in result.stdout
+    assert ws.out("p/v.mp4").stat().st_size > 0
+
+
+def test_encoded_audio_placeholders_are_decodable_silence():
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from mb.placeholders import ENCODED_AUDIO, PlaceholderRequest, builtin_placeholder
+
+    for suffix in ENCODED_AUDIO:
+        request = PlaceholderRequest(path=f"p/a{suffix}", consumer="//p:v", reason="missing")
+        data = builtin_placeholder(request)
+        assert data == builtin_placeholder(request), f"{suffix}: the same bytes every time"
+        decoded = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", suffix.lstrip(".").replace(
+                "m4a", "mov").replace("opus", "ogg"), "-i", "-", "-f", "s16le", "-ac", "1",
+             "-ar", "8000", "-"], input=data, capture_output=True, check=True).stdout
+        assert 1.9 < len(decoded) / 16000 < 2.2, f"{suffix}: about 2 s"
+        samples = array.array("h", decoded)
+        assert max(abs(v) for v in samples) <= 2, f"{suffix}: silence"
