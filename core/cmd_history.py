@@ -157,10 +157,16 @@ def cmd_explain(workspace: Workspace, args: argparse.Namespace) -> int:
     last = next((b for b in reversed(builds) if any(a["target"] == label
                                                     for a in b.get("actions", []))), None)
     if last is None:
+        actions = _declared_actions(workspace, label, args)  # unknown label: exit 2
+        if not actions:
+            print(f"{label} declares no actions (it names files): nothing runs for it")
+            return 0
         raise HistoryError(f"{label} has no actions in any recorded build; build it first")
     earlier = builds[: builds.index(last)]
     for action in (a for a in last["actions"] if a["target"] == label):
         print(f"{label}: {action['description']}: {action['status']}")
+        if action["status"] == "failed" and action.get("error"):
+            print(f"  {action['error']}")
         if action["status"] != "executed":
             if action["status"] == "cached":
                 print(f"  key {action['key'][:16]} was in the cache")
@@ -169,6 +175,21 @@ def cmd_explain(workspace: Workspace, args: argparse.Namespace) -> int:
         for line in explain_change(workspace, previous, action):
             print(f"  {line}")
     return 0
+
+
+def _declared_actions(workspace: Workspace, label: str, args: argparse.Namespace) -> list[Any]:
+    """The actions `label` declares now; an unknown target is the usual exit-2 error."""
+    from mb.analysis import Analysis
+    from mb.labels import parse_pattern
+    from mb.plugins import load_plugins
+    from mb.statcache import StatCache
+
+    plugins = load_plugins(args.plugins or ())
+    statcache = StatCache(os.path.join(workspace.state_dir, "statcache.bin"))
+    analysis = Analysis(workspace, plugins, statcache.digest)
+    pattern = parse_pattern(label, workspace.cwd_package)
+    requested = analysis.expand([pattern])
+    return [a for target in requested for a in analysis.analyze(target).actions]
 
 
 def _previous_record(builds: list[dict[str, Any]], action: dict[str, Any]

@@ -193,3 +193,24 @@ cmd = "echo '{\\"kind\\": \\"cost\\", \\"amount\\": 99}' > .mb-channel.jsonl && 
     assert not [e for e in events if e["type"] == "provider.request"]
     manifest = json.loads((ws.path / f".mb/builds/{current(ws)}.json").read_text())
     assert manifest["targets"]["//c:sneaky"]["cost"] is None
+
+
+def test_explain_of_unknown_labels_and_targets_without_actions(mb_workspace):
+    ws = mb_workspace({"a/x": "", "a/BUILD.toml": '[fg]\nrule = "filegroup"\nsrcs = ["x"]\n\n'
+                                                  '[t]\nrule = "genrule"\nouts = ["o"]\n'
+                                                  'cmd = "exit 3"\n'})
+    unknown = ws.run("explain", "//a:nope")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.strip() == "no target 'nope' in package 'a' (//a:nope)"
+    no_package = ws.run("explain", "//zz:x")
+    assert no_package.exit_code == 2
+    files_only = ws.run("explain", "//a:fg")
+    assert files_only.exit_code == 0
+    assert "declares no actions" in files_only.stdout
+    not_built = ws.run("explain", "//a:t")
+    assert not_built.exit_code == 1
+    assert "build it first" in not_built.stderr
+    assert ws.run("build").exit_code == 1
+    failed = ws.run("explain", "//a:t")
+    assert failed.exit_code == 0
+    assert "failed" in failed.stdout and "command exited with status 3" in failed.stdout
