@@ -10,6 +10,7 @@ still being analysed is a cycle, reported in order.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -234,7 +235,13 @@ class Analysis:
             errors.append(source.error((raw.name, exc.attribute),
                                        f"'{exc.attribute}' {exc.text}"))
         except (ValueError, TypeError) as exc:  # any other attrs validator of the rule
-            errors.append(source.error((raw.name,), f"target '{raw.name}': {exc}"))
+            # A message naming its attribute first ("'width' must be ...", as the
+            # built-in rules word theirs) is located at that attribute.
+            attribute = _attribute_named(str(exc), cls)
+            if attribute:
+                errors.append(source.error((raw.name, attribute), str(exc)))
+            else:
+                errors.append(source.error((raw.name,), f"target '{raw.name}': {exc}"))
         return None
 
     def _attribute_error(self, path: tuple[str | int, ...], message: str, raw: RawTarget,
@@ -249,7 +256,11 @@ class Analysis:
             text += f"; did you mean '{hint}'?" if hint else f" (attributes: {', '.join(allowed)})"
             return source.error(key_path, text)
         if not path:  # a validator of the whole class
-            return source.error((raw.name,), f"target '{raw.name}': {message.split(': ', 1)[-1]}")
+            text = message.split(": ", 1)[-1]
+            attribute = _attribute_named(text, cls)
+            if attribute:
+                return source.error((raw.name, attribute), text)
+            return source.error((raw.name,), f"target '{raw.name}': {text}")
         if message == "missing":
             return source.error((raw.name,), f"target '{raw.name}' (rule '{raw.rule}') is "
                                 f"missing the required attribute {describe_path(path)}")
@@ -363,7 +374,8 @@ class Analysis:
             except UserError as exc:
                 # Innermost first: the target whose rule met the mistake locates it.
                 if exc.location is None and not isinstance(exc, (MultipleErrors, CycleError)):
-                    attribute = getattr(exc, "attribute", None)
+                    attribute = getattr(exc, "attribute", None) or _attribute_named(
+                        exc.message, target.rule.attrs_class)
                     exc.location = target.source.location(
                         (label.name, attribute) if attribute else (label.name,))
                 raise
@@ -654,6 +666,18 @@ def _module_file(name: str) -> str | None:
         source = spec.origin if spec is not None else None
     if source and source.endswith(".py") and os.path.isfile(source):
         return source
+    return None
+
+
+#: A validator's message that starts by quoting an attribute: `'width' must be ...`.
+_NAMED_ATTRIBUTE = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)[.' ]")
+
+
+def _attribute_named(message: str, cls: type) -> str | None:
+    """The attribute of `cls` a message starts by quoting (`'width' must be ...`), if any."""
+    named = _NAMED_ATTRIBUTE.match(message)
+    if named and attrs.has(cls) and named.group(1) in attrs.fields_dict(cls):
+        return named.group(1)
     return None
 
 

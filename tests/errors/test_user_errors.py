@@ -468,3 +468,12 @@ def test_a_single_file_attribute_given_a_target_with_several_outputs(mb_workspac
         "(a/a.txt, a/b.txt)"]
     one_file = ws.run("-p", "shout_like", "build", "//a:ok", env=env)
     assert one_file.exit_code == 0, one_file.stderr
+
+
+def test_a_rule_s_value_check_points_at_the_attribute(mb_workspace):
+    ws = mb_workspace({"p/s.svg": '<svg xmlns="http://www.w3.org/2000/svg" width="20" '
+                                  'height="10"></svg>',
+                       "p/BUILD.toml": '[x]\nrule = "svg_render"\nsrc = "s.svg"\nwidth = 0\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == ["p/BUILD.toml:4:1: 'width' must be from 1 to 16384 pixels, got 0"]

@@ -479,7 +479,7 @@ def test_build_output_is_byte_identical_in_another_workspace(mb_workspace):
     assert first.out("a/hi.wav").read_bytes() == second.out("a/hi.wav").read_bytes()
 
 
-def test_bad_attributes_are_reported_at_the_target(mb_workspace):
+def test_bad_attributes_are_reported_at_the_attribute(mb_workspace):
     ws = mb_workspace({
         "p/BUILD.toml": '[fine]\nrule = "tts"\ntext = "hi"\n\n[both]\nrule = "tts"\n'
                         'text = "hi"\ntext_file = "x.txt"\n',
@@ -493,7 +493,7 @@ def test_bad_attributes_are_reported_at_the_target(mb_workspace):
     result = ws.run("build", "//q:speech")
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == (
-        "q/BUILD.toml:1:1: 'rate' must be between 80 and 450 words per minute for the espeak"
+        "q/BUILD.toml:4:1: 'rate' must be between 80 and 450 words per minute for the espeak"
         " engine, got 1000")
 
 
