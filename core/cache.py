@@ -2,17 +2,25 @@
 
 Layout under the cache directory:
 
-    cas/<blake3 hex>        blobs, read-only, named by their digest
+    cas/<blake3 hex>        blobs, read-only (0444), named by their digest
+    cas/<blake3 hex>.x      the blob of an executable output (0555)
     ac/<unique>.pack        action results, many per file, one JSON line each:
                             {"key", "outputs" (path -> digest), "metadata",
-                            "cost", "duration_s", "blobs" (digest -> [size,
-                            mtime_ns] when stored)}
+                            "cost", "duration_s", "blobs" (blob name -> [size,
+                            mtime_ns] when stored), "executable" (the outputs
+                            stored as `.x` blobs; only when there are some)}
     ac/.compact.lock        flock'd while packs are merged or collected
     tmp/                    staging for blob copies across file systems
 
 Both folders are flat: ext4 and every current file system index large
 directories, and no shard directories means no inode allocations beyond
 one per blob.
+
+Why `.x` blobs: a blob is hard-linked into mb-out/ and into sandboxes, and
+one inode has one mode, so an executable output (a generated tool) needs an
+inode of its own to keep its exec bit there. The same bytes may be stored
+both ways. An output's digest stays the plain blake3 of its bytes (events,
+manifests); the result line says which outputs are executable.
 
 Why packs, not one file per result: on this machine's ext4 every inode
 allocation scans the inodes freed recently in its block group, so a file per
@@ -21,23 +29,31 @@ everything (see docs/performance.md on inode allocation here). `put_result`
 keeps a result in memory (this Cache answers it at once) and writes the
 pending ones as one pack when 512 are pending or the oldest is 1 s old
 (a timer, so quick results are not held back by a long action that follows);
-`flush()`, called when the executor closes, writes
-the rest and, past 64 packs, merges them all into one. `get_result` reads
-every pack once, on its first lookup, and on a miss lists `ac/` again only
-when its mtime changed (another process wrote a pack), loading only the new
-packs. A hit touches its pack (once per Cache): `gc` takes a blob to be as
-recent as the most recent pack naming it. Blobs are never touched: they are
-hard-linked into mb-out/.
+`flush()`, called when the executor closes, writes the rest and merges the
+packs into one when `ac/` holds more than 64 of them or more superseded lines
+than live ones. `get_result` reads every pack once, on its first lookup, and
+on a miss lists `ac/` again only when its mtime changed (another process
+wrote a pack), loading only the new packs.
+
+Recency, for `gc`'s least-recently-used order, is per result: a hit
+re-records its line (the bytes already read, not re-encoded) with the
+pending results, once per Cache, so the newest pack holding a result says
+when it was last used, and a line's position in its pack orders the results
+of one pack (a merge keeps the latest line of each key, in the order of
+their last use). Nothing is touched on a hit: blobs are hard-linked into
+mb-out/, and touching them would change every output's mtime.
 
 Every write is a temporary file renamed into place, and a result is recorded
 only after all its blobs exist, so a pack is complete or absent, and a reader
 skips any line it cannot parse (a torn or foreign file is a miss, never an
 error). A build killed at any instant loses only the results not yet flushed,
-at most ~1 s of them or 512: those actions simply run again, and their blobs,
-already stored, are kept and still valid. Several workspaces and processes may
-share one cache directory: packs have unique names, merging and collection
-hold `ac/.compact.lock`, and a reader skips a pack that vanished after it
-listed it (its results are in the merged pack).
+at most ~1 s of them or 512 (and the recency of its hits): those actions
+simply run again, and their blobs, already stored, are kept and still valid.
+Several workspaces and processes may share one cache directory: packs have
+unique names, merging and collection hold `ac/.compact.lock`, and a reader
+skips a pack that vanished after it listed it (its results are in the merged
+pack). Readers take the last line of a key in pack-name order; a pack
+rewritten by a merge or by `gc` keeps the time stamp that starts its name.
 """
 
 from __future__ import annotations
@@ -79,16 +95,41 @@ _KEY_PREFIX: Final = b'{"key":"'
 _SEARCHES_BEFORE_INDEX: Final = 64
 _HEX: Final = frozenset("0123456789abcdef")
 _FIELDS: Final = frozenset({"key", "outputs", "metadata", "cost", "duration_s", "blobs"})
+#: The name of an executable output's blob is its digest plus this (mode 0555).
+EXECUTABLE_SUFFIX: Final = ".x"
+_STAMP_DIGITS: Final = 19  # a pack name starts with time.time_ns(), zero-padded
+_NONE: Final[frozenset[str]] = frozenset()
+
+
+def blob_name(digest: str, executable: bool = False) -> str:
+    """The file name under cas/ of a blob: `<digest>`, or `<digest>.x` if executable."""
+    return digest + EXECUTABLE_SUFFIX if executable else digest
+
+
+def _path_set(paths: Iterable[str]) -> frozenset[str]:
+    return paths if isinstance(paths, frozenset) else frozenset(paths)
 
 
 @attrs.frozen
 class ActionResult:
-    """What a finished action produced: output path -> blob digest, plus its metadata."""
+    """What a finished action produced: output path -> blob digest, plus its metadata.
+
+    `executable` names the outputs whose file is executable: their blobs are
+    `cas/<digest>.x` (mode 0555), so they keep the exec bit in mb-out/ and
+    when a dependent stages them.
+    """
 
     outputs: Mapping[str, str]
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     cost: float | None = None
     duration_s: float = 0.0
+    executable: frozenset[str] = attrs.field(default=frozenset(), converter=_path_set)
+
+    def blob_names(self) -> dict[str, str]:
+        """Output path -> the name of its blob under cas/."""
+        executable = self.executable
+        return {path: blob_name(digest, path in executable)
+                for path, digest in self.outputs.items()}
 
 
 class _Entry:
@@ -107,7 +148,9 @@ class Cache:
         self._tmp = os.path.join(directory, "tmp")
         self._ac = os.path.join(directory, "ac")
         self._cas_prefix = os.path.join(directory, "cas") + os.sep
-        os.makedirs(self._tmp, exist_ok=True)
+        # Only the directory: tmp/ is made when a copy first needs it, so a build that
+        # caches nothing (`--no-cache`) adds nothing to a shared cache directory.
+        os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
         #: Results put through this object (pending or written): they win over packs.
         self._own: dict[str, _Entry] = {}
@@ -116,40 +159,52 @@ class Cache:
         #: Packs read but not split into `_index` yet (name, bytes), oldest first.
         self._unindexed: list[tuple[str, bytes]] = []
         self._searches = 0
-        #: Results put but not written yet, oldest first, and when the oldest was put.
-        self._pending: list[tuple[str, bytes]] = []
+        #: Lines to write with the next pack, in the order they came: results put
+        #: (True) and hits re-recorded for recency (False). When the oldest pending
+        #: result was put, and how many results are pending.
+        self._pending: list[tuple[str, bytes, bool]] = []
         self._pending_since: float | None = None
+        self._pending_results = 0
         #: Packs read (or written) by this object; ac/'s mtime when last listed.
         self._loaded: set[str] = set()
         self._ac_mtime: int | None = None
-        #: Packs whose mtime a hit has refreshed already.
-        self._touched: set[str] = set()
+        #: Keys whose hit was re-recorded already (once per Cache is enough).
+        self._rerecorded: set[str] = set()
+        #: Lines in the packs this object read or wrote: with the number of distinct
+        #: keys, how many lines on disk are superseded (`_worth_rewriting`).
+        self._lines = 0
         #: Writes the pending results PACK_MAX_AGE_S after the first, even if no other
         #: result comes (a long action after quick ones must not hold theirs back).
         self._timer: threading.Timer | None = None
 
     # --- blobs ---------------------------------------------------------------------
 
-    def blob_path(self, digest: str) -> str:
-        return self._cas_prefix + digest  # a hex digest: no os.path.join needed (hot path)
+    def blob_path(self, digest: str, executable: bool = False) -> str:
+        """Where the blob of `digest` is: `cas/<digest>`, or `cas/<digest>.x` (0555) for
+        an executable file (see the module docstring)."""
+        # A hex digest: no os.path.join needed (hot path).
+        return self._cas_prefix + digest + EXECUTABLE_SUFFIX if executable else \
+            self._cas_prefix + digest
 
-    def has_blob(self, digest: str) -> bool:
-        return os.path.exists(self.blob_path(digest))
+    def has_blob(self, digest: str, executable: bool = False) -> bool:
+        return os.path.exists(self.blob_path(digest, executable))
 
-    def store_file(self, path: str, digest: str) -> str:
+    def store_file(self, path: str, digest: str, executable: bool = False) -> str:
         """Take the finished file at `path` into the cache under `digest`.
 
-        A regular file on the same file system is made read-only and renamed
-        into place: the rename is atomic and the bytes are complete (the action
-        has ended), and a concurrent writer of the same digest has the same
-        bytes. A symlink, or a file on another file system, is copied through
-        a temporary file first.
+        A regular file on the same file system is made read-only (0444, or
+        0555 for an executable one, stored as `<digest>.x`) and renamed into
+        place: the rename is atomic and the bytes are complete (the action
+        has ended), and a concurrent writer of the same blob has the same
+        bytes and mode. A symlink, or a file on another file system, is copied
+        through a temporary file first.
         """
-        target = self.blob_path(digest)
+        target = self.blob_path(digest, executable)
+        mode = 0o555 if executable else 0o444
         if os.path.exists(target):
             return target
         if not os.path.islink(path):  # store the bytes, never the link
-            os.chmod(path, 0o444)
+            os.chmod(path, mode)
             try:
                 _rename_into(path, target)
                 return target
@@ -158,8 +213,9 @@ class Cache:
                     raise
         tmp = os.path.join(self._tmp, f"blob-{os.getpid()}-{threading.get_ident()}")
         try:
+            os.makedirs(self._tmp, exist_ok=True)
             shutil.copyfile(path, tmp)
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, mode)
             _rename_into(tmp, target)
         except BaseException:
             discard(tmp)
@@ -169,9 +225,14 @@ class Cache:
     # --- action results ------------------------------------------------------------
 
     def get_result(self, key: str) -> ActionResult | None:
-        """The stored result of `key`, if it and all its blobs are present."""
+        """The stored result of `key`, if it and all its blobs are present.
+
+        A hit read from a pack is re-recorded with the pending results (the
+        same bytes; once per Cache): that is how `gc` knows it was used now.
+        """
         with self._lock:
-            entry = self._own.get(key) or self._find(key)
+            own = self._own.get(key)
+            entry = own or self._find(key)
             if entry is None:
                 self._refresh()
                 entry = self._find(key)
@@ -181,28 +242,25 @@ class Cache:
         if decoded is None:
             return None
         result, stored_stats = decoded
-        for digest in result.outputs.values():
-            blob = self.blob_path(digest)
+        executable = result.executable
+        for path, digest in result.outputs.items():
+            name = digest + EXECUTABLE_SUFFIX if executable and path in executable else digest
+            blob = self._cas_prefix + name
             try:
                 st = os.stat(blob)
             except FileNotFoundError:
                 return None  # a blob was collected: a miss
-            expected = stored_stats.get(digest)
+            expected = stored_stats.get(name)
             if expected is not None and [st.st_size, st.st_mtime_ns] != expected:
                 # Written to since it was stored (e.g. through its hard link in
                 # mb-out/ after a chmod): its bytes no longer match its name.
                 discard(blob)
                 return None
-        pack = entry.pack
-        if pack is not None:
+        if own is None:
             with self._lock:
-                fresh = pack not in self._touched
-                self._touched.add(pack)
-            if fresh:
-                # Recency for `mb gc` lives on the pack only: blobs are hard-linked
-                # into mb-out/, and touching them would change every output's mtime.
-                with contextlib.suppress(OSError):  # merged or collected meanwhile
-                    os.utime(os.path.join(self._ac, pack))
+                if key not in self._rerecorded:
+                    self._rerecorded.add(key)
+                    self._pending.append((key, entry.line, False))
         return result
 
     def put_result(self, key: str, result: ActionResult) -> None:
@@ -213,23 +271,24 @@ class Cache:
         (see the module docstring), at the latest at `flush()`.
         """
         blobs = {}
-        for digest in result.outputs.values():
+        for name in result.blob_names().values():
             try:
-                st = os.stat(self.blob_path(digest))
+                st = os.stat(self._cas_prefix + name)
             except FileNotFoundError:
                 continue  # not stored: get_result will call it a miss
-            blobs[digest] = [st.st_size, st.st_mtime_ns]
+            blobs[name] = [st.st_size, st.st_mtime_ns]
         line = _encode(key, result, blobs)
         now = time.monotonic()
-        batch: list[tuple[str, bytes]] = []
+        batch: list[tuple[str, bytes, bool]] = []
         timer = None
         with self._lock:
             self._own[key] = _Entry(None, line)
             if self._pending_since is None:
                 self._pending_since = now
             since = self._pending_since
-            self._pending.append((key, line))
-            if len(self._pending) >= PACK_MAX_RESULTS or now - since >= PACK_MAX_AGE_S:
+            self._pending.append((key, line, True))
+            self._pending_results += 1
+            if self._pending_results >= PACK_MAX_RESULTS or now - since >= PACK_MAX_AGE_S:
                 batch = self._take_pending()
             elif self._timer is None:
                 timer = self._timer = threading.Timer(PACK_MAX_AGE_S, self._write_due)
@@ -250,45 +309,130 @@ class Cache:
                 self._write_batch(batch, time.monotonic() if since is None else since)
 
     def flush(self) -> None:
-        """Write the pending results as one pack (none if nothing is pending), then merge
-        the packs into one if `ac/` holds more than MAX_PACKS."""
+        """Write the pending results and re-recorded hits (none if nothing is pending).
+
+        Normally as one new pack, then the packs are merged into one if `ac/`
+        holds more than MAX_PACKS. When the hits would leave a third or more
+        of the lines on disk superseded (a build answering most of its actions
+        from the cache: a restore), everything this object loaded is rewritten
+        as one pack instead (`_rewrite`).
+        """
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             since = self._pending_since
             batch = self._take_pending()
+            rewrite = self._worth_rewriting(batch)
         if not batch:
+            return
+        if rewrite and self._rewrite(batch):
             return
         self._write_batch(batch, time.monotonic() if since is None else since)
         if len(self._pack_names()) > MAX_PACKS:
             self._compact()
 
-    def _take_pending(self) -> list[tuple[str, bytes]]:
+    def _worth_rewriting(self, batch: list[tuple[str, bytes, bool]]) -> bool:
+        """Whether writing `batch` would leave a third or more of the lines this object
+        knows on disk superseded by a later line of their key, and it knows every
+        line of the packs it read (they are indexed). Called with the lock held.
+
+        Each hit writes its line again, so a restore of 10,000 outputs adds
+        10,000 lines; appended, they double the packs the next build reads,
+        and merging them later reads everything again (measured on wide10k:
+        ~20 ms to write the hits, 120-150 ms to merge, 0.18 s more to index
+        the next build's twice as many lines). The rewrite writes what is in
+        memory already, about the size of the hits alone.
+        """
+        if self._unindexed or not any(not put for _key, _line, put in batch):
+            return False
+        live = len(self._index.keys() | self._own.keys())
+        return 2 * (self._lines + len(batch) - live) >= live
+
+    def _rewrite(self, batch: list[tuple[str, bytes, bool]]) -> bool:
+        """Write every result this object knows (the latest line of each key) and then
+        `batch` as one pack, replacing the packs it loaded or wrote; False (nothing
+        done) if another process is merging or collecting.
+
+        The lines keep their order, hits last: position in the pack orders
+        results by last use (`gc`). The pack takes the time stamp of the newest
+        pack it replaces, so a pack another process wrote since this object
+        last listed `ac/` (not replaced: never read here) still wins for its keys.
+        """
+        try:
+            with self._exclusive(blocking=False) as locked:
+                if not locked:
+                    return False
+                with self._lock:
+                    if self._unindexed:  # a lookup loaded new packs since flush() looked
+                        return False
+                    replaced = sorted(self._loaded)
+                    lines = {key: entry.line for key, entry in self._index.items()}
+                    for key, entry in self._own.items():
+                        if entry.pack is not None:  # else a timer's write in progress
+                            lines.pop(key, None)
+                            lines[key] = entry.line
+                for key, line, _put in batch:
+                    lines.pop(key, None)
+                    lines[key] = line
+                stamps = [stamp for stamp in map(_stamp, replaced) if stamp is not None]
+                name, _size = self._write_pack(lines.values(), stamp=max(stamps, default=None))
+                for old in replaced:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self._ac, old))
+        except OSError:
+            return False  # (disk full...) written the usual way, and kept pending if that fails
+        gone = set(replaced)
+        with self._lock:
+            self._loaded = (self._loaded - gone) | {name}
+            self._lines = len(lines)
+            for key, line, put in batch:
+                own = self._own.get(key)
+                if put and own is not None and own.line is line:
+                    own.pack = name
+            for own in self._own.values():
+                if own.pack in gone:
+                    own.pack = name
+        return True
+
+    def _take_pending(self) -> list[tuple[str, bytes, bool]]:
         """Called with the lock held."""
         batch, self._pending, self._pending_since = self._pending, [], None
+        self._pending_results = 0
         return batch
 
-    def _write_batch(self, batch: list[tuple[str, bytes]], since: float) -> None:
+    def _write_batch(self, batch: list[tuple[str, bytes, bool]], since: float) -> None:
         try:
-            name, _size = self._write_pack(line for _key, line in batch)
+            name, _size = self._write_pack(line for _key, line, _put in batch)
         except BaseException:
             with self._lock:  # kept for the next write or flush()
                 self._pending[:0] = batch
+                self._pending_results += sum(1 for _key, _line, put in batch if put)
                 if self._pending_since is None or since < self._pending_since:
                     self._pending_since = since
             raise
         with self._lock:
             self._loaded.add(name)
-            for key, line in batch:
+            self._lines += len(batch)
+            for key, line, put in batch:
+                if not put:
+                    continue
                 entry = self._own.get(key)
                 if entry is not None and entry.line is line:
                     entry.pack = name
 
-    def _write_pack(self, lines: Iterable[bytes]) -> tuple[str, int]:
-        """Write a new pack holding `lines`; its name and size."""
-        name = f"{time.time_ns():019d}-{os.getpid()}-{os.urandom(4).hex()}{_PACK_SUFFIX}"
-        data = b"".join(line + b"\n" for line in lines)
+    def _write_pack(self, lines: Iterable[bytes], stamp: str | None = None) -> tuple[str, int]:
+        """Write a new pack holding `lines`; its name and size.
+
+        The name starts with `stamp` (the time stamp of a pack this one
+        replaces, so readers order it where that pack was) or the time now.
+        """
+        if stamp is None:
+            stamp = f"{time.time_ns():0{_STAMP_DIGITS}d}"
+        name = f"{stamp}-{os.getpid()}-{os.urandom(4).hex()}{_PACK_SUFFIX}"
+        data = b"\n".join(lines)  # one copy of each line, not two (a rewrite holds 10,000)
+        if data:
+            data += b"\n"
         atomic_write_bytes(os.path.join(self._ac, name), data)
         return name, len(data)
 
@@ -319,6 +463,7 @@ class Cache:
                 content = _read(os.path.join(self._ac, name))
                 if content is not None:
                     self._unindexed.append((name, content[1]))
+                    self._lines += content[1].count(b"\n")
 
     def _find(self, key: str) -> _Entry | None:
         """The newest line for `key` in the packs read so far (lock held).
@@ -328,9 +473,13 @@ class Cache:
         split into the index once, which is cheaper for a build looking up many.
         """
         if self._unindexed and self._searches >= _SEARCHES_BEFORE_INDEX:
+            index = self._index
             for name, content in self._unindexed:
                 for found, line in _keyed_lines(content):
-                    self._index[found] = _Entry(name, line)
+                    # The later line wins and takes the later place: the index is in
+                    # the order of last use, which `_rewrite` keeps.
+                    index.pop(found, None)
+                    index[found] = _Entry(name, line)
             self._unindexed.clear()
         if not self._unindexed:
             return self._index.get(key)
@@ -357,20 +506,25 @@ class Cache:
             pass  # (disk full...) the packs stay as they are; the next flush tries again
 
     def _merge_packs(self) -> None:
+        """Merge every pack into one holding the latest line of each key, in the order of
+        those lines (oldest pack first), so position still orders them by last use."""
         merged: dict[str, bytes] = {}
         done: list[str] = []
         newest = 0
+        lines = 0
         for name in self._pack_names():
             content = _read(os.path.join(self._ac, name))
             if content is None:
                 continue
             newest = max(newest, content[0])
             done.append(name)
+            lines += content[1].count(b"\n")
             for key, line in _keyed_lines(content[1]):
-                merged[key] = line  # the later pack wins
-        if len(done) < 2:
+                merged.pop(key, None)  # the later line wins, and takes its place
+                merged[key] = line
+        if len(done) < 2 and lines == len(merged):
             return
-        name, _size = self._write_pack(merged.values())
+        name, _size = self._write_pack(merged.values(), stamp=_stamp(done[-1]))
         # As recent as its most recent part (recency for gc).
         os.utime(os.path.join(self._ac, name), ns=(newest, newest))
         for old in done:
@@ -385,6 +539,7 @@ class Cache:
             for entry in self._own.values():
                 if entry.pack in gone:
                     entry.pack = name
+            self._lines = len(merged)
 
     @contextlib.contextmanager
     def _exclusive(self, blocking: bool) -> Iterator[bool]:
@@ -442,14 +597,19 @@ class Cache:
     def gc(self, max_size: int) -> tuple[int, int]:
         """Delete least recently used entries until the cache is at most `max_size` bytes.
 
-        A blob is as recent as the most recent pack naming it (a hit touches
-        its pack) or its own mtime if later. Blobs go oldest first; results
-        are tiny and go with their blobs: every pack naming a removed (or
-        missing) blob is rewritten without those results, keeping its mtime.
-        Only if removing every blob is not enough do results go, oldest pack
-        first. Files in ac/ that are not packs (an older layout, a temporary
-        file left by a killed process) go before anything. Returns (files
-        removed, bytes freed); a pack rewritten smaller counts its bytes only.
+        A result is as recent as the newest pack holding its line (a hit
+        writes the line again, see the module docstring), and within one pack
+        a later line is more recent. A blob is as recent as the most recent
+        result naming it, or its own mtime if later. First, lines superseded
+        by a later line of their key (a hit's earlier line) are dropped: no
+        reader ever takes them. Then blobs go oldest first; results are tiny
+        and go with their blobs: every pack naming a removed (or missing) blob
+        is rewritten without those results, keeping its mtime and its place
+        in the readers' order. Only if removing every blob is not enough do
+        results go, oldest first. Files in ac/ that are not packs (an older
+        layout, a temporary file left by a killed process) go before anything.
+        Returns (files removed, bytes freed); a pack rewritten smaller counts
+        its bytes only.
         """
         self.flush()
         with self._exclusive(blocking=True):
@@ -458,17 +618,17 @@ class Cache:
             self._index.clear()
             self._unindexed.clear()
             self._loaded.clear()
-            self._touched.clear()
             self._ac_mtime = None
+            self._lines = 0
             self._own = {k: e for k, e in self._own.items() if e.pack is None}
         return removed, freed
 
     def _collect(self, max_size: int) -> tuple[int, int]:
         blobs, packs, strays = self._scan()
+        packs.sort(key=lambda f: os.path.basename(f.path))  # the readers' order
         total = sum(f.size for files in (blobs, packs, strays) for f in files)
         present = {os.path.basename(b.path) for b in blobs}
-        used_at: dict[str, int] = {}
-        by_digest: dict[str, list[_Line]] = {}
+        latest: dict[str, _Line] = {}  # key -> the line a reader takes
         lines_of: list[list[_Line]] = []
         dirty: list[bool] = []
         for number, pack in enumerate(packs):
@@ -479,27 +639,39 @@ class Cache:
             if content is None:
                 total -= pack.size  # gone meanwhile
                 continue
-            for raw in content[1].split(b"\n"):
+            for position, raw in enumerate(content[1].split(b"\n")):
                 decoded = _decode(raw, None) if raw else None
-                if decoded is None:
+                key = _key_of(raw) if decoded is not None else None
+                if decoded is None or key is None:
                     dirty[-1] = dirty[-1] or bool(raw)  # garbage is dropped on a rewrite
                     continue
-                line = _Line(number, raw, frozenset(decoded[0].outputs.values()))
+                line = _Line(number, raw, frozenset(decoded[0].blob_names().values()),
+                             (pack.mtime_ns, position))
                 lines.append(line)
-                for digest in line.digests:
-                    used_at[digest] = max(used_at.get(digest, 0), pack.mtime_ns)
-                    by_digest.setdefault(digest, []).append(line)
-                if not line.digests <= present:  # a blob is gone already: a miss forever
+                earlier = latest.get(key)
+                if earlier is not None and earlier.alive:  # superseded: never read
+                    earlier.alive = False
+                    dirty[earlier.pack] = True
+                    total -= earlier.size
+                latest[key] = line
+                if not line.blobs <= present:  # a blob is gone already: a miss forever
                     line.alive = False
                     dirty[-1] = True
                     total -= line.size
 
-        order: list[tuple[int, int, _File | _Line]] = []
-        order += [(0, s.mtime_ns, s) for s in strays]
-        order += [(1, max(b.mtime_ns, used_at.get(os.path.basename(b.path), 0)), b)
+        used_at: dict[str, tuple[int, int]] = {}
+        by_blob: dict[str, list[_Line]] = {}
+        for line in latest.values():
+            if line.alive:
+                for name in line.blobs:
+                    used_at[name] = max(used_at.get(name, line.used), line.used)
+                    by_blob.setdefault(name, []).append(line)
+
+        order: list[tuple[int, tuple[int, int], _File | _Line]] = []
+        order += [(0, (s.mtime_ns, -1), s) for s in strays]
+        order += [(1, max((b.mtime_ns, -1), used_at.get(os.path.basename(b.path), (0, -1))), b)
                   for b in blobs]
-        order += [(2, p.mtime_ns, line) for p, lines in zip(packs, lines_of) for line in lines
-                  if line.alive]
+        order += [(2, line.used, line) for line in latest.values() if line.alive]
         order.sort(key=lambda item: (item[0], item[1]))
         removed = freed = 0
         for _phase, _when, item in order:
@@ -521,7 +693,7 @@ class Cache:
             total -= item.size
             freed += item.size
             removed += 1
-            for line in by_digest.get(os.path.basename(item.path), ()):
+            for line in by_blob.get(os.path.basename(item.path), ()):
                 if line.alive:
                     line.alive = False
                     dirty[line.pack] = True
@@ -532,7 +704,7 @@ class Cache:
                 continue
             survivors = [line.raw for line in lines if line.alive]
             if survivors:
-                name, size = self._write_pack(survivors)
+                name, size = self._write_pack(survivors, stamp=_stamp(pack.path))
                 os.utime(os.path.join(self._ac, name), ns=(pack.mtime_ns, pack.mtime_ns))
             try:
                 os.unlink(pack.path)
@@ -559,7 +731,8 @@ class _Line:
 
     pack: int  # its pack's position in the scan
     raw: bytes
-    digests: frozenset[str]
+    blobs: frozenset[str]  # the names of its blobs under cas/
+    used: tuple[int, int]  # (its pack's mtime, its position in the pack): when last used
     alive: bool = True
 
     @property
@@ -567,11 +740,20 @@ class _Line:
         return len(self.raw) + 1
 
 
+def _stamp(pack: str) -> str | None:
+    """The time stamp a pack's name starts with (None for a name of another form)."""
+    stamp = os.path.basename(pack)[:_STAMP_DIGITS]
+    return stamp if len(stamp) == _STAMP_DIGITS and stamp.isdigit() else None
+
+
 def _encode(key: str, result: ActionResult, blobs: dict[str, list[int]]) -> bytes:
     """One pack line, its key first so a reader indexes it without parsing it."""
-    rest = json.dumps({"outputs": dict(result.outputs), "metadata": dict(result.metadata),
-                       "cost": result.cost, "duration_s": round(result.duration_s, 6),
-                       "blobs": blobs}, sort_keys=True, separators=(",", ":"))
+    fields: dict[str, Any] = {
+        "outputs": dict(result.outputs), "metadata": dict(result.metadata),
+        "cost": result.cost, "duration_s": round(result.duration_s, 6), "blobs": blobs}
+    if result.executable:  # only then: other lines stay as they were
+        fields["executable"] = sorted(result.executable)
+    rest = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return b'{"key":' + json.dumps(key).encode() + b"," + rest[1:].encode()
 
 
@@ -598,8 +780,16 @@ def _decode(line: bytes, key: str | None) -> tuple[ActionResult, dict[str, list[
         if not (isinstance(stats, list) and len(stats) == 2
                 and all(type(n) is int for n in stats)):
             return None
+    executable = data.get("executable")  # absent: no executable outputs (hot path: a hit)
+    if executable is None:
+        executable = _NONE
+    elif isinstance(executable, list) and all(
+            isinstance(path, str) and path in outputs for path in executable):
+        executable = frozenset(executable)
+    else:
+        return None
     return ActionResult(outputs=outputs, metadata=metadata, cost=cost,
-                        duration_s=duration), blobs
+                        duration_s=duration, executable=executable), blobs
 
 
 def _is_number(value: object) -> bool:
@@ -612,18 +802,25 @@ def _keyed_lines(content: bytes) -> Iterator[tuple[str, bytes]]:
     for line in content.split(b"\n"):
         if not line.endswith(b"}"):
             continue  # empty, or torn
-        if line.startswith(_KEY_PREFIX):
-            end = line.find(b'"', len(_KEY_PREFIX))
-            segment = line[len(_KEY_PREFIX):end]
-            if end > 0 and b"\\" not in segment and segment.isascii():
-                yield segment.decode("ascii"), line
-                continue
-        try:
-            data = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("key"), str):
-            yield data["key"], line
+        key = _key_of(line)
+        if key is not None:
+            yield key, line
+
+
+def _key_of(line: bytes) -> str | None:
+    """The key of a result line: read from its start (mb writes it first), else parsed."""
+    if line.startswith(_KEY_PREFIX):
+        end = line.find(b'"', len(_KEY_PREFIX))
+        segment = line[len(_KEY_PREFIX):end]
+        if end > 0 and b"\\" not in segment and segment.isascii():
+            return segment.decode("ascii")
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("key"), str):
+        return data["key"]
+    return None
 
 
 def _read(path: str) -> tuple[int, bytes] | None:

@@ -111,17 +111,39 @@ def cmd_checkout(workspace: Workspace, args: argparse.Namespace) -> int:
     manifest = manifest_or_error(workspace, args.build_id)
     cache = Cache(workspace.cache_dir)
     outputs = outputs_of(manifest)
-    missing = [path for path, digest in outputs.items() if not cache.has_blob(digest)]
+    blobs = {path: _checkout_blob(cache, path, digest, manifest)
+             for path, digest in outputs.items()}
+    missing = [path for path, blob in blobs.items() if blob is None]
     if missing:
         raise HistoryError(
             f"cannot check out {manifest['build_id']}: the cache no longer holds "
             f"{len(missing)} of its outputs ({', '.join(sorted(missing)[:3])}"
             f"{', ...' if len(missing) > 3 else ''}); they were collected by `mb gc` or "
             "`mb clean --all`; rebuild instead")
-    for path, digest in sorted(outputs.items()):
-        place_file(cache.blob_path(digest), os.path.join(workspace.root, path))
+    for path, blob in sorted(blobs.items()):
+        assert blob is not None
+        place_file(blob, os.path.join(workspace.root, path))
     print(f"checked out {len(outputs)} outputs of {manifest['build_id']} into mb-out/")
     return 0
+
+
+def _checkout_blob(cache: Cache, path: str, digest: str, manifest: dict[str, Any]
+                   ) -> str | None:
+    """The blob to put at `path` (`mb-out/...`): the executable one (`<digest>.x`) if
+    the output was executable, as its action's cached result says; None if gone."""
+    executable = None
+    relative = path[len("mb-out/"):]
+    for action in manifest.get("actions", []):
+        if relative in (action.get("outputs") or {}) and action.get("key"):
+            result = cache.get_result(action["key"])
+            if result is not None:
+                executable = relative in result.executable
+            break
+    if executable is None:  # no record of the mode: whichever blob there is
+        candidates = [cache.blob_path(digest), cache.blob_path(digest, executable=True)]
+    else:
+        candidates = [cache.blob_path(digest, executable)]
+    return next((blob for blob in candidates if os.path.exists(blob)), None)
 
 
 def cmd_status(workspace: Workspace, _args: argparse.Namespace) -> int:

@@ -29,26 +29,57 @@ def digest_bytes(data: bytes) -> str:
     return blake3(data).hexdigest()
 
 
+#: Any of these mode bits makes a file executable, for keys and for the cache.
+EXECUTABLE_BITS: Final = 0o111
+#: How an action key marks the digest of an executable input or tool (`key_digest`).
+EXECUTABLE_MARK: Final = "x:"
+
+
 def digest_file(path: str) -> str:
-    """The blake3 hex digest of a file's bytes.
+    """The blake3 hex digest of a file's bytes (see `digest_and_stat`)."""
+    return digest_and_stat(path)[0]
+
+
+def digest_and_stat(path: str) -> tuple[str, os.stat_result]:
+    """The blake3 hex digest of a file's bytes, and the file's stat while it was read.
 
     A large file is mapped, not read (no copy out of the page cache), and a
     very large one is hashed on every core; its size comes from fstat, so
     none of it is read twice. A small one is read with plain `os` calls:
     four system calls where a Python file object makes eight, which matters
     on a scheduler worker, where each system call gives the GIL away
-    (docs/performance.md).
+    (docs/performance.md). The stat is that fstat, so a caller that needs
+    the file's mode (is an output executable?) gets it without another call.
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        size = st.st_size
         if size < _LARGE_FILE:
-            return blake3(_read_to_end(fd, size)).hexdigest()
+            return blake3(_read_to_end(fd, size)).hexdigest(), st
     finally:
         os.close(fd)
     hasher = blake3(max_threads=blake3.AUTO if size >= _THREADED_FILE else 1)
     hasher.update_mmap(path)
-    return hasher.hexdigest()
+    return hasher.hexdigest(), st
+
+
+def key_digest(digest: str, mode: int) -> str:
+    """A file as an action key sees it: its digest, marked `x:` when it is executable.
+
+    The mode is part of what an action reads (a tool that lost its exec bit
+    no longer runs; a script may test `-x`), so the same bytes with another
+    exec bit must give another key, as in Bazel and Make. Only executable
+    files are marked, so the keys of actions that read none stay as they were.
+    """
+    return EXECUTABLE_MARK + digest if mode & EXECUTABLE_BITS else digest
+
+
+def split_key_digest(value: str) -> tuple[str, bool]:
+    """`key_digest`'s inverse: (the content digest, whether the file is executable)."""
+    if value.startswith(EXECUTABLE_MARK):
+        return value[len(EXECUTABLE_MARK):], True
+    return value, False
 
 
 def _read_to_end(fd: int, size: int) -> bytes:

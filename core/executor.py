@@ -4,6 +4,26 @@ The scheduler decides *when* an action runs; this module decides *how*:
 the key from input digests, a cache lookup, staging into a sandbox,
 retries, collecting declared outputs into the content-addressed store and
 placing them read-only under `mb-out/`.
+
+Not every action goes through the cache. One tagged `no-cache`, every action
+of a `--no-cache` build (`ExecutorOptions`), and every action run by a
+sandbox whose results depend on more than the key covers (its
+`caches_results` is False: the `none` sandbox) is never looked up and
+leaves nothing in the cache directory, which may be shared: its outputs are
+moved from the sandbox straight into `mb-out/` (read-only, by one atomic
+rename), and its dependents stage them from there.
+
+An output keeps its exec bit: executable outputs are stored as their own
+blobs (`cas/<digest>.x`, 0555; see mb.cache) and placed and staged from
+those. The executor remembers, for every output it stored, found or placed
+in this build, its digest, whether it is executable and whether it is in
+mb-out/ only (`_Generated`), so keying a dependent and staging its inputs
+need no extra system call. An action key sees each input and tool as its
+digest marked `x:` when executable (`mb.digest.key_digest`).
+
+Secrets: the values of the variables an action declared in `secret_env` are
+replaced by `***` in what its failure reports (the error, the stderr tail and
+the events the action sent) before they reach events, logs or the terminal.
 """
 
 from __future__ import annotations
@@ -21,11 +41,21 @@ import attrs
 from mb.actions import Action
 from mb.cache import ActionResult, Cache
 from mb.context import Tool
+from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_and_stat, split_key_digest
 from mb.events import EventLog
-from mb.fsutil import place_file
+from mb.fsutil import move_into_place, place_file
 from mb.statcache import StatCache
 
 EXIT_PERMANENT = 3  # mb.sandbox.worker: a failure that a retry cannot fix
+#: Shown instead of a secret's value (as mb.providers does).
+REDACTED = "***"
+#: A whitespace-separated part of a secret at least this long is a secret too
+#: ("Bearer <key>" as a header echoes it), as in mb.providers.
+_SECRET_PART_CHARS = 8
+
+#: An output this build stored, found in the cache or placed: (its digest, whether it is
+#: executable, and for one placed in mb-out/ only (not cached) its (size, mtime_ns)).
+_Generated = tuple[str, bool, "tuple[int, int] | None"]
 
 
 @attrs.frozen
@@ -60,6 +90,8 @@ class MissingInputs(Exception):
 
 @attrs.frozen
 class ExecutorOptions:
+    """`--no-cache` turns both off: no lookups, and nothing written to the cache dir."""
+
     read_cache: bool = True
     write_cache: bool = True
 
@@ -74,6 +106,11 @@ class Executor:
         self.sandbox = sandbox
         self.events = events
         self.providers = providers
+        # A sandbox that lets undeclared files and the host's environment in
+        # (`none`) makes results the key does not describe: never cached, exactly
+        # like `--no-cache` (no lookups, nothing written to the cache directory).
+        if not getattr(sandbox, "caches_results", True):
+            options = attrs.evolve(options, read_cache=False, write_cache=False)
         self.options = options
         #: key -> result of provisional actions, kept for one `mb watch` session only
         #: (never in the cache), so an unchanged provisional action does not run again.
@@ -87,6 +124,8 @@ class Executor:
         self._output_prefix = self.output_dir + os.sep
         self._tool_digests: dict[str, str] = {}
         self._roots: set[str] = set()
+        #: Workspace-relative output path -> what this build knows of it (`_Generated`).
+        self._generated: dict[str, _Generated] = {}
         from mb.sandbox.base import forget_programs, sandbox_folder
 
         forget_programs()  # a program installed since the last build is found
@@ -98,21 +137,26 @@ class Executor:
         They are named after the worker slot, not the process (one build runs
         per workspace at a time); keeping them keeps their stashed symlinks
         for the next build (see sandbox.base.prepare_root). Nothing an action
-        staged or wrote stays in them. `mb clean --all` removes them.
+        staged or wrote stays in them. `mb clean --all` removes them. The
+        folder is released last: a build that dies before this leaves its
+        mark, and the next build retires the folder with any orphaned process
+        still writing into it (docs/decisions/0007).
         """
-        from mb.sandbox.base import prepare_root
+        from mb.sandbox.base import prepare_root, release_sandbox_folder
 
         try:
             self.cache.flush()
         finally:
             for root in self._roots:
                 prepare_root(root, {}, ())
+            release_sandbox_folder(self._sandbox_base)
 
     # --- keys ------------------------------------------------------------------------
 
     def input_digests(self, action: Action, produced: Mapping[str, str],
                       before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
-        """Digests of every input; raises MissingInputs for absent source files.
+        """Key digests of every input (the digest, marked `x:` when the file is
+        executable); raises MissingInputs for absent source files.
 
         `before_hashing` is called (once per file) before a source whose stat
         the stat cache does not know is read and hashed.
@@ -122,44 +166,94 @@ class Executor:
         for path in action.spec.inputs:
             known = produced.get(path)
             if known is not None:
-                digests[path] = known
+                digests[path] = self._generated_key(path, known)
                 continue
             try:
-                digests[path] = self.statcache.digest(self._root_prefix + path,
-                                                      before_hashing=before_hashing)
+                digests[path] = self.statcache.key_digest(self._root_prefix + path,
+                                                          before_hashing=before_hashing)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 missing.append(path)
         if missing:
             raise MissingInputs(missing)
         return digests
 
+    def _generated_key(self, path: str, digest: str) -> str:
+        """The key digest of a generated input whose content digest is `digest`.
+
+        An output of this build is known (`_generated`). One that is not is
+        an output an incremental build did not re-run, which the no-op check
+        found in mb-out/ as the last build placed it, so its mode there is
+        its mode (one stat, only in that case), or a placeholder.
+        """
+        known = self._generated.get(path)
+        if known is not None and known[0] == digest:
+            executable = known[1]
+        else:
+            try:
+                executable = bool(os.stat(self._output_prefix + path).st_mode & EXECUTABLE_BITS)
+            except OSError:
+                executable = False
+        return EXECUTABLE_MARK + digest if executable else digest
+
     def tool_digests(self, action: Action,
                      before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
+        """Key digests of the action's tools, marked `x:` when executable (as inputs)."""
         found: dict[str, str] = {}
         for tool in action.spec.tools:
             if tool.path not in self._tool_digests:
-                self._tool_digests[tool.path] = self.statcache.digest(
+                self._tool_digests[tool.path] = self.statcache.key_digest(
                     tool.path, before_hashing=before_hashing)
             found[tool.name] = self._tool_digests[tool.path]
         return found
 
     # --- cache -----------------------------------------------------------------------
 
+    def caches(self, action: Action) -> bool:
+        """Whether `action`'s result may come from the cache (else it always runs)."""
+        return action.cacheable and self.options.read_cache
+
+    def stores(self, action: Action) -> bool:
+        """Whether `action`'s outputs and result go into the cache (else its outputs are
+        moved into mb-out/ directly and the cache directory never sees them)."""
+        return action.cacheable and self.options.write_cache
+
     def lookup(self, action: Action, key: str) -> ActionResult | None:
-        if not (action.cacheable and self.options.read_cache):
+        """The cached result of `key` (None for an action that is not cached, or a miss).
+
+        A hit's outputs are remembered (`_generated`) for `materialize`, which
+        the scheduler calls next, and for keying and staging the dependents.
+        """
+        if not self.caches(action):
             return None
         found = self.cache.get_result(key)
         if found is None and self.provisional_results is not None:
             found = self.provisional_results.get(key)
-            if found is not None and not all(self.cache.has_blob(d)
-                                             for d in found.outputs.values()):
+            if found is not None and not all(
+                    os.path.exists(self.cache.blob_path(d, p in found.executable))
+                    for p, d in found.outputs.items()):
                 found = None
+        if found is not None:
+            executable = found.executable
+            generated = self._generated
+            for path, digest in found.outputs.items():
+                generated[path] = (digest, path in executable, None)
         return found
 
     def materialize(self, outputs: Mapping[str, str]) -> None:
-        """Place outputs under mb-out/ unless the right file is already there."""
+        """Place outputs under mb-out/ unless the right file is already there.
+
+        Each is a hard link to its blob, the `.x` one for an output known to
+        be executable. An output placed in mb-out/ only (not cached) is there.
+        """
+        generated = self._generated
         for path, digest in outputs.items():
-            blob = self.cache.blob_path(digest)
+            known = generated.get(path)
+            executable = False
+            if known is not None and known[0] == digest:
+                if known[2] is not None:
+                    continue
+                executable = known[1]
+            blob = self.cache.blob_path(digest, executable)
             target = self._output_prefix + path
             try:
                 placed = os.stat(target)
@@ -185,10 +279,16 @@ class Executor:
         attempts = 1 + max(0, action.spec.retries)
         start = time.monotonic()
         last: Outcome | None = None
+        secrets = secret_values(action.spec.secret_env)
         for attempt in range(1, attempts + 1):
             self.events.emit("action.started", target=label, description=action.description,
                              attempt=attempt, key=key)
-            last = self._attempt(action, key, inputs, provisional)
+            last = self._attempt(action, key, inputs, provisional, secrets)
+            if secrets and not last.ok:
+                # The message and stderr come from plugin code, which may echo a
+                # secret (a server echoing the Authorization header back).
+                last = attrs.evolve(last, error=redact(last.error, secrets),
+                                    stderr_tail=redact(last.stderr_tail, secrets))
             if last.ok or attempt == attempts or not last.retryable:
                 break
             self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
@@ -198,7 +298,7 @@ class Executor:
                             tool_digests=self.tool_digests(action))
 
     def _attempt(self, action: Action, key: str, inputs: Mapping[str, str],
-                 provisional: bool) -> Outcome:
+                 provisional: bool, secrets: list[str] | None = None) -> Outcome:
         from mb.sandbox.base import SandboxRequest
 
         # One sandbox directory per worker slot, reused (see sandbox.base.prepare_root).
@@ -214,7 +314,8 @@ class Executor:
                     env[name] = os.environ[name]
         else:
             argv = tuple(p.path if isinstance(p, Tool) else p for p in spec.argv)
-        request = SandboxRequest(root=root, cache_dir=self.cache.directory, inputs=staged, outputs=spec.outputs, argv=argv,
+        request = SandboxRequest(root=root, workspace=self.root, secret=bool(spec.secret_env), cache_dir=self.cache.directory,
+                                 inputs=staged, outputs=spec.outputs, argv=argv,
                                  env=env, timeout=spec.timeout,
                                  network=spec.network, stdin=spec.stdin, stdout=spec.stdout)
         blob_stats = self._blob_stats(staged)
@@ -222,8 +323,8 @@ class Executor:
         result = self.sandbox.run(request)
         # Only Python actions (mb.sandbox.worker) report through the channel; a
         # command writing a file of that name in its sandbox is not listened to.
-        metadata, cost = (self._read_channel(channel, str(action.owner)) if spec.kind == "call"
-                          else ({}, None))
+        metadata, cost = (self._read_channel(channel, str(action.owner), secrets or [])
+                          if spec.kind == "call" else ({}, None))
         if result.timed_out:
             return Outcome(action, "failed", key, error=f"timed out after {spec.timeout:g} s",
                            stderr_tail=result.stderr_tail)
@@ -245,25 +346,33 @@ class Executor:
             return Outcome(action, "failed", key,
                            error=f"declared output {names} was not created",
                            stderr_tail=result.stderr_tail)
-        outputs = self._collect(root, spec.outputs)
-        stored = ActionResult(outputs=outputs, metadata=metadata, cost=cost,
-                              duration_s=result.duration_s)
-        if action.cacheable and self.options.write_cache and not provisional:
-            self.cache.put_result(key, stored)
-        elif action.cacheable and provisional and self.provisional_results is not None:
-            self.provisional_results[key] = stored
-        self.materialize(outputs)
+        stores = self.stores(action)
+        outputs, executable = self._collect(root, spec.outputs, stores)
+        if stores:
+            stored = ActionResult(outputs=outputs, metadata=metadata, cost=cost,
+                                  duration_s=result.duration_s, executable=executable)
+            if not provisional:
+                self.cache.put_result(key, stored)
+            elif self.provisional_results is not None:
+                self.provisional_results[key] = stored
+            self.materialize(outputs)
         return Outcome(action, "executed", key, outputs=outputs, metadata=metadata, cost=cost,
                        provisional=provisional, input_digests=inputs)
 
     def _source_of(self, path: str, digest: str) -> str:
-        """Where to stage an input from: its blob if cached (same bytes), else the source.
+        """Where to stage an input from, given its key digest: its blob if cached (same
+        bytes and exec bit), else the source.
 
+        An output placed in mb-out/ only (not cached) is staged from there.
         An output of an action this build did not run (an incremental build)
         whose blob `mb gc` removed is staged from `mb-out/`, where the build
         checked its stat is the one it placed.
         """
-        blob = self.cache.blob_path(digest)
+        digest, executable = split_key_digest(digest)
+        known = self._generated.get(path)
+        if known is not None and known[2] is not None and known[0] == digest:
+            return self._output_prefix + path
+        blob = self.cache.blob_path(digest, executable)
         if os.path.exists(blob):
             return blob
         source = self._root_prefix + path
@@ -279,8 +388,12 @@ class Executor:
         Sources are compared with the stat they were hashed at. Blobs are
         hard-linked into the sandbox, and 0444 does not stop root: a blob
         written to no longer matches its name, so it is removed from the cache.
+        An output placed in mb-out/ only is compared with its stat when it
+        was hashed (and left there: the action that made it runs again next
+        build anyway).
         """
         changed = []
+        cache_prefix = self.cache.directory + os.sep
         for rel, source in staged.items():
             try:
                 st = os.stat(source)
@@ -290,7 +403,8 @@ class Executor:
             if source in blob_stats:
                 if blob_stats[source] != (st.st_size, st.st_mtime_ns):
                     changed.append(rel)
-                    os.unlink(source)
+                    if source.startswith(cache_prefix):
+                        os.unlink(source)
                 continue
             before = self.statcache.hashed_signature(source)
             if before is not None and before[:2] != (st.st_size, st.st_mtime_ns):
@@ -298,23 +412,46 @@ class Executor:
         return changed
 
     def _blob_stats(self, staged: Mapping[str, str]) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of the staged inputs that are blobs, or outputs in mb-out/ only
+        (from when they were hashed: no system call), for `_modified_sources`."""
         blobs = {}
-        for source in staged.values():
-            if source.startswith(self.cache.directory + os.sep):
+        cache_prefix = self.cache.directory + os.sep
+        for rel, source in staged.items():
+            if source.startswith(cache_prefix):
                 st = os.stat(source)
                 blobs[source] = (st.st_size, st.st_mtime_ns)
+            else:
+                known = self._generated.get(rel)
+                if known is not None and known[2] is not None:
+                    blobs[source] = known[2]
         return blobs
 
-    def _collect(self, root: str, outputs: tuple[str, ...]) -> dict[str, str]:
-        from mb.digest import digest_file
+    def _collect(self, root: str, outputs: tuple[str, ...],
+                 stores: bool) -> tuple[dict[str, str], frozenset[str]]:
+        """Hash the declared outputs and store them in the cache (`stores`), else move them
+        into mb-out/; returns their digests and the paths of the executable ones.
 
+        The exec bit comes from the stat taken while hashing: no extra call.
+        """
         collected: dict[str, str] = {}
+        executable: list[str] = []
         for path in outputs:
             produced = root + os.sep + path
-            digest = digest_file(produced)
-            self.cache.store_file(produced, digest)
+            digest, st = digest_and_stat(produced)
+            is_executable = bool(st.st_mode & EXECUTABLE_BITS)
+            placed: tuple[int, int] | None = None
+            if stores:
+                self.cache.store_file(produced, digest, is_executable)
+            else:
+                target = self._output_prefix + path
+                if not move_into_place(produced, target, 0o555 if is_executable else 0o444):
+                    st = os.stat(target)  # a copy (a symlink's bytes, another file system)
+                placed = (st.st_size, st.st_mtime_ns)
+            self._generated[path] = (digest, is_executable, placed)
             collected[path] = digest
-        return collected
+            if is_executable:
+                executable.append(path)
+        return collected, frozenset(executable)
 
     def _worker_argv(self, action: Action, root: str, channel: str) -> tuple[str, ...]:
         spec = action.spec
@@ -335,8 +472,10 @@ class Executor:
             json.dump(data, f)
         return (sys.executable, "-m", "mb.sandbox.worker", spec_path)
 
-    def _read_channel(self, channel: str, label: str) -> tuple[dict[str, Any], float | None]:
-        """Events, metadata and cost a Python action reported while it ran."""
+    def _read_channel(self, channel: str, label: str,
+                      secrets: list[str]) -> tuple[dict[str, Any], float | None]:
+        """Events, metadata and cost a Python action reported while it ran; the text of
+        its events has the action's secrets replaced (`redact`)."""
         metadata: dict[str, Any] = {}
         cost: float | None = None
         try:
@@ -350,13 +489,38 @@ class Executor:
             except ValueError:
                 continue
             if record.get("kind") == "event":
+                data = record.get("data", {})
+                if secrets:
+                    data = {name: redact(value, secrets) if isinstance(value, str) else value
+                            for name, value in data.items()}
                 self.events.emit(record["type"], target=label, level=record.get("level", "info"),
-                                 **record.get("data", {}))
+                                 **data)
             elif record.get("kind") == "metadata":
                 metadata[record["key"]] = record["value"]
             elif record.get("kind") == "cost":
                 cost = (cost or 0.0) + float(record["amount"])
         return metadata, cost
+
+
+def secret_values(names: tuple[str, ...] | list[str]) -> list[str]:
+    """The texts to hide for secrets named `names` (variables of this process): each
+    non-empty value and each whitespace-separated part of it of 8 or more characters,
+    longest first (so a part never leaves pieces of a longer match)."""
+    values: set[str] = set()
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            values.add(value)
+            values.update(part for part in value.split() if len(part) >= _SECRET_PART_CHARS)
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every occurrence of each of `secrets` (see `secret_values`) as `***`."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
@@ -395,8 +559,9 @@ def _python_failure(stderr_tail: str) -> str:
     earlier, so the last marker wins. The result is `message` for an
     ActionError and `Type: message` (module dropped) for any other exception,
     cut to its first line; "" when no message is found (a native crash). Only
-    the exception's own text is used, never the environment, so it holds no
-    secret an action did not put in its own message.
+    the exception's own text is used, never the environment; a secret the
+    action put in its own message (echoed by a server, say) is hidden by
+    `Executor.execute` (`redact`) before the message goes anywhere.
     """
     lines = stderr_tail.splitlines()
     error_at = frame_at = -1

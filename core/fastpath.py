@@ -144,7 +144,9 @@ def changed_sources(path: str, snapshot: dict[str, Any]
             digest = _digest_or_none(name)
             if digest is None:
                 return None
-            if digest != digests[name]:
+            # Keys see a file's exec bit too (mb.digest.key_digest): `chmod +x` with
+            # the same bytes is a change. The build that follows gets the content digest.
+            if _key_digest(digest, st.st_mode) != digests[name]:
                 changed[name] = (st, digest)
             # Touched but not edited: same bytes still mean the same keys. Remember
             # the new stat, unless it is too fresh to trust (racy).
@@ -166,6 +168,12 @@ def changed_sources(path: str, snapshot: dict[str, Any]
 
         atomic_write_bytes(path, marshal.dumps(snapshot))
     return changed
+
+
+def _key_digest(digest: str, mode: int) -> str:
+    from mb.digest import key_digest
+
+    return key_digest(digest, mode)
 
 
 def _digest_or_none(path: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import threading
@@ -85,6 +86,54 @@ def place_file(source: str, target: str) -> None:
             os.chmod(tmp, 0o444)
             break
     os.replace(tmp, target)
+    # Where `target` was a link to `source` already, rename() is a successful no-op
+    # (POSIX: two links to one file) that leaves `tmp` behind.
+    discard(tmp)
+
+
+def move_into_place(source: str, target: str, mode: int) -> bool:
+    """Move the finished file `source` to `target` with `mode`, atomically; True if moved.
+
+    For an output that is not cached (`no-cache`, `--no-cache`, the `none`
+    sandbox): the file the action wrote becomes the file in `mb-out/`, with
+    no blob in between. Its bytes are complete (the action has ended), and a
+    rename replaces whatever `target` was (an older output, a hard link to a
+    blob: the blob is untouched) in one step, so a build killed at any
+    instant leaves the old file or the new one, never a part. A rename keeps
+    the file's size and mtime. A symlink (its bytes are stored, never the
+    link), or a file on another file system, is copied to a temporary file
+    beside `target` first, and False says the stat is the copy's.
+    """
+    copy = os.path.islink(source)
+    if not copy:
+        os.chmod(source, mode)
+        try:
+            _replace_creating_parent(source, target)
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+    tmp = _temporary_path(target)
+    try:
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        discard(tmp)
+        raise
+    return False
+
+
+def _replace_creating_parent(source: str, target: str) -> None:
+    """os.replace, creating `target`'s directory the first time it is missing."""
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        if not os.path.lexists(source):
+            raise
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(source, target)
 
 
 def remove_tree(path: str) -> None:

@@ -4,6 +4,11 @@ An entry is keyed by path and holds (size, mtime_ns, inode, ctime_ns,
 digest). ctime is included because tools that preserve mtime (`cp -p`,
 `touch -r`) still move ctime. The cache is saved atomically at the end of a
 build; a lost or corrupt file only costs re-hashing.
+
+Action keys see a file through `key_digest`: its digest, marked when the file
+is executable (`mb.digest.key_digest`). The mode comes from the stat taken to
+check the entry anyway, so it costs no system call; a chmod moves ctime, so
+the entry is checked again after one.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from mb.digest import digest_file
+from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_file
 from mb.fsutil import atomic_write_bytes
 
 _Entry = tuple[int, int, int, int, str]
@@ -39,6 +44,8 @@ class StatCache:
         self._racy: dict[str, _Entry] = {}
         self._dirty = False
         self._lock = threading.Lock()
+        #: Paths `key_digest` found executable in this process (see `known_digest`).
+        self._executable: set[str] = set()
         try:
             with open(path, "rb") as f:
                 loaded = marshal.loads(f.read())  # loads(read()): load(f) reads item by item
@@ -64,6 +71,20 @@ class StatCache:
             before_hashing()
         value = digest_file(path)
         self.remember(path, st, value)
+        return value
+
+    def key_digest(self, path: str, before_hashing: Callable[[], None] | None = None) -> str:
+        """The file at `path` (absolute) as an action key sees it: `digest`, marked `x:`
+        when the file is executable (`mb.digest.key_digest`); raises FileNotFoundError.
+
+        The exec bit comes from the same stat the digest is checked against.
+        """
+        st = os.stat(path)
+        value = self.digest(path, st, before_hashing)
+        if st.st_mode & EXECUTABLE_BITS:
+            self._executable.add(path)
+            return EXECUTABLE_MARK + value
+        self._executable.discard(path)
         return value
 
     def remember(self, path: str, st: os.stat_result, value: str) -> None:
@@ -95,9 +116,20 @@ class StatCache:
         return None if entry is None else entry[:4]
 
     def known_digest(self, path: str) -> str | None:
-        """The digest this build computed or trusted for `path` (racy ones included)."""
+        """The digest this build computed or trusted for `path` (racy ones included),
+        marked `x:` when `key_digest` found the file executable in this process.
+
+        The build records it in the no-op snapshot, whose check compares it
+        with the bytes' plain digest (`fastpath.changed_sources`): a source that
+        is executable is therefore never proven unchanged there once its stat
+        moved (a chmod moves ctime) and goes to the incremental build, which
+        keys it with its mode. That check does not compare modes itself (yet),
+        so a chmod +x of a plain file with unchanged bytes still passes as a no-op.
+        """
         entry = self._entries.get(path) or self._racy.get(path)
-        return None if entry is None else entry[4]
+        if entry is None:
+            return None
+        return EXECUTABLE_MARK + entry[4] if path in self._executable else entry[4]
 
     def save(self) -> None:
         if not self._dirty:

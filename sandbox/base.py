@@ -39,6 +39,9 @@ class SandboxRequest:
     stdout: str | None = None  # relative to the root, as `> file`
     #: The workspace root; only the `none` sandbox looks at it (its root mirrors the workspace).
     workspace: str = ""
+    #: The environment holds secrets (`secret_env`): nothing the process wrote to
+    #: stderr stays on disk once its tail is read (the executor masks the tail).
+    secret: bool = False
 
 
 @attrs.frozen
@@ -498,6 +501,8 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
         kill_group(proc)
         size = os.fstat(stderr).st_size
         end = os.pread(stderr, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
+        if request.secret:
+            os.ftruncate(stderr, 0)
     finally:
         os.close(stderr)
     tail = end.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]

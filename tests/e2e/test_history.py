@@ -214,3 +214,25 @@ def test_explain_of_unknown_labels_and_targets_without_actions(mb_workspace):
     failed = ws.run("explain", "//a:t")
     assert failed.exit_code == 0
     assert "failed" in failed.stdout and "command exited with status 3" in failed.stdout
+
+
+def test_checkout_leaves_only_the_outputs_and_keeps_exec_bits(mb_workspace):
+    ws = mb_workspace({"p/script.txt": "hello\n",
+                       "p/BUILD.toml": '[up]\nrule = "genrule"\nsrcs = ["script.txt"]\n'
+                                       'outs = ["up.txt"]\ncmd = "tr a-z A-Z < $< > $@"\n\n'
+                                       '[tool]\nrule = "genrule"\nouts = ["tool.sh"]\n'
+                                       'cmd = "printf \'#!/bin/sh\\\\necho hi\\\\n\' > $@; '
+                                       'chmod +x $@"\n'})
+    assert ws.run("build").exit_code == 0
+    build_id = (ws.path / ".mb/builds/current").read_text().strip()
+    for _ in range(2):
+        result = ws.run("checkout", build_id)
+        assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (ws.path / "mb-out/p").iterdir()) == ["tool.sh", "up.txt"]
+    import os
+    import shutil
+
+    shutil.rmtree(ws.path / "mb-out")
+    assert ws.run("checkout", build_id).exit_code == 0
+    assert os.access(ws.path / "mb-out/p/tool.sh", os.X_OK)
+    assert not os.access(ws.path / "mb-out/p/up.txt", os.X_OK)

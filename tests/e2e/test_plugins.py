@@ -276,7 +276,7 @@ def test_plugin_validator_error_is_one_located_line(mb_workspace):
     assert result.exit_code == 2
     line = _lines_about(result.stderr, "'width' must be positive, got -2")
     assert len(line) == 1, result.stderr
-    assert line[0].startswith("p/BUILD.toml:1:1: ")
+    assert line[0] == "p/BUILD.toml:4:1: 'width' must be positive, got -2", "at the attribute"
     assert "Traceback" not in result.stderr
     assert "'' is invalid" not in line[0]
 

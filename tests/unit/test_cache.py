@@ -47,6 +47,12 @@ def store(cache: Cache, tmp_path: Path, data: bytes) -> str:
     return digest
 
 
+def leftovers(cache: Cache) -> list[str]:
+    """What is left in the cache's tmp/ (made only when a copy needs it)."""
+    tmp = os.path.join(cache.directory, "tmp")
+    return os.listdir(tmp) if os.path.isdir(tmp) else []
+
+
 @pytest.fixture
 def cache(tmp_path: Path) -> Cache:
     return Cache(str(tmp_path / "cache"))
@@ -66,7 +72,7 @@ def test_store_file_moves_the_file_into_a_read_only_blob(cache: Cache, tmp_path:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o444
     assert not source.exists()
     assert cache.has_blob(digest)
-    assert os.listdir(os.path.join(cache.directory, "tmp")) == []
+    assert leftovers(cache) == []
 
 
 def test_storing_a_symlink_stores_its_bytes_and_leaves_the_target_alone(
@@ -175,20 +181,38 @@ def test_result_with_an_unstored_digest_is_a_miss(cache: Cache) -> None:
     assert Cache(cache.directory).get_result(KEY) is None
 
 
-def test_a_hit_refreshes_its_pack_once_and_never_the_blob(cache: Cache, tmp_path: Path) -> None:
+def test_a_hit_records_its_line_again_once_and_touches_nothing(cache: Cache,
+                                                              tmp_path: Path) -> None:
+    """Recency for gc: a hit writes the same line again (with the next pack), once per
+    Cache; the old pack and the blob (hard-linked into mb-out/) are left alone."""
     digest = store(cache, tmp_path, b"x")
     cache.put_result(KEY, ActionResult(outputs={"p/x": digest}))
     cache.flush()
     (pack,) = packs(cache)
+    line = pack.read_bytes()
     blob_mtime = os.stat(cache.blob_path(digest)).st_mtime_ns
     os.utime(pack, (1000, 1000))
     reader = Cache(cache.directory)
     assert reader.get_result(KEY) is not None
-    assert os.stat(pack).st_mtime > 1000
-    assert os.stat(cache.blob_path(digest)).st_mtime_ns == blob_mtime
-    os.utime(pack, (1000, 1000))
     assert reader.get_result(KEY) is not None
-    assert os.stat(pack).st_mtime == 1000, "touched once per pack and Cache"
+    reader.flush()
+    assert os.stat(pack).st_mtime == 1000, "the old pack is not touched"
+    assert os.stat(cache.blob_path(digest)).st_mtime_ns == blob_mtime
+    (_, newer) = packs(cache)
+    assert newer.read_bytes() == line, "the same bytes, once"
+    assert Cache(cache.directory).get_result(KEY) == ActionResult(outputs={"p/x": digest})
+
+
+def test_a_result_put_by_the_same_cache_is_not_recorded_twice(cache: Cache,
+                                                             tmp_path: Path) -> None:
+    digest = store(cache, tmp_path, b"x")
+    cache.put_result(KEY, ActionResult(outputs={"p/x": digest}))
+    assert cache.get_result(KEY) is not None
+    cache.flush()
+    assert cache.get_result(KEY) is not None
+    cache.flush()
+    (pack,) = packs(cache)
+    assert len(pack.read_bytes().splitlines()) == 1
 
 
 def test_two_caches_share_one_directory(tmp_path: Path) -> None:
@@ -256,6 +280,7 @@ def test_garbage_in_tmp_never_becomes_visible(cache: Cache, tmp_path: Path) -> N
     torn = b'{"key":"' + KEY.encode() + b'","outputs": {"p/a": "'
     digest = digest_bytes(b"half a blob")
     tmp = Path(cache.directory, "tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "blob-abc123").write_bytes(b"half a bl")
     (tmp / "123-4-abcd.pack").write_bytes(torn)
     (tmp / digest).write_bytes(b"half a blob")
@@ -373,7 +398,7 @@ def test_interrupted_store_file_leaves_no_blob(cache: Cache, tmp_path: Path,
         cache.store_file(str(source), digest)
     monkeypatch.undo()
     assert not cache.has_blob(digest)
-    assert os.listdir(os.path.join(cache.directory, "tmp")) == []
+    assert leftovers(cache) == []
 
 
 # --- packs: concurrency and compaction -------------------------------------------
@@ -542,16 +567,21 @@ def test_gc_removes_the_least_recently_used_blob_and_rewrites_packs(
     assert fresh.get_result(k1) is None
     assert all(fresh.get_result(k) is not None for k in (k2, k3, k4))
     assert cache.get_result(k1) is None and cache.get_result(k2) is not None
-    # next: b2 and b3 are both used at 3000; the results go with them
-    assert cache.gc(0) == (4, total - 1000 - len(k1_line) - 1)
+    cache.flush()  # the hit on k2 is recorded again: a pack of its own
+    remaining = cache.size()
+    # next: b2 and b3 are the most recent; everything goes
+    assert cache.gc(0) == (5, remaining)
     assert cache.size() == 0 and packs(cache) == []
 
 
 def test_gc_keeps_the_blobs_of_a_recently_hit_result(cache: Cache, tmp_path: Path) -> None:
     used = aged(cache, tmp_path, KEY, b"u" * 1000, 1000)
     aged(cache, tmp_path, OTHER_KEY, b"n" * 1000, 2000)
-    assert Cache(cache.directory).get_result(KEY) is not None  # KEY is the most recently used
-    cache.gc(1000 + result_size(cache, KEY))
+    limit = 1000 + result_size(cache, KEY)
+    reader = Cache(cache.directory)
+    assert reader.get_result(KEY) is not None  # KEY is the most recently used
+    reader.flush()  # as the executor does when it closes
+    cache.gc(limit)
     assert cache.has_blob(used)
     assert cache.get_result(KEY) is not None
     assert cache.get_result(OTHER_KEY) is None
@@ -660,3 +690,170 @@ def test_a_lone_pending_result_is_written_within_the_age_limit(cache: Cache,
         time.sleep(0.05)
     found = Cache(cache.directory).get_result(KEY)
     assert found is not None and found.outputs == {"p/x": digest}
+
+
+# --- executable outputs -------------------------------------------------------------
+
+
+def test_an_executable_file_gets_a_blob_of_its_own(cache: Cache, tmp_path: Path) -> None:
+    """One inode has one mode, and blobs are hard-linked into mb-out/: the same bytes
+    stored executable and not are two blobs, `<digest>.x` (0555) and `<digest>` (0444)."""
+    data = b"#!/bin/sh\necho hi\n"
+    digest = digest_bytes(data)
+    for n, executable in enumerate((True, False)):
+        source = tmp_path / f"tool-{n}"
+        source.write_bytes(data)
+        source.chmod(0o755)
+        path = cache.store_file(str(source), digest, executable)
+        assert path == cache.blob_path(digest, executable)
+    assert cache.blob_path(digest, True) == cache.blob_path(digest) + ".x"
+    assert stat.S_IMODE(os.stat(cache.blob_path(digest, True)).st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(cache.blob_path(digest)).st_mode) == 0o444
+    assert cache.has_blob(digest, True) and cache.has_blob(digest)
+
+
+def test_a_result_says_which_outputs_are_executable(cache: Cache, tmp_path: Path) -> None:
+    tool = tmp_path / "tool"
+    tool.write_bytes(b"#!/bin/sh\n")
+    tool_digest = digest_bytes(b"#!/bin/sh\n")
+    cache.store_file(str(tool), tool_digest, executable=True)
+    text = store(cache, tmp_path, b"text")
+    result = ActionResult(outputs={"p/tool": tool_digest, "p/text": text},
+                          executable=frozenset({"p/tool"}))
+    cache.put_result(KEY, result)
+    cache.flush()
+    assert Cache(cache.directory).get_result(KEY) == result
+    line = json.loads(pack_of(cache, KEY).read_bytes())
+    assert line["executable"] == ["p/tool"]
+    assert set(line["blobs"]) == {tool_digest + ".x", text}
+    # Without the `.x` blob (only the same bytes stored plain) it is a miss.
+    os.unlink(cache.blob_path(tool_digest, True))
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"#!/bin/sh\n")
+    cache.store_file(str(plain), tool_digest)
+    assert Cache(cache.directory).get_result(KEY) is None
+
+
+def test_a_result_without_executable_outputs_is_written_as_before(cache: Cache,
+                                                                  tmp_path: Path) -> None:
+    """No `executable` field: lines (and so keys and caches) of earlier versions stay valid."""
+    digest = store(cache, tmp_path, b"plain")
+    cache.put_result(KEY, ActionResult(outputs={"p/a": digest}))
+    cache.flush()
+    assert "executable" not in json.loads(pack_of(cache, KEY).read_bytes())
+
+
+@pytest.mark.parametrize("executable", ['"p/a"', '["p/other"]', '[1]', '{}'])
+def test_a_line_with_a_bad_executable_field_is_a_miss(cache: Cache, tmp_path: Path,
+                                                      executable: str) -> None:
+    digest = store(cache, tmp_path, b"a")
+    line = (f'{{"key":"{KEY}","blobs":{{}},"cost":null,"duration_s":0,"executable":{executable},'
+            f'"metadata":{{}},"outputs":{{"p/a":"{digest}"}}}}')
+    Path(cache.directory, "ac").mkdir(exist_ok=True)
+    Path(cache.directory, "ac", "1-1-1.pack").write_text(line + "\n")
+    assert cache.get_result(KEY) is None
+
+
+# --- recency per result -------------------------------------------------------------
+
+
+def one_build(cache: Cache, tmp_path: Path, results: dict[str, bytes], when: float) -> None:
+    """Results of one build, in one pack, used at `when` (their blobs too)."""
+    for key_, data in results.items():
+        digest = store(cache, tmp_path, data)
+        os.utime(cache.blob_path(digest), (when, when))
+        cache.put_result(key_, ActionResult(outputs={f"p/{key_[:4]}": digest}))
+    cache.flush()
+    for pack in packs(cache):
+        if os.stat(pack).st_mtime > when:
+            os.utime(pack, (when, when))
+
+
+def test_gc_evicts_per_result_not_per_build(cache: Cache, tmp_path: Path) -> None:
+    """k1 and k2 were built together (one pack) before k3; k1 was used since. The least
+    recently used is k2, although it shares a pack with the most recently used."""
+    k1, k2, k3 = key(1), key(2), key(3)
+    one_build(cache, tmp_path, {k1: b"1" * 1000, k2: b"2" * 1000}, 1000)
+    one_build(cache, tmp_path, {k3: b"3" * 1000}, 2000)
+    reader = Cache(cache.directory)
+    assert reader.get_result(k1) is not None
+    reader.flush()
+    pack_bytes = sum(p.stat().st_size for p in packs(cache))
+    cache.gc(2000 + pack_bytes)
+    fresh = Cache(cache.directory)
+    assert fresh.get_result(k2) is None, "the least recently used result went"
+    assert fresh.get_result(k1) is not None and fresh.get_result(k3) is not None
+
+
+def test_within_one_pack_a_later_line_is_more_recent(cache: Cache, tmp_path: Path) -> None:
+    k1, k2 = key(1), key(2)
+    one_build(cache, tmp_path, {k1: b"1" * 1000, k2: b"2" * 1000}, 1000)
+    cache.gc(1000 + sum(p.stat().st_size for p in packs(cache)))
+    fresh = Cache(cache.directory)
+    assert fresh.get_result(k1) is None and fresh.get_result(k2) is not None
+
+
+def test_gc_drops_lines_a_later_line_of_their_key_supersedes(cache: Cache,
+                                                             tmp_path: Path) -> None:
+    k1, k2 = key(1), key(2)
+    one_build(cache, tmp_path, {k1: b"1", k2: b"2"}, 1000)
+    old = pack_of(cache, k2)
+    reader = Cache(cache.directory)
+    assert reader.get_result(k1) is not None
+    reader.flush()
+    assert len(packs(cache)) == 2
+    removed, freed = cache.gc(10**9)
+    assert removed == 0 and freed > 0
+    assert [len(p.read_bytes().splitlines()) for p in packs(cache)] == [1, 1]
+    rewritten = pack_of(cache, k2)
+    assert rewritten.name[:19] == old.name[:19], "the rewrite keeps its place in the order"
+    assert os.stat(rewritten).st_mtime == 1000
+    assert Cache(cache.directory).get_result(k1) is not None
+
+
+def test_a_restore_rewrites_the_packs_as_one_in_order_of_use(cache: Cache,
+                                                             tmp_path: Path) -> None:
+    """A build answering most of its actions from the cache writes what it loaded as
+    one pack, the results it used last, in the order it used them."""
+    keys = [key(n) for n in range(100)]
+    for n, key_ in enumerate(keys):
+        cache.put_result(key_, ActionResult(outputs={"p/x": store(cache, tmp_path, b"%d" % n)}))
+        if n % 30 == 29:
+            cache.flush()
+    cache.flush()
+    assert len(packs(cache)) == 4
+    reader = Cache(cache.directory)
+    used = list(reversed(keys[20:]))
+    assert all(reader.get_result(k) is not None for k in used)
+    reader.flush()
+    (pack,) = packs(cache)
+    order = [json.loads(line)["key"] for line in pack.read_bytes().splitlines()]
+    assert order == keys[:20] + used
+    fresh = Cache(cache.directory)
+    assert all(fresh.get_result(k) is not None for k in keys)
+
+
+def test_a_few_hits_among_many_results_are_appended(cache: Cache, tmp_path: Path) -> None:
+    keys = [key(n) for n in range(300)]
+    for n, key_ in enumerate(keys):
+        cache.put_result(key_, ActionResult(outputs={"p/x": store(cache, tmp_path, b"%d" % n)}))
+    cache.flush()
+    (built,) = packs(cache)
+    reader = Cache(cache.directory)
+    assert all(reader.get_result(k) is not None for k in keys[:70])  # indexed after 64
+    reader.flush()
+    assert built.exists()
+    (_, hits) = packs(cache)
+    assert [json.loads(line)["key"] for line in hits.read_bytes().splitlines()] == keys[:70]
+
+
+def test_merging_keeps_the_latest_line_of_each_key_in_order_of_use(cache: Cache,
+                                                                   tmp_path: Path) -> None:
+    k1, k2, k3 = key(1), key(2), key(3)
+    one_build(cache, tmp_path, {k1: b"1", k2: b"2", k3: b"3"}, 1000)
+    reader = Cache(cache.directory)
+    assert reader.get_result(k1) is not None
+    reader.flush()
+    cache._merge_packs()
+    (pack,) = packs(cache)
+    assert [json.loads(line)["key"] for line in pack.read_bytes().splitlines()] == [k2, k3, k1]
