@@ -71,7 +71,7 @@ from typing import Any, Final
 
 import attrs
 
-from mb.fsutil import atomic_write_bytes, discard
+from mb.fsutil import atomic_write_bytes, discard, replace_creating_parent
 
 #: A pack is written once this many results are pending ...
 PACK_MAX_RESULTS: Final = 512
@@ -206,7 +206,7 @@ class Cache:
         if not os.path.islink(path):  # store the bytes, never the link
             os.chmod(path, mode)
             try:
-                _rename_into(path, target)
+                replace_creating_parent(path, target)
                 return target
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
@@ -216,7 +216,7 @@ class Cache:
             os.makedirs(self._tmp, exist_ok=True)
             shutil.copyfile(path, tmp)
             os.chmod(tmp, mode)
-            _rename_into(tmp, target)
+            replace_creating_parent(tmp, target)
         except BaseException:
             discard(tmp)
             raise
@@ -830,17 +830,6 @@ def _read(path: str) -> tuple[int, bytes] | None:
             return os.fstat(f.fileno()).st_mtime_ns, f.read()
     except OSError:
         return None
-
-
-def _rename_into(source: str, target: str) -> None:
-    """Rename, creating the blob directory the first time it is needed."""
-    try:
-        os.replace(source, target)
-    except FileNotFoundError:
-        if not os.path.exists(source):
-            raise
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(source, target)
 
 
 def parse_size(text: str) -> int:

@@ -108,7 +108,7 @@ def move_into_place(source: str, target: str, mode: int) -> bool:
     if not copy:
         os.chmod(source, mode)
         try:
-            _replace_creating_parent(source, target)
+            replace_creating_parent(source, target)
             return True
         except OSError as exc:
             if exc.errno != errno.EXDEV:
@@ -125,8 +125,9 @@ def move_into_place(source: str, target: str, mode: int) -> bool:
     return False
 
 
-def _replace_creating_parent(source: str, target: str) -> None:
-    """os.replace, creating `target`'s directory the first time it is missing."""
+def replace_creating_parent(source: str, target: str) -> None:
+    """os.replace, creating `target`'s directory the first time it is missing (the
+    cache's cas/, an output's package folder in mb-out/)."""
     try:
         os.replace(source, target)
     except FileNotFoundError:

@@ -381,7 +381,8 @@ def test_a_nested_workspace_is_not_a_package(mb_workspace):
         "with -C)"]
 
 
-def test_a_rule_bug_names_the_rule_and_plugin(mb_workspace, tmp_path):
+def buggy_rule_workspace(mb_workspace, tmp_path):
+    """A workspace using rule 'buggy', whose implementation raises, and its plugin's folder."""
     plugin = tmp_path / "plug"
     plugin.mkdir()
     (plugin / "buggy_rule.py").write_text(
@@ -389,7 +390,11 @@ def test_a_rule_bug_names_the_rule_and_plugin(mb_workspace, tmp_path):
         "@mb.rule('buggy', attrs=A, version='1')\ndef buggy(ctx, a):\n"
         "    raise ValueError('bug inside rule impl')\n\n"
         "@mb.hookimpl\ndef mb_rules():\n    return [buggy]\n")
-    ws = mb_workspace({"p/BUILD.toml": '[c]\nrule = "buggy"\n'})
+    return mb_workspace({"p/BUILD.toml": '[c]\nrule = "buggy"\n'}), plugin
+
+
+def test_a_rule_bug_names_the_rule_and_plugin(mb_workspace, tmp_path):
+    ws, plugin = buggy_rule_workspace(mb_workspace, tmp_path)
     result = ws.run("-p", "buggy_rule", "build", env={"PYTHONPATH": str(plugin)})
     assert result.exit_code == 2
     assert errors_of(result) == [
@@ -398,14 +403,7 @@ def test_a_rule_bug_names_the_rule_and_plugin(mb_workspace, tmp_path):
 
 
 def test_a_rule_bug_shows_its_traceback_with_verbose(mb_workspace, tmp_path):
-    plugin = tmp_path / "plug"
-    plugin.mkdir()
-    (plugin / "buggy_rule.py").write_text(
-        "import attrs\nimport mb\n\n@attrs.frozen\nclass A:\n    pass\n\n"
-        "@mb.rule('buggy', attrs=A, version='1')\ndef buggy(ctx, a):\n"
-        "    raise ValueError('bug inside rule impl')\n\n"
-        "@mb.hookimpl\ndef mb_rules():\n    return [buggy]\n")
-    ws = mb_workspace({"p/BUILD.toml": '[c]\nrule = "buggy"\n'})
+    ws, plugin = buggy_rule_workspace(mb_workspace, tmp_path)
     result = ws.run("-v", "-p", "buggy_rule", "build", env={"PYTHONPATH": str(plugin)})
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0].startswith("p/BUILD.toml:1:1: rule 'buggy'")
