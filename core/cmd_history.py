@@ -243,18 +243,26 @@ def explain_change(workspace: Workspace, previous: dict[str, Any] | None,
         elif path not in new_inputs:
             lines.append(f"input {path} removed")
         elif old_inputs[path] != new_inputs[path]:
-            lines.append(f"input {path} changed: {old_inputs[path][:12]} -> "
-                         f"{new_inputs[path][:12]}")
+            lines.append(_file_change(f"input {path}", old_inputs[path], new_inputs[path]))
     old_tools, new_tools = previous.get("tools", {}), action.get("tools", {})
     for name in sorted(set(old_tools) | set(new_tools)):
         if old_tools.get(name) != new_tools.get(name):
-            lines.append(f"tool {name} changed: {str(old_tools.get(name))[:12]} -> "
-                         f"{str(new_tools.get(name))[:12]}")
+            lines.append(_file_change(f"tool {name}", str(old_tools.get(name)),
+                                      str(new_tools.get(name))))
     if previous["static"] != action["static"]:
         old = load_components(workspace.state_dir, previous["static"]) or {}
         new = load_components(workspace.state_dir, action["static"]) or {}
         lines.extend(_component_changes(old, new))
     return lines or ["its key changed (no component difference recorded)"]
+
+
+def _file_change(what: str, old: str, new: str) -> str:
+    """`input p/x changed: 1a2b... -> 3c4d...`, or `... became executable` when only the
+    exec bit changed (key digests carry it as an `x:` prefix, mb.digest.key_digest)."""
+    old_bytes, new_bytes = old.removeprefix("x:"), new.removeprefix("x:")
+    if old_bytes == new_bytes and old != new:
+        return f"{what} {'became executable' if new.startswith('x:') else 'lost its exec bit'}"
+    return f"{what} changed: {old_bytes[:12]} -> {new_bytes[:12]}"
 
 
 def _component_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -236,3 +236,16 @@ def test_checkout_leaves_only_the_outputs_and_keeps_exec_bits(mb_workspace):
     assert ws.run("checkout", build_id).exit_code == 0
     assert os.access(ws.path / "mb-out/p/tool.sh", os.X_OK)
     assert not os.access(ws.path / "mb-out/p/up.txt", os.X_OK)
+
+
+def test_explain_names_an_exec_bit_change(mb_workspace):
+    ws = mb_workspace({"p/tool.sh": "#!/bin/sh\necho hi\n",
+                       "p/BUILD.toml": '[t]\nrule = "genrule"\nsrcs = ["tool.sh"]\n'
+                                       'outs = ["o"]\ncmd = "test -x $< && echo x > $@ || '
+                                       'echo - > $@"\n'})
+    assert ws.run("build").exit_code == 0
+    (ws.path / "p/tool.sh").chmod(0o755)
+    assert ws.run("build").exit_code == 0
+    assert ws.out("p/o").read_text() == "x\n"
+    explained = ws.run("explain", "//p:t")
+    assert "input p/tool.sh became executable" in explained.stdout, explained.stdout
