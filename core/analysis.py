@@ -376,7 +376,11 @@ class Analysis:
                 if exc.location is None and not isinstance(exc, (MultipleErrors, CycleError)):
                     attribute = getattr(exc, "attribute", None) or _attribute_named(
                         exc.message, target.rule.attrs_class)
+                    written = getattr(exc, "label", None)
+                    where = _where_written(target.raw.attributes, written, label.package) \
+                        if written is not None else None
                     exc.location = target.source.location(
+                        (label.name, *where) if where else
                         (label.name, attribute) if attribute else (label.name,))
                 raise
             except RecursionError:
@@ -478,7 +482,11 @@ class Analysis:
     def paths_of(self, label: Label) -> tuple[str, ...]:
         """What a label stands for: a target's default outputs, an output file, or a source."""
         current = self._current[-1] if self._current else None
-        targets = self.package(label.package)
+        try:
+            targets = self.package(label.package)
+        except LabelError as exc:  # no such package: say where the label is written
+            exc.label = label  # type: ignore[attr-defined]
+            raise
         if label.name in targets:
             dep = self.analyze(label)
             if current is not None and label not in current.deps:
@@ -671,6 +679,27 @@ def _module_file(name: str) -> str | None:
 
 #: A validator's message that starts by quoting an attribute: `'width' must be ...`.
 _NAMED_ATTRIBUTE = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)[.' ]")
+
+
+def _where_written(attributes: dict[str, Any], label: Label, package: str
+                   ) -> tuple[str | int, ...] | None:
+    """The key path of the attribute value (or list item) that is `label`, if any."""
+    from mb.labels import parse_label
+
+    def names(value: Any) -> bool:
+        try:
+            return isinstance(value, str) and parse_label(value, package) == label
+        except LabelError:
+            return False
+
+    for name, value in attributes.items():
+        if names(value):
+            return (name,)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if names(item):
+                    return (name, index)
+    return None
 
 
 def _attribute_named(message: str, cls: type) -> str | None:

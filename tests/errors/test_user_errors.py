@@ -359,7 +359,7 @@ def test_an_unknown_package_in_an_attribute_is_located(mb_workspace):
                                       'outs = ["x"]\ncmd = "cat $(SRCS) > $@"\n')
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "a/BUILD.toml:1:1: no package 'nopkg': nopkg/BUILD.toml does not exist"]
+        "a/BUILD.toml:3:9: no package 'nopkg': nopkg/BUILD.toml does not exist"]
 
 
 def test_a_package_directory_labels_cannot_name(mb_workspace):
