@@ -59,11 +59,9 @@ rewritten by a merge or by `gc` keeps the time stamp that starts its name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -71,7 +69,7 @@ from typing import Any, Final
 
 import attrs
 
-from mb.fsutil import atomic_write_bytes, discard, replace_creating_parent
+from mb.fsutil import atomic_write_bytes, discard, move_into_place
 
 #: A pack is written once this many results are pending ...
 PACK_MAX_RESULTS: Final = 512
@@ -200,26 +198,9 @@ class Cache:
         through a temporary file first.
         """
         target = self.blob_path(digest, executable)
-        mode = 0o555 if executable else 0o444
-        if os.path.exists(target):
-            return target
-        if not os.path.islink(path):  # store the bytes, never the link
-            os.chmod(path, mode)
-            try:
-                replace_creating_parent(path, target)
-                return target
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-        tmp = os.path.join(self._tmp, f"blob-{os.getpid()}-{threading.get_ident()}")
-        try:
-            os.makedirs(self._tmp, exist_ok=True)
-            shutil.copyfile(path, tmp)
-            os.chmod(tmp, mode)
-            replace_creating_parent(tmp, target)
-        except BaseException:
-            discard(tmp)
-            raise
+        if not os.path.exists(target):
+            # Copies are staged in tmp/: a stray file in cas/ would count as a blob.
+            move_into_place(path, target, 0o555 if executable else 0o444, staging=self._tmp)
         return target
 
     # --- action results ------------------------------------------------------------

@@ -91,7 +91,7 @@ def place_file(source: str, target: str) -> None:
     discard(tmp)
 
 
-def move_into_place(source: str, target: str, mode: int) -> bool:
+def move_into_place(source: str, target: str, mode: int, staging: str | None = None) -> bool:
     """Move the finished file `source` to `target` with `mode`, atomically; True if moved.
 
     For an output that is not cached (`no-cache`, `--no-cache`, the `none`
@@ -102,7 +102,9 @@ def move_into_place(source: str, target: str, mode: int) -> bool:
     instant leaves the old file or the new one, never a part. A rename keeps
     the file's size and mtime. A symlink (its bytes are stored, never the
     link), or a file on another file system, is copied to a temporary file
-    beside `target` first, and False says the stat is the copy's.
+    beside `target` first (in `staging` instead, where a stray file beside it
+    would be taken for something else: the cache's cas/), and False says the
+    stat is the copy's.
     """
     copy = os.path.islink(source)
     if not copy:
@@ -113,12 +115,13 @@ def move_into_place(source: str, target: str, mode: int) -> bool:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-    tmp = _temporary_path(target)
+    tmp = (os.path.join(staging, f"blob-{os.getpid()}-{threading.get_ident()}") if staging
+           else _temporary_path(target))
     try:
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
         shutil.copyfile(source, tmp)
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        replace_creating_parent(tmp, target)
     except BaseException:
         discard(tmp)
         raise
