@@ -678,6 +678,8 @@ def _module_file(name: str) -> str | None:
 
 
 #: A validator's message that starts by quoting an attribute: `'width' must be ...`.
+#: A label inside a string attribute: `$(location LABEL)`, `$(locations LABEL)`.
+_EMBEDDED_LABEL = re.compile(r"\$\(\w+\s+([^)\s]+)\s*\)")
 _NAMED_ATTRIBUTE = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)[.' ]")
 
 
@@ -699,6 +701,11 @@ def _where_written(attributes: dict[str, Any], label: Label, package: str
             for index, item in enumerate(value):
                 if names(item):
                     return (name, index)
+    # Not an attribute of its own: a label written inside a string, as genrule's
+    # `$(location //pkg:name)` in `cmd`.
+    for name, value in attributes.items():
+        if isinstance(value, str) and any(names(m) for m in _EMBEDDED_LABEL.findall(value)):
+            return (name,)
     return None
 
 

@@ -362,6 +362,14 @@ def test_an_unknown_package_in_an_attribute_is_located(mb_workspace):
         "a/BUILD.toml:3:9: no package 'nopkg': nopkg/BUILD.toml does not exist"]
 
 
+def test_an_unknown_package_in_a_command_is_located_at_the_command(mb_workspace):
+    result = build_file(mb_workspace, '[x]\nrule = "genrule"\nouts = ["x"]\n'
+                                      'cmd = "cat $(location //nopkg:foo) > $@"\n')
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:4:1: no package 'nopkg': nopkg/BUILD.toml does not exist"]
+
+
 def test_a_package_directory_labels_cannot_name(mb_workspace):
     ws = mb_workspace({"a/my dir/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
     result = ws.run("build")
