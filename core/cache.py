@@ -575,8 +575,15 @@ class Cache:
         """Bytes of blobs and packs on disk (pending results are not on disk yet)."""
         return sum(f.size for files in self._scan() for f in files)
 
-    def gc(self, max_size: int) -> tuple[int, int]:
+    def gc(self, max_size: int,
+           used_elsewhere: Mapping[str, tuple[int, int]] | None = None) -> tuple[int, int]:
         """Delete least recently used entries until the cache is at most `max_size` bytes.
+
+        `used_elsewhere` (key -> (time in ns, order)) says when results were
+        last used by builds that did not look at the cache (a no-op build, an
+        incremental build's replayed actions: `mb gc` takes them from the
+        workspace's last manifest); a result is as recent as the later of that
+        and its lines.
 
         A result is as recent as the newest pack holding its line (a hit
         writes the line again, see the module docstring), and within one pack
@@ -594,7 +601,7 @@ class Cache:
         """
         self.flush()
         with self._exclusive(blocking=True):
-            removed, freed = self._collect(max_size)
+            removed, freed = self._collect(max_size, used_elsewhere or {})
         with self._lock:  # read the survivors from disk again on the next lookup
             self._index.clear()
             self._unindexed.clear()
@@ -604,7 +611,8 @@ class Cache:
             self._own = {k: e for k, e in self._own.items() if e.pack is None}
         return removed, freed
 
-    def _collect(self, max_size: int) -> tuple[int, int]:
+    def _collect(self, max_size: int,
+                 used_elsewhere: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
         blobs, packs, strays = self._scan()
         packs.sort(key=lambda f: os.path.basename(f.path))  # the readers' order
         total = sum(f.size for files in (blobs, packs, strays) for f in files)
@@ -640,6 +648,10 @@ class Cache:
                     dirty[-1] = True
                     total -= line.size
 
+        for key, when in used_elsewhere.items():
+            line = latest.get(key)
+            if line is not None and when > line.used:
+                line.used = when
         used_at: dict[str, tuple[int, int]] = {}
         by_blob: dict[str, list[_Line]] = {}
         for line in latest.values():
@@ -713,7 +725,9 @@ class _Line:
     pack: int  # its pack's position in the scan
     raw: bytes
     blobs: frozenset[str]  # the names of its blobs under cas/
-    used: tuple[int, int]  # (its pack's mtime, its position in the pack): when last used
+    #: When last used: (its pack's mtime, its position in the pack), or later when the
+    #: workspace's last build used it without looking at the cache (`gc`).
+    used: tuple[int, int]
     alive: bool = True
 
     @property

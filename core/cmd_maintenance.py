@@ -31,6 +31,41 @@ def run(args: argparse.Namespace, start: str) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     cache = Cache(workspace.cache_dir)
-    removed, freed = cache.gc(limit)
+    removed, freed = cache.gc(limit, used_elsewhere=last_build_use(workspace.state_dir))
     print(f"removed {removed} cache files, freed {freed} bytes; cache is {cache.size()} bytes")
     return 0
+
+
+def last_build_use(state_dir: str) -> dict[str, tuple[int, int]]:
+    """The action keys the workspace's last build used, as (when it finished, order).
+
+    A no-op build and the actions an incremental build replays never look at
+    the cache, so the cache's own record of use (a hit re-records its result)
+    misses them. Their outputs are what mb-out/ holds now: the last
+    manifest lists the actions it looked at, and the manifest it names in
+    `actions_from` (the full build whose action records it repeats) the rest.
+    Older manifests are not read: whatever ran since recorded its use in the
+    cache.
+    """
+    from mb.history import builds_dir, current_build_id, load_manifest
+
+    build_id = current_build_id(state_dir)
+    manifest = load_manifest(state_dir, build_id) if build_id else None
+    if manifest is None:
+        return {}
+    try:
+        finished = os.stat(os.path.join(builds_dir(state_dir), f"{build_id}.json")).st_mtime_ns
+    except OSError:
+        return {}
+    records = list(manifest.get("actions") or [])
+    source = manifest.get("actions_from")
+    if isinstance(source, str) and source != build_id:
+        repeated = load_manifest(state_dir, source)
+        if repeated is not None:
+            records = list(repeated.get("actions") or []) + records
+    used: dict[str, tuple[int, int]] = {}
+    for position, record in enumerate(records):  # the last build's own records last
+        if (isinstance(record, dict) and isinstance(record.get("key"), str)
+                and record.get("status") in ("executed", "cached")):
+            used[record["key"]] = (finished, position)
+    return used

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import marshal
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,13 +85,21 @@ def publish_manifest(state_dir: str, build_id: str, text: str) -> None:
     directory = builds_dir(state_dir)
     atomic_write_bytes(os.path.join(directory, f"{build_id}.json"), text.encode())
     atomic_write_bytes(os.path.join(directory, "current"), (build_id + "\n").encode())
-    prune(directory)
+    repeated = _ACTIONS_FROM.search(text)
+    prune(directory, keep=repeated.group(1) if repeated else None)
 
 
-def prune(directory: str) -> None:
+#: A no-op or incremental manifest names the full build whose action records it repeats.
+_ACTIONS_FROM = re.compile(r'"actions_from":"(b-[^"]+)"')
+
+
+def prune(directory: str, keep: str | None = None) -> None:
+    """Remove all but the newest KEEP_BUILDS manifests, and never `keep`: the build the
+    newest one repeats the action records of (`mb explain`, `mb gc` read them)."""
     names = sorted(n for n in os.listdir(directory) if n.startswith("b-") and n.endswith(".json"))
     for name in names[:-KEEP_BUILDS]:
-        discard(os.path.join(directory, name))
+        if name != f"{keep}.json":
+            discard(os.path.join(directory, name))
 
 
 #: Past this many stored key parts, those the current build does not use are dropped.
