@@ -649,9 +649,9 @@ class Cache:
                     total -= line.size
 
         for key, when in used_elsewhere.items():
-            line = latest.get(key)
-            if line is not None and when > line.used:
-                line.used = when
+            used_line = latest.get(key)
+            if used_line is not None and when > used_line.used:
+                used_line.used = when
         used_at: dict[str, tuple[int, int]] = {}
         by_blob: dict[str, list[_Line]] = {}
         for line in latest.values():
