@@ -300,6 +300,7 @@ class Executor:
     def _attempt(self, action: Action, key: str, inputs: Mapping[str, str],
                  provisional: bool, secrets: list[str] | None = None) -> Outcome:
         from mb.sandbox.base import SandboxRequest
+        from mb.sandbox.linux import worker_paths
 
         # One sandbox directory per worker slot, reused (see sandbox.base.prepare_root).
         root = self._sandbox_base + os.sep + threading.current_thread().name
@@ -307,8 +308,14 @@ class Executor:
         staged = {path: self._source_of(path, digest) for path, digest in inputs.items()}
         channel = root + os.sep + ".mb-channel.jsonl"
         env = dict(spec.env)
+        # What the `linux` sandbox shows besides the inputs (docs/decisions/0009).
+        readable = tuple(dict.fromkeys(
+            [t.path for t in spec.tools] + [p.path for p in spec.argv if isinstance(p, Tool)]))
+        writable: tuple[str, ...] = ()
         if spec.kind == "call":
             argv = self._worker_argv(action, root, channel)
+            readable += (*worker_paths(self.root), argv[-1])  # the interpreter, mb, the spec
+            writable = (os.path.join(self.state_dir, "providers"),)
             for name in spec.secret_env:
                 if name in os.environ:
                     env[name] = os.environ[name]
@@ -317,7 +324,8 @@ class Executor:
         request = SandboxRequest(root=root, workspace=self.root, secret=bool(spec.secret_env), cache_dir=self.cache.directory,
                                  inputs=staged, outputs=spec.outputs, argv=argv,
                                  env=env, timeout=spec.timeout,
-                                 network=spec.network, stdin=spec.stdin, stdout=spec.stdout)
+                                 network=spec.network, stdin=spec.stdin, stdout=spec.stdout,
+                                 readable=readable, writable=writable)
         blob_stats = self._blob_stats(staged)
         self._roots.add(root)
         result = self.sandbox.run(request)
@@ -536,6 +544,10 @@ def _exit_message(kind: str, code: int, stderr_tail: str = "") -> str:
     """
     if code < 0:
         return f"killed by signal {-code}"
+    from mb.sandbox.namespace import SETUP_FAILED, SETUP_PREFIX
+
+    if code == SETUP_FAILED and stderr_tail.startswith(SETUP_PREFIX):
+        return stderr_tail.splitlines()[0]  # the `linux` sandbox's launcher: which step failed
     if kind == "call":
         message = _python_failure(stderr_tail) or "Python action failed"
         return message + (" (not retryable)" if code == EXIT_PERMANENT else "")

@@ -42,6 +42,12 @@ class SandboxRequest:
     #: The environment holds secrets (`secret_env`): nothing the process wrote to
     #: stderr stays on disk once its tail is read (the executor masks the tail).
     secret: bool = False
+    #: Absolute paths outside the root the action reads besides its inputs (its tools;
+    #: for a Python action the interpreter, mb and its spec file), and the ones it
+    #: writes (a Python action's state directory). Only the `linux` sandbox looks
+    #: at them: it hides everything else (docs/decisions/0009).
+    readable: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
 
 
 @attrs.frozen

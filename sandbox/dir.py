@@ -33,11 +33,8 @@ class DirSandbox:
         env["TMPDIR"] = tmp
         return env
 
-    def wrap(self, request: SandboxRequest) -> SandboxRequest:
-        return request
-
     def run(self, request: SandboxRequest) -> SandboxResult:
         prepare_root(request.root, request.inputs, request.outputs,
                      cache_dir=request.cache_dir and request.cache_dir + os.sep)
         env = self.environment(request)
-        return run_process(self.wrap(request), request.root, env, self.registry)
+        return run_process(request, request.root, env, self.registry)

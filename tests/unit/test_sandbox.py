@@ -112,7 +112,8 @@ def test_parent_directories_of_outputs_exist_before_the_action(tmp_path: Path) -
 @pytest.mark.xfail(strict=True, reason="LIMITATION (docs/decisions/0003): the dir sandbox "
                    "symlinks sources and hard-links blobs, so it cannot stop an in-place write; "
                    "the executor detects it afterwards, fails the action and drops the blob "
-                   "(tests/e2e/test_build.py::test_an_action_writing_to_*)")
+                   "(tests/e2e/test_build.py::test_an_action_writing_to_*); the linux sandbox "
+                   "prevents it (tests/e2e/test_linux_sandbox.py)")
 @pytest.mark.parametrize("kind", ["source", pytest.param("blob", marks=pytest.mark.skipif(
     os.geteuid() != 0, reason="a 0444 blob only stops writers that are not root"))])
 def test_writing_to_an_input_does_not_change_where_it_came_from(
