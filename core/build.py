@@ -125,7 +125,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     if options.placeholders:
         from mb.placeholders import PlaceholderMaker
 
-        placeholder = PlaceholderMaker(plugins, cache, analysis, events).make
+        placeholder = PlaceholderMaker(plugins, analysis, events, executor.store_placeholder).make
     scheduler = Scheduler(
         executor,
         SchedulerOptions(

@@ -43,7 +43,7 @@ from mb.cache import ActionResult, Cache
 from mb.context import Tool
 from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_and_stat, split_key_digest
 from mb.events import EventLog
-from mb.fsutil import move_into_place, place_file
+from mb.fsutil import discard, move_into_place, place_file
 from mb.statcache import StatCache
 
 EXIT_PERMANENT = 3  # mb.sandbox.worker: a failure that a retry cannot fix
@@ -126,6 +126,8 @@ class Executor:
         self._roots: set[str] = set()
         #: Workspace-relative output path -> what this build knows of it (`_Generated`).
         self._generated: dict[str, _Generated] = {}
+        #: Digest -> file, for placeholders kept out of the cache (`store_placeholder`).
+        self._placeholder_files: dict[str, str] = {}
         from mb.sandbox.base import forget_programs, sandbox_folder
 
         forget_programs()  # a program installed since the last build is found
@@ -149,6 +151,8 @@ class Executor:
         finally:
             for root in self._roots:
                 prepare_root(root, {}, ())
+            for path in self._placeholder_files.values():
+                discard(path)
             release_sandbox_folder(self._sandbox_base)
 
     # --- keys ------------------------------------------------------------------------
@@ -267,6 +271,29 @@ class Executor:
                     pass
             place_file(blob, target)
 
+    def store_placeholder(self, data: bytes) -> str:
+        """Keep a placeholder's bytes where the actions reading it are staged from; returns
+        their digest.
+
+        A blob in the cache, like any output; but a build that may not write
+        the cache (`--no-cache`, the `none` sandbox) keeps it in
+        `.mb/tmp/placeholders/` until it closes.
+        """
+        from mb.digest import digest_bytes
+        from mb.fsutil import atomic_write_bytes
+
+        digest = digest_bytes(data)
+        if self.options.write_cache:
+            if not self.cache.has_blob(digest):
+                atomic_write_bytes(self.cache.blob_path(digest), data, mode=0o444)
+            return digest
+        path = os.path.join(self.state_dir, "tmp", "placeholders", digest)
+        if digest not in self._placeholder_files:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write_bytes(path, data, mode=0o444)
+            self._placeholder_files[digest] = path
+        return digest
+
     # --- execution -------------------------------------------------------------------
 
     def execute(self, action: Action, key: str, inputs: Mapping[str, str],
@@ -369,7 +396,9 @@ class Executor:
 
     def _source_of(self, path: str, digest: str) -> str:
         """Where to stage an input from, given its key digest: its blob if cached (same
-        bytes and exec bit), else the source.
+        bytes and exec bit) and the build reads the cache, else the source.
+
+        A placeholder kept out of the cache is staged from its file.
 
         An output placed in mb-out/ only (not cached) is staged from there.
         An output of an action this build did not run (an incremental build)
@@ -380,9 +409,13 @@ class Executor:
         known = self._generated.get(path)
         if known is not None and known[2] is not None and known[0] == digest:
             return self._output_prefix + path
-        blob = self.cache.blob_path(digest, executable)
-        if os.path.exists(blob):
-            return blob
+        placeholder = self._placeholder_files.get(digest)
+        if placeholder is not None:
+            return placeholder
+        if self.options.read_cache:
+            blob = self.cache.blob_path(digest, executable)
+            if os.path.exists(blob):
+                return blob
         source = self._root_prefix + path
         placed = self._output_prefix + path
         if not os.path.exists(source) and os.path.exists(placed):

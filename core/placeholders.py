@@ -3,7 +3,8 @@
 Plugins answer first through the `mb_placeholder` hook; mb's own generators
 cover images (a solid card with the missing label written on it), audio
 (silence), video (a black clip) and text. A placeholder is stored in the
-cache like any blob, and everything built from it is provisional.
+cache like any blob (under `--no-cache`, in `.mb/tmp/` for the build's
+length), and everything built from it is provisional.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import wave
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -131,13 +133,18 @@ def builtin_placeholder(request: PlaceholderRequest) -> bytes:
 
 
 class PlaceholderMaker:
-    """Makes (once per path and size) and stores placeholders during one build."""
+    """Makes (once per path and size) and stores placeholders during one build.
 
-    def __init__(self, plugins: Any, cache: Any, analysis: Any, events: EventLog) -> None:
+    `store` keeps a placeholder's bytes where the actions that read it are
+    staged from, and returns their digest (`Executor.store_placeholder`).
+    """
+
+    def __init__(self, plugins: Any, analysis: Any, events: EventLog,
+                 store: Callable[[bytes], str]) -> None:
         self.plugins = plugins
-        self.cache = cache
         self.analysis = analysis
         self.events = events
+        self.store = store
         self._made: dict[tuple[str, int | None, int | None], str] = {}
 
     def make(self, path: str, action: Any) -> str | None:
@@ -154,12 +161,7 @@ class PlaceholderMaker:
             data = self.plugins.placeholder(request)
             if data is None:
                 data = builtin_placeholder(request)
-            from mb.digest import digest_bytes
-            from mb.fsutil import atomic_write_bytes
-
-            digest = digest_bytes(data)
-            if not self.cache.has_blob(digest):
-                atomic_write_bytes(self.cache.blob_path(digest), data, mode=0o444)
+            digest = self.store(data)
             self._made[cache_key] = digest
         self.events.emit("placeholder.used", target=str(action.owner), level="warning",
                          path=path, reason=reason, digest=digest)

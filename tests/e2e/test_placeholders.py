@@ -98,3 +98,23 @@ def test_encoded_audio_placeholders_are_decodable_silence():
         assert 1.9 < len(decoded) / 16000 < 2.2, f"{suffix}: about 2 s"
         samples = array.array("h", decoded)
         assert max(abs(v) for v in samples) <= 2, f"{suffix}: silence"
+
+
+def test_no_cache_keeps_placeholders_out_of_the_cache(mb_workspace):
+    """`--no-cache` never writes the cache (SPEC §2 `no-cache`): a placeholder lives in
+    .mb/tmp/ while the build runs, and nothing of it stays."""
+    ws = mb_workspace({"v/BUILD.toml": """
+[copy]
+rule = "genrule"
+srcs = ["notes.txt"]
+outs = ["notes_copy.txt"]
+cmd = "cp $< $@"
+"""})
+    result = ws.run("build", "--no-cache", "--placeholders")
+    assert result.exit_code == 0, result.stderr
+    assert "//v:copy (built) [provisional]" in result.stdout
+    assert ws.out("v/notes_copy.txt").read_text() == (
+        "placeholder: v/notes.txt is missing (source file is missing)\n")
+    cache = ws.path / ".mb/cache"
+    assert not cache.exists() or [p for p in cache.rglob("*") if p.is_file()] == []
+    assert list((ws.path / ".mb/tmp/placeholders").iterdir()) == []
