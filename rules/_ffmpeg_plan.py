@@ -121,7 +121,11 @@ def plan_segments(
 
 def _fit(width: int, height: int) -> str:
     """Scale into width x height keeping the aspect ratio, convert, centre on black."""
-    return (f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags={_SCALE_FLAGS},"
+    # Every output is BT.709, limited (tv) range, whatever its sources: a JPEG decodes
+    # full-range BT.601 (yuvj420p), which format=yuv420p alone keeps, flagging the
+    # whole video full-range; a PNG's RGB is converted with the same matrix.
+    return (f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags={_SCALE_FLAGS}:"
+            "out_color_matrix=bt709:out_range=tv,"
             f"format=yuv420p,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1")
 
 
@@ -178,6 +182,9 @@ def encoder_args(plan: Plan) -> list[str]:
         "-map", "[vout]", "-map", "[aout]",
         "-c:v", "libx264", "-preset", str(X264["preset"]), "-crf", str(X264["crf"]),
         "-profile:v", str(X264["profile"]), "-pix_fmt", "yuv420p",
+        # What `_fit` converted to, written into the stream so players read it alike.
+        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+        "-color_range", "tv",
         "-g", str(plan.fps * 2), "-r", str(plan.fps),
         "-threads", str(X264["threads"]),
         # Drop the SEI unit in which x264 writes its version and settings string.

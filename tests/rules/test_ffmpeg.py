@@ -114,6 +114,20 @@ def test_images_share_the_audio_in_order_as_h264_and_aac(tmp_path: Path) -> None
     assert audio_rms(out, 0.1, 0.9) > 3000, "the narration is in the soundtrack"
 
 
+def test_a_jpeg_does_not_make_the_video_full_range(tmp_path: Path) -> None:
+    """A JPEG decodes as full-range yuvj420p; the video is BT.709 limited range whatever
+    its sources are, and the colours survive the conversion."""
+    from PIL import Image
+
+    Image.new("RGB", (W, H), RED).save(tmp_path / "photo.jpg", quality=95)
+    make_png(tmp_path / "b.png", "lime")
+    out = concat(tmp_path, ["photo.jpg", "b.png"])
+    assert re.search(r"Video: h264 .*yuv420p\(tv, bt709", describe(out))
+    frames = frames_rgb(out)
+    assert close(pixel(frames[0], 32, 56), RED)
+    assert close(pixel(frames[-1], 32, 56), GREEN)
+
+
 def test_two_runs_are_byte_identical(tmp_path: Path) -> None:
     make_png(tmp_path / "a.png", "red")
     make_clip(tmp_path / "c.mp4", "blue", 0.4)
