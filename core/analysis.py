@@ -390,6 +390,14 @@ class Analysis:
                     f"rule {target.rule.name!r} (plugin {target.rule.plugin!r}) failed on "
                     f"{label}: {type(exc).__name__}: {exc}",
                     target.source.location((label.name,))) from exc
+            produced = {path for spec in ctx.actions for path in spec.outputs}
+            orphans = [path for path in ctx.declared_outputs if path not in produced]
+            if orphans:  # it would be listed as built and be missing: a bug of the rule
+                raise PluginError(
+                    f"rule {target.rule.name!r} (plugin {target.rule.plugin!r}) declared "
+                    f"output {', '.join(orphans)} of {label} with ctx.output, but no action of "
+                    "it produces that file; pass it to outputs= of ctx.run or ctx.call",
+                    target.source.location((label.name,)))
             result.outputs = list(ctx.declared_outputs)
             result.default_outputs = (
                 list(ctx.default_outputs) if ctx.default_outputs is not None

@@ -210,6 +210,7 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
 
     from mb import fastpath, incremental
     from mb.cmd_build import summary_lines
+    from mb.environment import providers_without_environment
 
     actions = [a for t in closure for a in t.actions]
     files: dict[str, Any] = {}
@@ -252,7 +253,8 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
     config = workspace.config
     settings = {"sandbox": config.build.sandbox, "jobs": config.build.jobs,
                 "keep_going": config.build.keep_going, "pools": config.resources,
-                "providers": config.providers, "cache_dir": workspace.cache_dir}
+                "providers": providers_without_environment(config.providers, os.environ),
+                "cache_dir": workspace.cache_dir}
     generation = manifest["build_id"]
     # The action table first, the snapshot (what the next build reads first) last.
     incremental.write_table(path, generation, actions, outcomes, closure, settings)

@@ -11,6 +11,7 @@ from cattrs.errors import ClassValidationError
 
 from mb.attrs_convert import closest, describe_path, errors_of, structure
 from mb.buildfile import SourceFile, decode_utf8, parse_toml
+from mb.environment import providers_with_environment
 from mb.errors import ConfigError, MultipleErrors, UserError
 from mb.toml_text import toml_repr
 
@@ -109,11 +110,30 @@ def _value_problems(raw: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
                 parse_size(max_size)
             except ValueError as exc:
                 problems.append((("cache", "max_size"), f"'cache.max_size': {exc}"))
+        directory = cache.get("dir")
+        if isinstance(directory, str):
+            problem = _cache_dir_problem(directory)
+            if problem:
+                problems.append((("cache", "dir"), f"'cache.dir' {problem}, got "
+                                 f"{toml_repr(directory)}"))
         remote = cache.get("remote")
         if isinstance(remote, str) and not remote.startswith(("http://", "https://")):
             problems.append((("cache", "remote"), "'cache.remote' must be an http:// or "
                              f"https:// URL, got {toml_repr(redact_url(remote))}"))
     return problems
+
+
+def _cache_dir_problem(directory: str) -> str | None:
+    """Why a relative `[cache] dir` cannot hold the cache, if it cannot: the workspace
+    root itself (blobs among the sources) or under mb-out/ (`mb clean` removes it)."""
+    if os.path.isabs(directory):
+        return None
+    parts = [p for p in os.path.normpath(directory).split(os.sep) if p not in ("", ".")]
+    if not parts:
+        return "must name a folder, not the workspace root (the default is '.mb/cache')"
+    if parts[0] == "mb-out":
+        return "may not be inside mb-out/, which `mb clean` removes"
+    return None
 
 
 def redact_url(url: str) -> str:
@@ -134,7 +154,5 @@ def apply_environment(config: Config, environ: Mapping[str, str]) -> Config:
         cache = attrs.evolve(cache, dir=environ["MB_CACHE_DIR"])
     if environ.get("MB_REMOTE_CACHE"):
         cache = attrs.evolve(cache, remote=environ["MB_REMOTE_CACHE"])
-    providers = {name: dict(settings) for name, settings in config.providers.items()}
-    if environ.get("MB_COMFY_URL"):
-        providers.setdefault("comfy", {})["url"] = environ["MB_COMFY_URL"]
-    return attrs.evolve(config, cache=cache, providers=providers)
+    return attrs.evolve(config, cache=cache,
+                        providers=providers_with_environment(config.providers, environ))

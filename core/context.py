@@ -7,6 +7,7 @@ declared `ActionSpec`s are turned into keyed actions by the engine.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import shutil
 import sys
@@ -16,7 +17,7 @@ from typing import Any, Protocol, Union
 import attrs
 
 from mb.attributes import File, Files
-from mb.errors import BuildFileError
+from mb.errors import BuildFileError, LabelError
 from mb.labels import Label, check_file_name
 
 
@@ -171,6 +172,11 @@ class RuleContext:
                     raise _not_one_file(self.label, item, found)
                 result.extend(found)
             elif isinstance(item, str):
+                # Workspace-relative, like every path of a key: never outside the workspace.
+                try:
+                    check_file_name(item, "input path")
+                except LabelError as exc:
+                    raise BuildFileError(f"{self.label}: {exc}") from None
                 result.append(item)
             else:
                 raise TypeError(f"{self.label}: expected a file, got {item!r}")
@@ -298,6 +304,7 @@ class RuleContext:
         description: str,
         network: bool,
     ) -> None:
+        _check_limits(self.label, kind, timeout, retries, resources)
         output_paths = tuple(self.paths(list(outputs)))
         for path in output_paths:
             if path not in self.declared_outputs:
@@ -329,6 +336,25 @@ class RuleContext:
                 network=network or "requires-network" in self._options.tags,
             )
         )
+
+
+def _check_limits(label: Label, kind: str, timeout: float | None, retries: int | None,
+                  resources: Mapping[str, int] | None) -> None:
+    """The limits a rule passes to ctx.run / ctx.call, checked as a target's own are
+    (a negative timeout would fail every run at once, negative units break pools)."""
+    def bad(what: str, value: Any, must: str) -> BuildFileError:
+        return BuildFileError(f"{label}: the rule passed {what}={value!r} to ctx.{kind}; "
+                              f"it must be {must}")
+
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < math.inf):
+        raise bad("timeout", timeout, "a positive number of seconds")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
+                                or retries < 0):
+        raise bad("retries", retries, "a whole number, 0 or more")
+    for pool, units in (resources or {}).items():
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise bad(f"resources[{pool!r}]", units, "a whole number of units, 1 or more")
 
 
 def _not_one_file(label: Label, file: Any, found: Sequence[str]) -> BuildFileError:

@@ -515,8 +515,10 @@ class Executor:
 
     def _read_channel(self, channel: str, label: str,
                       secrets: list[str]) -> tuple[dict[str, Any], float | None]:
-        """Events, metadata and cost a Python action reported while it ran; the text of
-        its events has the action's secrets replaced (`redact`)."""
+        """Events, metadata and cost a Python action reported while it ran; every string
+        of its events and metadata, at any depth, has the action's secrets replaced
+        (`redact_value`): events go to the log, metadata into the cache, which may
+        be shared."""
         metadata: dict[str, Any] = {}
         cost: float | None = None
         try:
@@ -530,14 +532,12 @@ class Executor:
             except ValueError:
                 continue
             if record.get("kind") == "event":
-                data = record.get("data", {})
-                if secrets:
-                    data = {name: redact(value, secrets) if isinstance(value, str) else value
-                            for name, value in data.items()}
+                data = redact_value(record.get("data", {}), secrets)
                 self.events.emit(record["type"], target=label, level=record.get("level", "info"),
                                  **data)
             elif record.get("kind") == "metadata":
-                metadata[record["key"]] = record["value"]
+                name = redact(str(record["key"]), secrets)
+                metadata[name] = redact_value(record["value"], secrets)
             elif record.get("kind") == "cost":
                 cost = (cost or 0.0) + float(record["amount"])
         return metadata, cost
@@ -562,6 +562,19 @@ def redact(text: str, secrets: list[str]) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def redact_value(value: Any, secrets: list[str]) -> Any:
+    """A JSON value with `redact` applied to every string in it, keys included."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, list):
+        return [redact_value(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): redact_value(v, secrets) for k, v in value.items()}
+    return value
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:

@@ -222,6 +222,7 @@ class _Rebuild:
         from mb.events import EventLog, new_build_id, utc_timestamp
         from mb.executor import Executor, ExecutorOptions, report_outcome
         from mb.profile import NullProfiler
+        from mb.environment import providers_with_environment
         from mb.sandbox import make_sandbox
         from mb.scheduler import Scheduler, SchedulerOptions
         from mb.statcache import StatCache
@@ -247,7 +248,8 @@ class _Rebuild:
         executor = Executor(
             self.root, Cache(settings["cache_dir"]), statcache,
             make_sandbox(args.sandbox or settings["sandbox"], events), events,
-            settings["providers"], ExecutorOptions(), self.state_dir)
+            providers_with_environment(settings["providers"], os.environ), ExecutorOptions(),
+            self.state_dir)
         keep_going = args.keep_going if args.keep_going is not None else settings["keep_going"]
         scheduler = Scheduler(executor, SchedulerOptions(
             jobs=args.jobs or settings["jobs"] or os.cpu_count() or 1, keep_going=keep_going,

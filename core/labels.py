@@ -100,7 +100,7 @@ def parse_label(text: str, current_package: str | None) -> Label:
     name = text[1:] if text.startswith(":") else text
     if ":" in name:  # `pkg:t`: a package written without its leading //
         raise LabelError(f"label '{text}' needs a leading // before its package; "
-                         f"write '//{text}'")
+                         f"write '//{text.lstrip('/')}'")
     check_target_name(name)
     return Label(current_package, name)
 

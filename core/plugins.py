@@ -21,6 +21,13 @@ from mb.errors import PluginError
 from mb.ruledef import RuleDef
 
 
+#: What third-party code may raise while mb imports it or calls its hooks, all
+#: reported as that plugin's failure: `sys.exit()` in a plugin must not end mb
+#: silently with the plugin's status (3 would read as "awaiting review").
+#: KeyboardInterrupt still interrupts.
+_PLUGIN_FAILURES = (Exception, SystemExit)
+
+
 @attrs.frozen
 class PluginInfo:
     name: str
@@ -71,20 +78,25 @@ class Plugins:
     def _register(self, name: str, module_name: str, dist: str, version: str) -> None:
         try:
             module = importlib.import_module(module_name)
+            if self.manager.is_registered(module):
+                return  # `-p` of a module an entry point loaded already: the same plugin
             self.manager.register(module, name=name)
-        except Exception as exc:  # any import failure of third-party code
+        except _PLUGIN_FAILURES as exc:  # any import failure of third-party code
             self._fail(PluginInfo(name=name, module=module_name, distribution=dist,
                                   version=version), exc, "")
             return
         self.loaded.append(PluginInfo(name=name, module=module_name, distribution=dist,
                                       version=version or _module_version(module)))
 
-    def _fail(self, info: PluginInfo, exc: Exception, context: str) -> None:
+    def _fail(self, info: PluginInfo, exc: BaseException, context: str) -> None:
         import traceback
 
+        # One line (SPEC §10): the first of the message; the rest is in the traceback (-v).
+        message = str(exc).strip().splitlines()
+        first = message[0] + (" ..." if len(message) > 1 else "") if message else ""
         self.failures.append(PluginLoadFailure(
             name=info.name, module=info.module, distribution=info.distribution,
-            version=info.version, error=f"{context}{type(exc).__name__}: {exc}",
+            version=info.version, error=f"{context}{type(exc).__name__}: {first}",
             traceback=traceback.format_exc()))
 
     def call_rule_hooks(self) -> None:
@@ -111,7 +123,7 @@ class Plugins:
                 # A generator runs its body only now: keep its errors inside the guard.
                 if isinstance(result, Iterable) and not isinstance(result, str | bytes):
                     result = list(result)
-            except Exception as exc:  # any failure of third-party code
+            except _PLUGIN_FAILURES as exc:  # any failure of third-party code
                 self._fail(info, exc, "mb_rules() raised ")
                 self.loaded.remove(info)
                 self.manager.unregister(name=info.name)

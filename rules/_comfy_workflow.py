@@ -21,6 +21,10 @@ import mb
 SEED_INPUTS: Final = ("seed", "noise_seed")
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _PARAM_KEY: Final = re.compile(r"^([^.]+)\.inputs\.(.+)$")
+#: The one key of the JSON that stands in for a missing workflow (`placeholder_json`).
+PLACEHOLDER_KEY: Final = "mb_placeholder"
+#: The largest image side ComfyUI's core nodes accept (`nodes.MAX_RESOLUTION`).
+MAX_RESOLUTION: Final = 16384
 
 Workflow = dict[str, dict[str, Any]]
 
@@ -42,12 +46,16 @@ def derived_seed(label: str, attributes: Mapping[str, Any]) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
-def load_workflow(path: Path, name: str) -> Workflow:
-    """Read and check an API-format workflow; anything else is a non-retryable error."""
+def read_json(path: Path, name: str) -> Any:
+    """The workflow file's JSON value; text that is not JSON is a non-retryable error."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise mb.ActionError(f"workflow {name} is not valid JSON: {exc}", retryable=False) from None
+
+
+def check_workflow(data: Any, name: str) -> Workflow:
+    """`data` as an API-format workflow; anything else is a non-retryable error."""
     if isinstance(data, dict) and "nodes" in data and "links" in data:
         raise mb.ActionError(
             f"workflow {name} is in ComfyUI's UI format; export it with 'Export (API)' "
@@ -61,6 +69,44 @@ def load_workflow(path: Path, name: str) -> Workflow:
                 f"workflow {name}: node {node_id!r} needs a 'class_type' string and an "
                 "'inputs' object (is this an API-format workflow?)", retryable=False)
     return data
+
+
+def placeholder_json(path: str, reason: str) -> bytes:
+    """What stands in for a missing `.json` file with `--placeholders` and in `mb watch`.
+
+    Valid JSON, so any consumer can read it (mb's generic placeholder is a
+    line of text), and of a shape no API-format workflow has (a node needs a
+    `class_type`), so `comfy_generate` can tell it from a workflow.
+    """
+    text = json.dumps({PLACEHOLDER_KEY: {"missing": path, "reason": reason}}, indent=1)
+    return (text + "\n").encode()
+
+
+def placeholder_of(data: Any) -> str | None:
+    """The missing file's path if `data` is `placeholder_json`'s, else None."""
+    about = data.get(PLACEHOLDER_KEY) if isinstance(data, dict) and len(data) == 1 else None
+    missing = about.get("missing") if isinstance(about, dict) else None
+    return missing if isinstance(missing, str) else None
+
+
+def placeholder_size(params: Mapping[str, Any]) -> tuple[int, int]:
+    """The image size `params` set (any node's `width`/`height` input), else 1080x1920.
+
+    The workflow that would tell more is the missing file. One side given keeps
+    a vertical short's 9:16 for the other, as svg_render's placeholder does.
+    """
+    asked: dict[str, int] = {}
+    for key, value in params.items():
+        parsed = parse_param_key(key)
+        if (parsed and parsed[1] in ("width", "height") and isinstance(value, int)
+                and not isinstance(value, bool) and 0 < value <= MAX_RESOLUTION):
+            asked.setdefault(parsed[1], value)
+    width, height = asked.get("width"), asked.get("height")
+    if width is None:
+        width = max(1, round(height * 9 / 16)) if height else 1080
+    if height is None:
+        height = max(1, round(width * 16 / 9))
+    return width, height
 
 
 def _node_list(workflow: Workflow) -> str:

@@ -8,6 +8,7 @@ unit of the `gpu` resource pool unless the target says otherwise.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -20,14 +21,22 @@ DEFAULT_WAIT_TIMEOUT = 600.0
 
 
 def _check_params(_inst: Any, _attr: Any, value: dict[str, Any]) -> None:
+    """Keys of the shape `apply_params` reads, and values the workflow's JSON can hold.
+
+    TOML has `nan` and `inf` (and reads `1.5e400` as `inf`); JSON has neither, so
+    such a value must be refused here, at its line, not when the action is declared.
+    """
     # The workflow helpers are imported where they are used, not with this plugin:
     # every full build loads it, few have a ComfyUI target.
     from ._comfy_workflow import parse_param_key
 
-    for key in value:
+    for key, item in value.items():
         if parse_param_key(key) is None:
             raise ValueError(f"'params' key {key!r} must look like 'NODE.inputs.FIELD', "
                              "for example '6.inputs.text'")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"'params.{key}' must be a finite number, got {item!r}; "
+                             "a workflow's JSON has no nan or inf")
 
 
 def _check_seed(_inst: Any, _attr: Any, value: int | str | None) -> None:
@@ -100,10 +109,15 @@ def generate(io: mb.ActionIO) -> None:
     from mb.providers import ProviderClient, provider_settings
 
     from ._comfy_session import ComfySession
-    from ._comfy_workflow import apply_params, apply_seed, load_workflow
+    from ._comfy_workflow import apply_params, apply_seed, check_workflow, placeholder_of, read_json
 
     name = io.inputs[0].name
-    workflow = load_workflow(io.inputs[0], name)
+    data = read_json(io.inputs[0], name)
+    missing = placeholder_of(data)
+    if missing is not None:
+        write_placeholder_cards(io, missing)
+        return
+    workflow = check_workflow(data, name)
     if io.params.get("seed") is not None:
         apply_seed(workflow, int(io.params["seed"]), name)
     apply_params(workflow, io.params.get("params") or {}, name)
@@ -135,6 +149,50 @@ def generate(io: mb.ActionIO) -> None:
     io.set_metadata("images", len(images))
 
 
+def write_placeholder_cards(io: mb.ActionIO, missing: str) -> None:
+    """A card naming the missing workflow in every output, without asking the server.
+
+    The workflow is a placeholder (`mb_placeholder` below), so this result is
+    provisional anyway; cards of the size `params` ask for let a video built
+    from them preview in `mb watch` while the workflow is still being written.
+    """
+    from ._comfy_workflow import placeholder_size
+
+    card = placeholder_card(missing, *placeholder_size(io.params.get("params") or {}))
+    for path in io.outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(card)
+
+
+def placeholder_card(missing: str, width: int, height: int) -> bytes:
+    """A PNG drawn as mb's own image placeholders are: grey-blue, 'missing: PATH'."""
+    import io as _io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (width, height), (64, 64, 80))
+    try:
+        font: Any = ImageFont.load_default(size=max(12, width // 24))
+    except (TypeError, OSError):  # Pillow 10.0, or one built without FreeType: no sizes
+        font = None
+    ImageDraw.Draw(image).text((width // 20, height // 2), f"missing: {missing}",
+                               fill=(255, 255, 255), font=font)
+    buffer = _io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 @mb.hookimpl
 def mb_rules() -> list[Any]:
     return [comfy_generate]
+
+
+@mb.hookimpl
+def mb_placeholder(request: Any) -> bytes | None:
+    """A missing `.json` becomes a small JSON object naming it, which `generate` turns
+    into placeholder PNGs; any other consumer still gets valid JSON."""
+    if not str(request.path).lower().endswith(".json"):
+        return None
+    from ._comfy_workflow import placeholder_json
+
+    return placeholder_json(str(request.path), str(request.reason))

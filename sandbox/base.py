@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from mb.fsutil import discard, remove_tree, spread_subdirectories
+from mb.sandbox.namespace import cannot_run_status
 
 #: The environment every action starts from (SPEC §5), plus what it declares.
 BASE_ENV: Mapping[str, str] = {"LANG": "C.UTF-8", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0"}
@@ -485,9 +486,10 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
                 cwd=cwd, env=dict(env), stdin=stdin,
                 stdout=stdout, stderr=stderr, start_new_session=True,
             )
-        except (FileNotFoundError, PermissionError) as exc:
+        except OSError as exc:  # what bash says and does for a program it cannot run
             return SandboxResult(
-                exit_code=127, timed_out=False, duration_s=time.monotonic() - start,
+                exit_code=cannot_run_status(exc), timed_out=False,
+                duration_s=time.monotonic() - start,
                 stderr_tail=f"cannot run {request.argv[0]!r}: {exc.strerror}",
                 missing_outputs=tuple(request.outputs))
         finally:

@@ -36,7 +36,8 @@ about 7 ms of its own (docs/decisions/0009). It
 
 If the sandbox cannot be set up, one line `mb linux sandbox: STEP: REASON`
 goes to stderr and the exit status is SETUP_FAILED; a program that cannot
-be run gives `cannot run 'NAME': REASON` and 127, as in the `dir` sandbox.
+be run gives `cannot run 'NAME': REASON` and bash's status for it (127 not
+found, 126 not executable), as in the `dir` sandbox.
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ if TYPE_CHECKING:
 #: "the runner failed, not the command".
 SETUP_FAILED = 125
 SETUP_PREFIX = "mb linux sandbox:"
-EXIT_CANNOT_RUN = 127
+#: Exit statuses of a program that cannot be run, bash's: 127 when there is no
+#: such file (or no interpreter for its `#!` line), 126 when it is there but
+#: cannot be executed (no execute permission, a directory, an unknown format).
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_EXECUTE = 126
 
 #: Shown read-only at their own paths (a symlink stays a symlink, as `/bin` ->
 #: `usr/bin` on a merged /usr): the programs and libraries every action may
@@ -400,6 +405,8 @@ def _be_init(lifeline_in: int, lifeline_out: int) -> NoReturn:
 
 def _run_action(kernel: _Kernel, plan: Plan) -> NoReturn:
     """Build the root, enter it, exec the program (in the new PID namespace)."""
+    if os.sep not in plan.program:  # not found on the host's PATH; os.execvpe searches it
+        import warnings  # noqa: F401  (that search imports it; after the pivot it cannot)
     try:
         build_root(kernel, plan.new_root, layout(plan))
         with _Step("enter the new root"):
@@ -415,7 +422,14 @@ def _run_action(kernel: _Kernel, plan: Plan) -> NoReturn:
     try:
         os.execvpe(plan.program, list(plan.argv), os.environ)
     except OSError as exc:
-        os._exit(_report(f"cannot run {plan.argv[0]!r}: {exc.strerror}", EXIT_CANNOT_RUN))
+        os._exit(_report(f"cannot run {plan.argv[0]!r}: {exc.strerror}", cannot_run_status(exc)))
+
+
+def cannot_run_status(error: OSError) -> int:
+    """The exit status bash gives when exec fails with `error` (execute_cmd.c:
+    ENOENT is "not found", any other reason "found but not executable"), so
+    a command run without bash fails with the status it would have in bash."""
+    return EXIT_NOT_FOUND if isinstance(error, FileNotFoundError) else EXIT_CANNOT_EXECUTE
 
 
 def build_root(kernel: _Kernel, new_root: str, pieces: Sequence[Mount]) -> None:

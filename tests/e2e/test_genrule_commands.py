@@ -30,3 +30,26 @@ def test_location_of_an_own_output(mb_workspace):
     assert ws.out("two.txt").read_text() == "x\n"
     query = ws.run("query", "deps(//:gen)")
     assert query.exit_code == 0, query.stderr
+
+
+@pytest.mark.parametrize("sandbox", ["dir", "linux"])
+@pytest.mark.parametrize("program, status, reason", [
+    ("$(location noexec.sh)", 126, "cannot run 'a/noexec.sh': Permission denied"),
+    ("no-such-program", 127, "cannot run 'no-such-program': No such file or directory"),
+])
+def test_a_program_that_cannot_be_run_fails_with_the_status_bash_gives(
+        mb_workspace, sandbox, program, status, reason):
+    """`direct` runs the program without bash; `in_bash` is no simple command (`|| exit
+    $$?`), so bash runs it, and both must fail alike (docs/rules.md, genrule)."""
+    ws = mb_workspace({
+        "a/noexec.sh": "echo hi > $1\n",
+        "a/BUILD.toml": "".join(
+            f'[{name}]\nrule = "genrule"\nouts = ["{name}.txt"]\ntools = ["noexec.sh"]\n'
+            f'cmd = "{program} $@{tail}"\n'
+            for name, tail in (("direct", ""), ("in_bash", " || exit $$?"))),
+    })
+    result = ws.run("build", "-k", "--sandbox", sandbox)
+    assert result.exit_code == 1
+    for name in ("direct", "in_bash"):
+        assert f"FAILED //a:{name}: command exited with status {status}\n" in result.stderr
+    assert f"    {reason}\n" in result.stderr

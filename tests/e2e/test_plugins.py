@@ -309,6 +309,17 @@ def test_a_p_plugin_clashing_with_an_installed_one_names_both(mb_workspace, shou
     assert "mb-shout" in line[0] and "my_shout" in line[0]
 
 
+def test_p_of_an_installed_plugins_own_module_is_the_same_plugin(mb_workspace, shout_version):
+    """`-p mb_shout` with mb-shout installed (entry point `shout = "mb_shout"`): one
+    plugin, not a failure to register it twice."""
+    ws = mb_workspace(SHOUT_WS)
+    result = ws.run("-p", "mb_shout", "build", "//words:loud")
+    assert result.exit_code == 0, result.stderr
+    assert "warning" not in result.stderr
+    listed = ws.run("-p", "mb_shout", "plugins")
+    assert "FAILED" not in listed.stdout, listed.stdout
+
+
 # --- one test per hook (tests/test_meta.py checks the names) ---------------------------
 
 

@@ -108,3 +108,17 @@ def test_tts_against_a_server_echoing_the_key_does_not_print_it(mb_workspace):
                            (ws.path / ".mb" / "builds" / "current").read_text().strip()
                            ).with_suffix(".json").read_text())
     assert "Bearer ***" in json.dumps(manifest)
+
+
+def test_a_secret_deep_in_an_event_or_in_metadata_is_replaced(mb_workspace):
+    """Events go to the log and metadata into the cache (which may be shared): every
+    string in them, at any depth and in keys, has the secret replaced."""
+    ws = mb_workspace({"plug/leaky_secret.py": PLUGIN.read_text(), "p/BUILD.toml":
+                       '[t]\nrule = "leaky"\nvar = "LEAKY_KEY"\nfail = false\n'})
+    ws.env["PYTHONPATH"] = str(ws.path / "plug")
+    result = ws.run("-p", "leaky_secret", "build", env={"LEAKY_KEY": SECRET})
+    assert result.exit_code == 0, result.stderr
+    assert SECRET not in everything_written(ws, result)
+    (note,) = [e for e in ws.last_build_events() if e["type"] == "leaky.note"]
+    assert note["data"]["request"] == {"headers": {"Authorization": "Bearer ***"},
+                                       "args": ["--key", "***"]}

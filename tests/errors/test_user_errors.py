@@ -431,6 +431,10 @@ def test_a_relative_label_with_a_package_asks_for_slashes(mb_workspace):
     result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n', "a:t")
     assert result.exit_code == 2
     assert errors_of(result) == ["label 'a:t' needs a leading // before its package; write '//a:t'"]
+    one_slash = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n',
+                           "/a:t")
+    assert errors_of(one_slash) == [
+        "label '/a:t' needs a leading // before its package; write '//a:t'"]
 
 
 def test_unknown_package_and_rule_suggest_the_closest(mb_workspace):

@@ -118,6 +118,12 @@ def test_count_and_outs_name_the_outputs(tmp_path):
                                "for example '6.inputs.text'"),
     ({"outs": ["a.jpg"]}, "'outs' names PNG files, so each must end in '.png', got 'a.jpg'"),
     ({"count": 0}, "'count' must be at least 1, got 0"),
+    ({"params": {"1.inputs.color": float("nan")}},
+     "'params.1.inputs.color' must be a finite number, got nan; a workflow's JSON has no nan "
+     "or inf"),
+    ({"params": {"1.inputs.color": float("-inf")}},
+     "'params.1.inputs.color' must be a finite number, got -inf; a workflow's JSON has no nan "
+     "or inf"),
 ])
 def test_attribute_mistakes_are_reported_by_attribute(attributes, message):
     with pytest.raises(Exception) as caught:
@@ -352,7 +358,103 @@ def test_the_example_workflow_uses_only_real_comfyui_nodes(tmp_path, comfy):
     assert pixels(out) == ((9, 16), {(0x22, 0x44, 0xAA)})
 
 
+# --- a missing workflow with placeholders ---------------------------------------------
+
+
+def test_a_placeholder_workflow_becomes_cards_of_the_asked_size_without_the_server(tmp_path):
+    from mb.rules._comfy_workflow import placeholder_json
+
+    run = Run(tmp_path, placeholder_json("pkg/wf.json", "source file is missing").decode(),
+              params={"5.inputs.width": 90, "1.inputs.text": "a duck"}, count=2)
+    outs = run({})  # no URL: a server is neither needed nor asked
+    assert [pixels(o)[0] for o in outs] == [(90, 160), (90, 160)]
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    assert len(pixels(outs[0])[1]) > 1, "the card names the missing file"
+
+
+@pytest.mark.parametrize(("params", "size"), [
+    ({}, (1080, 1920)),
+    ({"Latent.inputs.height": 640}, (360, 640)),
+    ({"5.inputs.width": 512, "5.inputs.height": 512}, (512, 512)),
+    ({"5.inputs.width": True, "5.inputs.height": 0}, (1080, 1920)),
+])
+def test_the_placeholder_size_comes_from_params(params, size):
+    from mb.rules._comfy_workflow import placeholder_size
+
+    assert placeholder_size(params) == size
+
+
+def test_only_the_placeholder_shape_is_taken_for_a_placeholder():
+    from mb.rules._comfy_workflow import placeholder_json, placeholder_of
+
+    data = json.loads(placeholder_json("p/wf.json", "//p:wf is not available"))
+    assert placeholder_of(data) == "p/wf.json"
+    assert placeholder_of(solid(2, 2, 0)) is None
+    assert placeholder_of({"mb_placeholder": [], "2": {}}) is None
+    assert placeholder_of({"mb_placeholder": "p/wf.json"}) is None
+
+
+PREVIEW = """
+[gen]
+rule = "comfy_generate"
+workflow = "not_yet.json"
+params = { "5.inputs.width" = 100, "5.inputs.height" = 60 }
+count = 2
+
+[vid]
+rule = "ffmpeg_concat"
+srcs = [":gen"]
+width = 100
+height = 60
+fps = 10
+
+[copy]
+rule = "genrule"
+srcs = ["not_yet.json"]
+outs = ["copy.json"]
+cmd = "cp $< $@"
+"""
+
+
+def test_a_missing_workflow_previews_with_placeholders_and_builds_once_written(mb_workspace,
+                                                                             comfy):
+    ws = mb_workspace({"MB.toml": "[providers.comfy]\nbackoff = 0\n", "pkg/BUILD.toml": PREVIEW})
+    env = {"MB_COMFY_URL": comfy.url}
+    result = ws.run("build", "--placeholders", env=env)
+    assert result.exit_code == 0, result.stderr
+    for label in ("//pkg:gen", "//pkg:vid", "//pkg:copy"):
+        assert f"{label} (built) [provisional]" in result.stdout
+    assert pixels(ws.out("pkg/gen_1.png"))[0] == (100, 60)
+    assert ws.out("pkg/vid.mp4").stat().st_size > 0
+    copied = json.loads(ws.out("pkg/copy.json").read_text())
+    assert copied == {"mb_placeholder": {"missing": "pkg/not_yet.json",
+                                         "reason": "source file is missing"}}
+    assert comfy.requests == []
+
+    workflow = solid(4, 2, 0x102030)
+    workflow["5"] = workflow.pop("1")
+    workflow["2"]["inputs"]["images"] = ["5", 0]
+    workflow["5"]["inputs"]["batch_size"] = 2
+    (ws.path / "pkg/not_yet.json").write_text(json.dumps(workflow))
+    again = ws.run("build", "--placeholders", env=env)
+    assert again.exit_code == 0, again.stderr
+    assert "[provisional]" not in again.stdout
+    assert pixels(ws.out("pkg/gen_1.png")) == ((100, 60), {(0x10, 0x20, 0x30)})
+
+
 # --- end to end: `mb build` -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "-inf", "1.5e400"])
+def test_a_param_that_is_not_a_finite_number_is_located_in_the_build_file(mb_workspace, value):
+    ws = mb_workspace({"pkg/wf.json": json.dumps(solid(2, 2, 0)),
+                       "pkg/BUILD.toml": ('[art]\nrule = "comfy_generate"\nworkflow = "wf.json"\n'
+                                         f'params = {{ "1.inputs.color" = {value} }}\n')})
+    result = ws.run("build", "//pkg:art")
+    assert result.exit_code == 2
+    shown = "inf" if value == "1.5e400" else value
+    assert result.stderr.startswith(
+        f"pkg/BUILD.toml:4:1: 'params.1.inputs.color' must be a finite number, got {shown};")
 
 
 def build_files(workflow: dict[str, Any], extra: str = "") -> dict[str, str]:

@@ -87,6 +87,12 @@ def test_sandbox_modes(tmp_path: Path, mode: str) -> None:
     ("[cache]\ndir = 3\n", "MB.toml:2:1: 'cache.dir' must be a string, got the integer 3"),
     ("[cache]\nmax_size = 1000\n",
      "MB.toml:2:1: 'cache.max_size' must be a string, got the integer 1000"),
+    ('[cache]\ndir = ""\n', "MB.toml:2:1: 'cache.dir' must name a folder, not the workspace "
+                           "root (the default is '.mb/cache'), got \"\""),
+    ('[cache]\ndir = "./"\n', "MB.toml:2:1: 'cache.dir' must name a folder, not the "
+                             "workspace root (the default is '.mb/cache'), got \"./\""),
+    ('[cache]\ndir = "mb-out/cache"\n', "MB.toml:2:1: 'cache.dir' may not be inside mb-out/, "
+                                       "which `mb clean` removes, got \"mb-out/cache\""),
     ("providers = 3\n", "MB.toml:1:1: 'providers' must be a table, got the integer 3"),
     ('[providers]\ncomfy = "http://x"\n',
      "MB.toml:2:1: 'providers.comfy' must be a table, got the string \"http://x\""),

@@ -288,6 +288,34 @@ def test_missing_outputs_are_reported(tmp_path: Path) -> None:
     assert result.missing_outputs == ("pkg/sub/never.txt", "pkg/dir.txt")
 
 
+#: (argv[0], the file's bytes and mode or None for no file, bash's status, the reason).
+UNRUNNABLE = [
+    pytest.param("./absent", None, 0, 127, "No such file or directory", id="absent"),
+    pytest.param("mb-no-such-program", None, 0, 127, "No such file or directory",
+                 id="not-on-path"),
+    pytest.param("./noexec.sh", b"echo hi\n", 0o644, 126, "Permission denied",
+                 id="not-executable"),
+    pytest.param("./junk", b"\x7fELF, but no program", 0o755, 126, "Exec format error",
+                 id="unknown-format"),
+]
+
+
+@pytest.mark.parametrize(("program", "content", "mode", "code", "reason"), UNRUNNABLE)
+def test_a_program_that_cannot_be_run_fails_with_bashs_status(
+        tmp_path: Path, program: str, content: bytes | None, mode: int, code: int,
+        reason: str) -> None:
+    """127 is bash's "not found"; a file that is there but not executable is 126."""
+    inputs = {}
+    if content is not None:
+        (tmp_path / program).write_bytes(content)
+        (tmp_path / program).chmod(mode)
+        inputs[program[2:]] = str(tmp_path / program)
+    result = run(request(tmp_path / "sandbox", (program,), inputs))
+    assert (result.exit_code, result.stderr_tail) == (code, f"cannot run {program!r}: {reason}")
+    assert subprocess.run(["bash", "-c", program], cwd=tmp_path, capture_output=True,
+                          timeout=30).returncode == code
+
+
 def test_exit_code_and_stderr_tail(tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
     script = "for i in $(seq 1 30); do echo line $i >&2; done; echo to stdout; exit 7"

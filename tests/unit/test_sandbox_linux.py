@@ -271,6 +271,30 @@ def test_the_launcher_exits_as_the_action_did(tmp_path: Path, script: str, code:
 
 
 @needs_namespaces
+@pytest.mark.parametrize(("program", "content", "mode", "code", "reason"), [
+    pytest.param("./absent", None, 0, 127, "No such file or directory", id="absent"),
+    pytest.param("mb-no-such-program", None, 0, 127, "No such file or directory",
+                 id="not-on-path"),
+    pytest.param("./noexec.sh", b"echo hi\n", 0o644, 126, "Permission denied",
+                 id="not-executable"),
+    pytest.param("./junk", b"\x7fELF, but no program", 0o755, 126, "Exec format error",
+                 id="unknown-format"),
+])
+def test_a_program_that_cannot_be_run_fails_with_bashs_status(
+        tmp_path: Path, program: str, content: bytes | None, mode: int, code: int,
+        reason: str) -> None:
+    """The same statuses as the `dir` sandbox (tests/unit/test_sandbox.py), from the
+    launcher; `not-on-path` is searched after the pivot, where the stdlib is gone."""
+    inputs = {}
+    if content is not None:
+        (tmp_path / program).write_bytes(content)
+        (tmp_path / program).chmod(mode)
+        inputs[program[2:]] = str(tmp_path / program)
+    result = run(tmp_path / "sandbox", (program,), inputs)
+    assert (result.exit_code, result.stderr_tail) == (code, f"cannot run {program!r}: {reason}")
+
+
+@needs_namespaces
 def test_the_action_sees_only_its_own_processes(tmp_path: Path) -> None:
     root = tmp_path / "sandbox"
     result = run(root, ("sh", "-c", "ls /proc | grep -c '^[0-9]' > n.txt"), outputs=("n.txt",))
