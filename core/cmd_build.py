@@ -62,7 +62,7 @@ def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> B
     if args.remote_cache:
         raise UserError(f"--remote-cache {redact_url(args.remote_cache)}: remote caches are "
                         "not available in this version; the local cache is used")
-    if args.profile:
+    if args.profile is not None:
         check_profile_path(args.profile)
     return BuildOptions(
         patterns=tuple(args.patterns), jobs=args.jobs, keep_going=args.keep_going,
@@ -74,9 +74,15 @@ def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> B
 def check_profile_path(path: str) -> None:
     """Refuse a `--profile` path that cannot be written before building, not after:
     the trace is written when the build ends, too late to say so usefully."""
+    if not path:
+        raise UserError("--profile needs a file name, got ''")
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UserError(f"--profile {path}: is a directory")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # A device or a pipe (/dev/null): replacing it, or copying mb's file mode
+        # onto it, would change a file that is not mb's to change.
+        raise UserError(f"--profile {path}: not a regular file; give the path of a file")
     if not os.path.isdir(parent):
         raise UserError(f"--profile {path}: no such directory {parent}")
     if not os.access(path if os.path.exists(path) else parent, os.W_OK):
@@ -84,14 +90,25 @@ def check_profile_path(path: str) -> None:
 
 
 def move_profile(staged: str, path: str) -> str | None:
-    """Put the trace written under `.mb/` at the `--profile` path; the error, if any."""
+    """Put the trace written under `.mb/` at the `--profile` path; the error, if any.
+
+    A rename where it can; across file systems the bytes only (copyfile): a
+    file the user named keeps its own mode, owner and times.
+    """
+    import errno
     import shutil
 
-    try:
-        shutil.move(staged, path)
-    except OSError as exc:
-        from mb.fsutil import discard
+    from mb.fsutil import discard
 
+    try:
+        try:
+            os.replace(staged, path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.copyfile(staged, path)
+            discard(staged)
+    except OSError as exc:
         discard(staged)
         return f"--profile {path}: cannot write the trace: {exc.strerror or exc}"
     return None
@@ -105,7 +122,7 @@ def waiting() -> None:
 def fastpath_eligible(args: argparse.Namespace) -> bool:
     """Requests whose no-op answer a snapshot can give (nothing asked for in detail)."""
     return not (args.plugins or args.no_cache or getattr(args, "placeholders", False)
-                or args.profile or args.verbose or args.remote_cache
+                or args.profile is not None or args.verbose or args.remote_cache
                 or args.executor != "local")
 
 

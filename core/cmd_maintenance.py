@@ -8,19 +8,20 @@ import os
 from mb.cache import Cache, parse_size
 from mb.errors import ConfigError
 from mb.fsutil import remove_tree
-from mb.workspace import open_workspace
+from mb.workspace import Workspace, open_workspace
 
 
 def run(args: argparse.Namespace, start: str) -> int:
+    """Both run under the workspace lock, like a build: a running build waits for
+    them or they for it (`mb clean --all` under a build deleted its sandbox,
+    its event log and the lock itself)."""
+    from mb.cmd_build import waiting
+    from mb.locks import WorkspaceLock
+
     workspace = open_workspace(start)
     if args.command == "clean":
-        remove_tree(workspace.output_dir)
-        if args.all:
-            cache = os.path.realpath(workspace.cache_dir)
-            state = os.path.realpath(workspace.state_dir)
-            remove_tree(workspace.state_dir)
-            if not cache.startswith(state + os.sep) and cache != state:
-                print(f"kept the shared cache at {workspace.cache_dir}")
+        with WorkspaceLock(workspace.state_dir, waiting):
+            clean(workspace, args.all)
         return 0
     limit_text = args.max_size or workspace.config.cache.max_size
     if limit_text is None:
@@ -31,9 +32,24 @@ def run(args: argparse.Namespace, start: str) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     cache = Cache(workspace.cache_dir)
-    removed, freed = cache.gc(limit, used_elsewhere=last_build_use(workspace.state_dir))
+    with WorkspaceLock(workspace.state_dir, waiting):
+        removed, freed = cache.gc(limit, used_elsewhere=last_build_use(workspace.state_dir))
     print(f"removed {removed} cache files, freed {freed} bytes; cache is {cache.size()} bytes")
     return 0
+
+
+def clean(workspace: Workspace, everything: bool) -> None:
+    """Remove mb-out/; with `everything`, .mb/ too (and the cache in it), its lock
+    file included: a build waiting on the lock then locks a new file
+    (`locks.FileLock.acquire`)."""
+    remove_tree(workspace.output_dir)
+    if not everything:
+        return
+    cache = os.path.realpath(workspace.cache_dir)
+    state = os.path.realpath(workspace.state_dir)
+    remove_tree(workspace.state_dir)
+    if not cache.startswith(state + os.sep) and cache != state:
+        print(f"kept the shared cache at {workspace.cache_dir}")
 
 
 def last_build_use(state_dir: str) -> dict[str, tuple[int, int]]:

@@ -1,0 +1,31 @@
+"""The workspace lock stays exclusive when its holder removes its file (`mb clean --all`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from mb.locks import FileLock
+
+
+def test_a_waiter_does_not_keep_the_lock_of_a_removed_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "state" / "build.lock")
+    os.makedirs(os.path.dirname(path))
+    holder = FileLock(path)
+    assert holder.acquire()
+    waiter = FileLock(path)
+    got = threading.Event()
+    thread = threading.Thread(target=lambda: (waiter.acquire(), got.set()))
+    thread.start()
+    assert not got.wait(0.2), "the waiter waits"
+    os.remove(path)  # as mb clean --all removes .mb/ with the lock held
+    os.rmdir(os.path.dirname(path))
+    holder.release()
+    assert got.wait(10)
+    thread.join()
+    newcomer = FileLock(path)
+    assert not newcomer.acquire(blocking=False), "one holder at a time, of the file at path"
+    waiter.release()
+    assert newcomer.acquire(blocking=False)
+    newcomer.release()
