@@ -193,6 +193,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
         [action_record(o) for o in outcomes.values()])
     if (options.fastpath_key and status == "ok" and not options.no_cache
             and sandbox.caches_results  # `none`: results the key does not describe
+            and not config.cache.remote  # every build warns it is not used (cmd_build)
             and not any(t.provisional for t in targets.values())
             and all(a.cacheable for a in actions)):
         _record_fastpath(workspace, analysis, statcache, closure, outcomes, manifest, result,

@@ -59,9 +59,6 @@ def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> B
     if args.executor != "local":
         raise UserError(f"--executor {redact_url(args.executor)}: only 'local' is available "
                         "in this version")
-    if args.remote_cache:
-        raise UserError(f"--remote-cache {redact_url(args.remote_cache)}: remote caches are "
-                        "not available in this version; the local cache is used")
     if args.profile is not None:
         check_profile_path(args.profile)
     return BuildOptions(
@@ -69,6 +66,19 @@ def options_from(args: argparse.Namespace, fastpath_key: str | None = None) -> B
         sandbox=args.sandbox, no_cache=args.no_cache,
         placeholders=getattr(args, "placeholders", False) or args.command == "watch",
         profile=args.profile, fastpath_key=fastpath_key)
+
+
+def warn_remote_cache(url: str | None) -> None:
+    """A remote cache asked for (`--remote-cache`, MB.toml `[cache] remote`,
+    `MB_REMOTE_CACHE`) is not there in this version: the build goes on with the
+    local cache, and says so, whichever way it was asked (never silently, never
+    refusing to build). Such a build keeps no no-op snapshot, so every build
+    says it (`build.run_build`)."""
+    if url:
+        from mb.config import redact_url
+
+        print(f"warning: remote caches are not available in this version; the local cache "
+              f"is used (remote {redact_url(url)} ignored)", file=sys.stderr)
 
 
 def check_profile_path(path: str) -> None:
@@ -217,6 +227,7 @@ def run_full(args: argparse.Namespace, start: str, fastpath_key: str | None) -> 
     plugins = load_plugins(args.plugins)
     report_plugin_failures(plugins, args.verbose)
     options = options_from(args, fastpath_key)
+    warn_remote_cache(args.remote_cache or workspace.config.cache.remote)
     events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"), new_build_id())
     # run_build writes the trace before the manifest: written under .mb/ first, a
     # path that fails later (removed, disk full) cannot cost the build its record.
