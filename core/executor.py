@@ -144,11 +144,14 @@ class Executor:
         mark, and the next build retires the folder with any orphaned process
         still writing into it (docs/decisions/0007).
         """
-        from mb.sandbox.base import prepare_root, release_sandbox_folder
+        from mb.sandbox.base import kill_processes_in, prepare_root, release_sandbox_folder
 
         try:
             self.cache.flush()
         finally:
+            # What an action started and detached from its process group (`setsid`)
+            # outlives the group's kill; nothing an action started outlives the build.
+            kill_processes_in([self._sandbox_base])
             for root in self._roots:
                 prepare_root(root, {}, ())
             for path in self._placeholder_files.values():

@@ -200,7 +200,7 @@ def _retire(parent: str, names: Sequence[str]) -> None:
     same inode, under the new name) and writes where no later action looks,
     and an absolute path it still holds into the old name finds nothing.
     Then the process groups of the processes whose cwd is inside are killed
-    (`_kill_processes_in`); `sandbox_folder` removes the folders afterwards.
+    (`kill_processes_in`); `sandbox_folder` removes the folders afterwards.
     """
     retired = []
     for name in names:
@@ -211,10 +211,10 @@ def _retire(parent: str, names: Sequence[str]) -> None:
             continue
         retired.append(target)
     if retired:
-        _kill_processes_in(retired)
+        kill_processes_in(retired)
 
 
-def _kill_processes_in(folders: Sequence[str]) -> list[int]:
+def kill_processes_in(folders: Sequence[str]) -> list[int]:
     """SIGKILL the process group of every process whose cwd is inside `folders`; returns
     the pids found. Best effort, Linux only (`/proc`), and waits up to RETIRE_WAIT_S
     for them to exit.

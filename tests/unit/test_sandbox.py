@@ -546,14 +546,14 @@ def test_a_released_folder_is_reused_and_nothing_is_killed(tmp_path: Path) -> No
 def test_processes_of_this_session_or_with_a_terminal_are_not_killed(tmp_path: Path) -> None:
     """Only processes that look like actions (a session of their own, no terminal) are
     stopped; this process's own children, e.g. a shell someone left there, are not."""
-    from mb.sandbox.base import _kill_processes_in
+    from mb.sandbox.base import kill_processes_in
 
     folder = tmp_path / "retired-x"
     folder.mkdir()
     mine = subprocess.Popen(["sleep", "300"], cwd=folder)  # same session as this test
     action = subprocess.Popen(["sleep", "300"], cwd=folder, start_new_session=True)
     try:
-        found = _kill_processes_in([str(folder)])
+        found = kill_processes_in([str(folder)])
         assert found == [action.pid]
         assert action.wait(10) == -9
         assert alive(mine.pid)
