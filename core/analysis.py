@@ -333,9 +333,15 @@ class Analysis:
         distinct message is reported once (`combined`).
         """
         found: list[UserError] = errors if errors is not None else []
+        cycles: set[tuple[str, ...]] = set()
         for label in labels:
             try:
                 self.analyze(label)
+            except CycleError as exc:
+                # Each member of a cycle meets it, from its own start: one line a cycle.
+                if _rotation_free(exc.labels) not in cycles:
+                    cycles.add(_rotation_free(exc.labels))
+                    found.append(exc)
             except UserError as exc:
                 found.append(exc)
         if found and errors is None:
@@ -689,6 +695,13 @@ def _module_file(name: str) -> str | None:
 #: A label inside a string attribute: `$(location LABEL)`, `$(locations LABEL)`.
 _EMBEDDED_LABEL = re.compile(r"\$\(\w+\s+([^)\s]+)\s*\)")
 _NAMED_ATTRIBUTE = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)[.' ]")
+
+
+def _rotation_free(cycle: list[str]) -> tuple[str, ...]:
+    """A cycle (`a -> b -> a`) the same whichever member it was entered from."""
+    members = cycle[:-1]
+    start = members.index(min(members))
+    return tuple(members[start:] + members[:start])
 
 
 def _where_written(attributes: dict[str, Any], label: Label, package: str

@@ -147,6 +147,18 @@ cmd = "cp $< $@"
     assert errors_of(result) == ["a/BUILD.toml:2:1: dependency cycle: //a:x -> //a:y -> //a:z -> //a:x"]
 
 
+def test_a_cycle_met_from_each_of_its_members_is_printed_once(mb_workspace):
+    cycle = "".join(f'[{a}]\nrule = "genrule"\nsrcs = [":{b}"]\nouts = ["{a}.txt"]\n'
+                    f'cmd = "cp $< $@"\n' for a, b in (("x", "y"), ("y", "z"), ("z", "x")))
+    result = build_file(mb_workspace, cycle + '[w]\nrule = "genrule"\nsrcs = [":w"]\n'
+                                              'outs = ["w.txt"]\ncmd = "cp $< $@"\n')
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:1:1: dependency cycle: //a:x -> //a:y -> //a:z -> //a:x",
+        "a/BUILD.toml:16:1: dependency cycle: //a:w -> //a:w",
+    ]
+
+
 def test_duplicate_output(mb_workspace):
     result = build_file(mb_workspace, """
 [one]
