@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -146,13 +147,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     # A target without actions (a filegroup) has no action to find its missing
     # sources, so they are looked for here (SPEC §7: exit 1, naming the file).
     missing = {} if options.placeholders else _missing_sources(workspace.root, closure)
-    for label, paths in missing.items():
-        events.emit("action.failed", target=str(label), level="error",
-                    error="; ".join(
-                        f"{p} is a directory, not a file (needed by {label}); list the files "
-                        "it holds" if os.path.isdir(os.path.join(workspace.root, p))
-                        else f"missing source file {p} (needed by {label})" for p in paths),
-                    stderr_tail="", description="sources")
+    _report_missing(events, workspace.root, missing)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -165,6 +160,12 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     if options.profile:
         profiler.write(options.profile)
 
+    if not options.placeholders and not scheduler.interrupted.is_set():
+        # The targets a failure kept from running may miss sources too: name them
+        # now, so one build says every file to add (SPEC §7), not one a run.
+        late = _missing_sources(workspace.root, closure, outcomes)
+        _report_missing(events, workspace.root, late)
+        missing.update(late)
     targets = {t.label: _target_result(t, outcomes, analysis.producers, missing.get(t.label))
                for t in closure}
     counts = {"executed": 0, "cached": 0, "failed": 0, "skipped": 0}
@@ -270,15 +271,34 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
          "summary": summary_lines(noop_result)}, digests, generation)
 
 
-def _missing_sources(root: str, closure: list[AnalyzedTarget]) -> dict[Label, list[str]]:
-    """The source files of action-less targets that do not exist, by target."""
+def _missing_sources(root: str, closure: list[AnalyzedTarget],
+                     outcomes: Mapping[int, Outcome] | None = None) -> dict[Label, list[str]]:
+    """The source files that do not exist, by target: of the targets without actions
+    (no action looks for them), or, given the outcomes of a run, of the targets
+    with an action that never started (skipped), which nothing has looked at yet."""
     missing: dict[Label, list[str]] = {}
     for target in closure:
-        if not target.actions:
-            absent = [p for p in target.sources if not os.path.isfile(os.path.join(root, p))]
-            if absent:
-                missing[target.label] = absent
+        if outcomes is None:
+            if target.actions:
+                continue
+        elif not any(outcomes.get(a.index) is not None
+                     and outcomes[a.index].status == "skipped" for a in target.actions):
+            continue
+        absent = [p for p in target.sources if not os.path.isfile(os.path.join(root, p))]
+        if absent:
+            missing[target.label] = absent
     return missing
+
+
+def _report_missing(events: EventLog, root: str, missing: Mapping[Label, list[str]]) -> None:
+    """One `action.failed` a target, naming each of its missing files."""
+    for label, paths in missing.items():
+        events.emit("action.failed", target=str(label), level="error",
+                    error="; ".join(
+                        f"{p} is a directory, not a file (needed by {label}); list the files "
+                        "it holds" if os.path.isdir(os.path.join(root, p))
+                        else f"missing source file {p} (needed by {label})" for p in paths),
+                    stderr_tail="", description="sources")
 
 
 def _target_result(target: AnalyzedTarget, outcomes: dict[int, Outcome],

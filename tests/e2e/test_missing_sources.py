@@ -38,3 +38,37 @@ def test_a_failed_target_lists_no_outputs(mb_workspace):
     current = (ws.path / ".mb/builds/current").read_text().strip()
     manifest = json.loads((ws.path / ".mb/builds" / f"{current}.json").read_text())
     assert manifest["targets"]["//a:bad"]["outputs"] == {}
+
+
+def test_one_build_names_every_missing_source_and_every_target_needing_it(mb_workspace):
+    """SPEC §7: a missing source is an error naming the file and the targets that need
+    it. The targets a first failure kept from running are checked too, so one build
+    lists every file to add, with -k or without."""
+    ws = mb_workspace({"p/BUILD.toml": """
+[a]
+rule = "genrule"
+srcs = ["missing.txt"]
+outs = ["a.txt"]
+cmd = "cp $< $@"
+
+[b]
+rule = "genrule"
+srcs = ["missing.txt"]
+outs = ["b.txt"]
+cmd = "cp $< $@"
+
+[c]
+rule = "genrule"
+srcs = [":a", "other_missing.txt"]
+outs = ["c.txt"]
+cmd = "cat $(SRCS) > $@"
+"""})
+    for args in ((), ("-k",)):
+        result = ws.run("build", *args)
+        assert result.exit_code == 1
+        failed = sorted(line for line in result.stderr.splitlines() if line.startswith("FAILED"))
+        assert failed == [
+            "FAILED //p:a: missing source file p/missing.txt (needed by //p:a)",
+            "FAILED //p:b: missing source file p/missing.txt (needed by //p:b)",
+            "FAILED //p:c: missing source file p/other_missing.txt (needed by //p:c)",
+        ], result.stderr
