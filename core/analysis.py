@@ -248,12 +248,19 @@ class Analysis:
                          source: SourceFile, cls: type) -> UserError:
         key_path = (raw.name, *path)
         if message.startswith("unknown:"):
-            allowed = [*message.split(":", 1)[1].split(","), *COMMON_ATTRIBUTES]
+            nested = len(path) > 1  # a key of a table attribute (a nested attrs class)
+            allowed = [*message.split(":", 1)[1].split(","),
+                       *(() if nested else COMMON_ATTRIBUTES)]
             allowed = [a for a in allowed if a]
             word = str(path[-1])
             hint = closest(word, allowed)
-            text = f"unknown attribute '{word}' for rule '{raw.rule}'"
-            text += f"; did you mean '{hint}'?" if hint else f" (attributes: {', '.join(allowed)})"
+            if nested:
+                text = f"unknown key {describe_path(path)}"
+                listing = f" (keys of {describe_path(path[:-1])}: {', '.join(allowed)})"
+            else:
+                text = f"unknown attribute '{word}' for rule '{raw.rule}'"
+                listing = f" (attributes: {', '.join(allowed)})"
+            text += f"; did you mean '{hint}'?" if hint else listing
             return source.error(key_path, text)
         if not path:  # a validator of the whole class
             text = message.split(": ", 1)[-1]

@@ -70,3 +70,15 @@ def test_a_plugin_error_of_several_lines_is_reported_on_one(mb_workspace):
         "warning: plugin 'multiline_error' (multiline_error) failed to load: RuntimeError: "
         "first line of the message ..."]
     assert "second line" not in result.stderr
+
+
+def test_an_unknown_key_of_a_table_attribute_lists_that_tables_keys(mb_workspace):
+    ws = mb_workspace(_with_plugins(["nested_attrs"], {"p/BUILD.toml": (
+        '[a]\nrule = "sized"\nsize = { width = 3, hieght = 1 }\n\n'
+        '[b]\nrule = "sized"\nsize = { width = 3, zzz = 1 }\n')}))
+    result = ws.run("-p", "nested_attrs", "build", env=_plug_env(ws))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "p/BUILD.toml:3:21: unknown key 'size.hieght'; did you mean 'height'?",
+        "p/BUILD.toml:7:21: unknown key 'size.zzz' (keys of 'size': width, height)",
+    ]
