@@ -195,7 +195,7 @@ def replay_noop(state_dir: str, replay: dict[str, Any], patterns: list[str]) -> 
     from mb.events import EventLog, new_build_id, utc_timestamp
     from mb.history import publish_manifest
 
-    events = EventLog(os.path.join(state_dir, "events.jsonl"), new_build_id())
+    events = EventLog(os.path.join(state_dir, "events.jsonl"), new_build_id(state_dir))
     started = utc_timestamp()
     counts = replay["counts"]
     # The patterns as given, like every other build's `build.started`.
@@ -228,19 +228,22 @@ def run_full(args: argparse.Namespace, start: str, fastpath_key: str | None) -> 
     report_plugin_failures(plugins, args.verbose)
     options = options_from(args, fastpath_key)
     warn_remote_cache(args.remote_cache or workspace.config.cache.remote)
-    events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"), new_build_id())
-    # run_build writes the trace before the manifest: written under .mb/ first, a
-    # path that fails later (removed, disk full) cannot cost the build its record.
-    staged = (os.path.join(workspace.state_dir, f"profile-{events.build_id}.json")
-              if args.profile else None)
-    if staged:
-        import attrs
-
-        options = attrs.evolve(options, profile=staged)
     reporter = make_reporter(args)
-    events.subscribe(reporter)
+    staged = None
     try:
         with WorkspaceLock(workspace.state_dir, waiting):
+            # Named under the lock: its time is when it starts, not when it began
+            # to wait, and no build recorded meanwhile has the same id.
+            events = EventLog(os.path.join(workspace.state_dir, "events.jsonl"),
+                              new_build_id(workspace.state_dir))
+            # run_build writes the trace before the manifest: written under .mb/ first,
+            # a path that fails later (removed, disk full) cannot cost the build its record.
+            if args.profile:
+                import attrs
+
+                staged = os.path.join(workspace.state_dir, f"profile-{events.build_id}.json")
+                options = attrs.evolve(options, profile=staged)
+            events.subscribe(reporter)
             events.start()
             try:
                 result = run_build(workspace, plugins, options, events, StatCache(

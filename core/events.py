@@ -84,9 +84,16 @@ def utc_timestamp(when: float | None = None) -> str:
 _last_second: tuple[int | None, str] = (None, "")
 
 
-def new_build_id() -> str:
-    now = datetime.now(tz=timezone.utc)
-    return f"b-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+def new_build_id(state_dir: str | None = None) -> str:
+    """`b-<UTC date>-<time>-<4 hex digits>`; given the workspace's state directory
+    (and called under its lock), never the id of a build recorded there (two
+    builds in one second share the first parts, and a manifest is named by id)."""
+    while True:
+        now = datetime.now(tz=timezone.utc)
+        build_id = f"b-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+        if state_dir is None or not os.path.exists(
+                os.path.join(state_dir, "builds", f"{build_id}.json")):
+            return build_id
 
 
 def last_seq(path: str) -> int:

@@ -239,7 +239,8 @@ class _Rebuild:
                  for path, digest in row[3].items()}
         producers = {path: action for action in actions for path in action.spec.outputs}
 
-        events = EventLog(os.path.join(self.state_dir, "events.jsonl"), new_build_id())
+        events = EventLog(os.path.join(self.state_dir, "events.jsonl"),
+                          new_build_id(self.state_dir))
         reporter = make_reporter(args)
         events.subscribe(reporter)
         statcache = StatCache(os.path.join(self.state_dir, "statcache.bin"))

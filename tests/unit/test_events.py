@@ -227,3 +227,26 @@ def test_rotation_keeps_seq_increasing(tmp_path: Path, monkeypatch: pytest.Monke
     ticks = [e["data"]["n"] for e in read_events(str(path)) if e["type"] == "tick"]
     assert ticks == sorted(ticks) and ticks[-1] == 11
     assert "log.rotated" in [e["type"] for e in read_events(str(path))]
+
+
+def test_a_new_build_id_is_never_that_of_a_recorded_build(tmp_path, monkeypatch) -> None:
+    """Two builds in one second share the date and time parts; the id names the
+    manifest, so under the lock the next id skips one already recorded."""
+    import datetime as real_datetime
+    import os
+
+    import mb.events
+
+    class Frozen(real_datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def]
+            return real_datetime.datetime(2026, 11, 30, 3, 30, 0, tzinfo=tz)
+
+    randoms = iter([b"\x3f\x9c", b"\x3f\x9c", b"\x00\x01"])
+    monkeypatch.setattr(mb.events, "datetime", Frozen)
+    monkeypatch.setattr(mb.events.os, "urandom", lambda n: next(randoms))
+    first = mb.events.new_build_id(str(tmp_path))
+    assert first == "b-20261130-033000-3f9c"
+    os.makedirs(tmp_path / "builds")
+    (tmp_path / "builds" / f"{first}.json").write_text("{}")
+    assert mb.events.new_build_id(str(tmp_path)) == "b-20261130-033000-0001"
