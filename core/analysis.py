@@ -383,6 +383,7 @@ class Analysis:
             ctx = RuleContext(label, self, target.options, self.workspace.config.providers,
                               target.source.display_path)
             try:
+                self._check_labels(target)
                 target.rule.impl(ctx, target.attributes)
             except UserError as exc:
                 # Innermost first: the target whose rule met the mistake locates it.
@@ -424,6 +425,18 @@ class Analysis:
         if not self._in_progress:  # the outermost target is done: every output is known
             self.check_cycles_through_files()
         return result
+
+    def _check_labels(self, target: Target) -> None:
+        """Every `mb.Label` attribute names a target that exists (a rule may never
+        look at it, and a typo would pass silently); the error is located at the
+        value that names it."""
+        for name in _label_fields(type(target.attributes)):
+            for label in _labels_in(getattr(target.attributes, name)):
+                try:
+                    self.target(label)
+                except LabelError as exc:
+                    exc.label = label  # type: ignore[attr-defined]
+                    raise
 
     def _add_action(self, target: Target, spec: Any) -> Action:
         function_digest = ""
@@ -702,6 +715,31 @@ def _module_file(name: str) -> str | None:
 #: A label inside a string attribute: `$(location LABEL)`, `$(locations LABEL)`.
 _EMBEDDED_LABEL = re.compile(r"\$\(\w+\s+([^)\s]+)\s*\)")
 _NAMED_ATTRIBUTE = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)[.' ]")
+
+
+_LABEL_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _label_fields(cls: type) -> tuple[str, ...]:
+    """The attributes of a rule's attrs class whose type holds `mb.Label` (found once
+    a class: most rules have none, and this runs for every target)."""
+    found = _LABEL_FIELDS.get(cls)
+    if found is None:
+        found = tuple(f.name for f in attrs.fields(cls) if "Label" in str(f.type)) \
+            if attrs.has(cls) else ()
+        _LABEL_FIELDS[cls] = found
+    return found
+
+
+def _labels_in(value: Any) -> Iterable[Label]:
+    if isinstance(value, Label):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _labels_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _labels_in(item)
 
 
 def _rotation_free(cycle: list[str]) -> tuple[str, ...]:

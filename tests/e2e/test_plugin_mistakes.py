@@ -82,3 +82,19 @@ def test_an_unknown_key_of_a_table_attribute_lists_that_tables_keys(mb_workspace
         "p/BUILD.toml:3:21: unknown key 'size.hieght'; did you mean 'height'?",
         "p/BUILD.toml:7:21: unknown key 'size.zzz' (keys of 'size': width, height)",
     ]
+
+
+def test_a_label_attribute_must_name_a_target(mb_workspace):
+    ws = mb_workspace(_with_plugins(["nested_attrs"], {
+        "p/BUILD.toml": ('[ok]\nrule = "sized"\nref = ":other"\nrefs = ["//p:other"]\n\n'
+                         '[other]\nrule = "sized"\n\n'
+                         '[typo]\nrule = "sized"\nref = ":othre"\n\n'
+                         '[far]\nrule = "sized"\nrefs = [":other", "//nowhere:x"]\n')}))
+    result = ws.run("-p", "nested_attrs", "build", env=_plug_env(ws))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "p/BUILD.toml:11:1: no target 'othre' in package 'p' (//p:othre); did you mean ':other'?",
+        "p/BUILD.toml:15:19: no package 'nowhere': nowhere/BUILD.toml does not exist",
+    ]
+    fixed = ws.run("-p", "nested_attrs", "build", "//p:ok", env=_plug_env(ws))
+    assert fixed.exit_code == 0, fixed.stderr

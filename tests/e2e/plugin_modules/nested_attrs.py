@@ -1,4 +1,5 @@
-"""A rule whose attribute is a table converted to a nested attrs class."""
+"""A rule whose attributes are a table converted to a nested attrs class, and labels of
+targets."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class Size:
 @attrs.frozen
 class SizedAttrs:
     size: Size | None = None
+    ref: mb.Label | None = None
+    refs: list[mb.Label] = attrs.field(factory=list)
 
 
 @mb.rule("sized", attrs=SizedAttrs, version="1")
