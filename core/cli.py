@@ -18,8 +18,17 @@ from typing import Any, Final, NoReturn
 from mb.errors import BuildFailed, ExitCode, UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported in one line like every other mistake
+    (docs/errors.md) instead of the usage block; `--help` still shows it. The
+    sub-command parsers are of this class too (argparse makes them like their parent)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE_ERROR, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mb", description="build generative-media pipelines")
+    parser = _Parser(prog="mb", description="build generative-media pipelines")
     parser.add_argument("-C", dest="directory", default=None, help="start in DIR")
     parser.add_argument("-p", dest="plugins", action="append", default=[],
                         help="load a plugin module (repeatable)")
@@ -89,7 +98,11 @@ def _add_history_parsers(sub: Any) -> None:
                       help="this level and more severe ones")
     tail.add_argument("--build", default=None)
     tail.add_argument("--json", action="store_true")
-
+    approve = sub.add_parser("approve", help="approve a review gate (no rule makes one yet)")
+    approve.add_argument("label")
+    reject = sub.add_parser("reject", help="reject a review gate (no rule makes one yet)")
+    reject.add_argument("label")
+    reject.add_argument("--note", default=None, help="why it is rejected")
 
 
 #: Allocations between two young-generation collections (Python's default: 700).
@@ -178,6 +191,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mb import cmd_history
 
         return cmd_history.run(args, start)
+    if command in ("approve", "reject"):
+        from mb import cmd_review
+
+        return cmd_review.run(args, start)
     raise UserError(f"unknown command {command!r}")
 
 

@@ -55,11 +55,9 @@ class PlainReporter:
                       f"{tag}{mark}")
         elif event.type == "action.failed":
             self.done += 1
-            self.line(f"FAILED {event.target}: {data.get('error', '')}", error=True)
-            tail = (data.get("stderr_tail") or "").rstrip()
-            if tail:
-                for text in tail.splitlines()[-20:]:
-                    self.line(f"    {text}", error=True)
+            tail = (data.get("stderr_tail") or "").rstrip().splitlines()[-20:]
+            self.lines([f"FAILED {event.target}: {data.get('error', '')}",
+                        *(f"    {text}" for text in tail)], error=True)
         elif event.type == "action.retry":
             self.line(f"retrying {event.target} (attempt {data.get('attempt', 0) + 1}): "
                       f"{data.get('error', '')}", error=True)
@@ -73,10 +71,14 @@ class PlainReporter:
             self.line(f"{event.type.replace('.', ' ')}: {data.get('provider', '')}")
 
     def line(self, text: str, error: bool = False) -> None:
+        self.lines([text], error)
+
+    def lines(self, texts: list[str], error: bool = False) -> None:
+        """Write lines together; a failure and its stderr tail are one block."""
         stream = self.err if error else self.out
         if error and self.color:
-            text = f"{RED}{text}{RESET}"
-        stream.write(text + "\n")
+            texts = [f"{RED}{text}{RESET}" for text in texts]
+        stream.write("".join(text + "\n" for text in texts))
         stream.flush()
 
     def stop(self) -> None:
@@ -84,31 +86,51 @@ class PlainReporter:
 
 
 class LiveReporter(PlainReporter):
-    """A rich progress display: running actions, done/total, cached count."""
+    """A rich progress display: running actions, done/total, cached count.
+
+    Error lines (failures, their stderr tails, retries, warnings) go to
+    stderr, as with plain lines, so `mb build 2>errors.log` keeps them on a
+    terminal too. The display is on stdout; it is taken down while they are
+    written and drawn again below them, so both streams can share a screen.
+    """
 
     def __init__(self, console: Any, verbose: bool = False) -> None:
         super().__init__(console.file, sys.stderr, verbose=verbose)
-        from rich.live import Live
+        from rich.console import Console
 
         self.console = console
+        self.err_console = Console(file=sys.stderr, no_color=console.no_color)
         self.running: dict[str, str] = {}
         self.cached = 0
-        self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
-        self.live.start()
+        self.live = self._start_display()
+
+    def _start_display(self) -> Any:
+        """A new display below the cursor, drawn at its first refresh. A stopped one
+        is not restarted: it would first move up over the lines of its last
+        frame, which it erased on stop, and erase as many lines printed above it."""
+        from rich.live import Live
+
+        live = Live(get_renderable=self._render, console=self.console, refresh_per_second=8,
+                    transient=True)
+        live.start()
+        return live
 
     def _render(self) -> Any:
-        """The table as styled `Text`, not markup strings: rich redraws the live
-        display with the options of whatever is printed above it, and `line`
-        prints with markup off (a target or command may contain `[`), which
-        would show markup strings as typed."""
+        """The table as styled `Text`, not markup strings: a target or description
+        may contain `[`, which markup would take for a tag.
+
+        Built from the current counts whenever the display is drawn, also by
+        rich's refresh thread: `running` is copied in one step, as worker
+        threads change it while this runs."""
         from rich.table import Table
         from rich.text import Text
 
+        running = list(self.running.items())
         table = Table.grid(padding=(0, 1))
         table.add_row(Text.assemble((f"{self.done}/{self.total}", "bold"),
                                     f" actions, {self.cached} cached, "
-                                    f"{len(self.running)} running"))
-        for target, description in list(self.running.items())[:8]:
+                                    f"{len(running)} running"))
+        for target, description in running[:8]:
             table.add_row(Text.assemble("  ", (target, "cyan"), f" {description}"))
         return table
 
@@ -120,11 +142,30 @@ class LiveReporter(PlainReporter):
             if event.data.get("cached"):
                 self.cached += 1
         super().handle(event)
-        self.live.update(self._render())
 
-    def line(self, text: str, error: bool = False) -> None:
-        self.console.print(text, markup=False, highlight=False,
-                           style="red" if error else None)
+    def lines(self, texts: list[str], error: bool = False) -> None:
+        """Print above the display. rich redraws the display under printed lines
+        from its last refreshed frame, so it is refreshed first: otherwise the
+        frame shown is up to one refresh old (the very first one, "0/0
+        actions", in a short build)."""
+        from rich.text import Text
+
+        if error:
+            self._print_errors([Text(text, style="red") for text in texts])
+            return
+        self.live.refresh()
+        for text in texts:
+            self.console.print(Text(text))
+
+    def _print_errors(self, texts: list[Any]) -> None:
+        """Write to stderr with the display taken down (it erases itself on stop:
+        transient), then draw it again below: the display moves the cursor on
+        stdout, and a line written to the same screen under it would be
+        overwritten by its next frame. Not wrapped: a file or pipe has no width."""
+        self.live.stop()
+        for text in texts:
+            self.err_console.print(text, soft_wrap=True)
+        self.live = self._start_display()
 
     def stop(self) -> None:
         self.live.stop()

@@ -293,7 +293,7 @@ LIST_ALL: Final = 10
 
 def report(result: BuildResult, log: CycleLog) -> None:
     """After each build: what was rebuilt, where the outputs are, what is still provisional."""
-    lines = [f"rebuilt: {', '.join(log.executed) or 'nothing (all cached)'}"]
+    lines = [rebuilt_line(result, log)]
     shown = [label for label in result.requested if label in result.targets and (
         len(result.requested) <= LIST_ALL or str(label) in log.executed
         or result.targets[label].provisional or result.targets[label].status == "failed")]
@@ -312,6 +312,15 @@ def report(result: BuildResult, log: CycleLog) -> None:
             lines.append(f"  {name}" + (f" (placeholder for {', '.join(why)})" if why else ""))
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+
+
+def rebuilt_line(result: BuildResult, log: CycleLog) -> str:
+    """The targets whose actions ran to the end. "All cached" is said only of a
+    build that succeeded: an interrupted or failed one may have run nothing
+    because it stopped, or because its actions failed or were skipped."""
+    if result.status == "ok":
+        return f"rebuilt: {', '.join(log.executed) or 'nothing (all cached)'}"
+    return f"rebuilt: {', '.join(log.executed) or 'nothing'} (build {result.status})"
 
 
 def _interrupt(signum: int, _frame: Any) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import signal
 import struct
 import subprocess
 import termios
 import time
+from typing import Any
 
 SLOW = {"s/BUILD.toml": """
 [slow]
@@ -21,13 +23,16 @@ tags = ["no-cache"]
 """}
 
 
-def run_on_terminal(ws, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run `mb ARGS` with stdout on a pseudo-terminal; its exit code and what it drew."""
+def run_on_terminal(ws, *args: str, env: dict[str, str] | None = None,
+                    stderr: Any = subprocess.DEVNULL) -> tuple[int, str]:
+    """Run `mb ARGS` with stdout on a pseudo-terminal; its exit code and what it drew.
+    `stderr`: where stderr goes (None: the same terminal)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(ws.command(*args), cwd=ws.path,
                             env={**ws.env, "TERM": "xterm", **(env or {})},
-                            stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=slave if stderr is None else stderr)
     os.close(slave)
     chunks = []
     while True:
@@ -53,6 +58,55 @@ def test_live_display_on_a_terminal_draws_styles_not_markup(mb_workspace):
         assert "[1/1] //s:slow" in screen and "build ok: 1 executed" in screen
         coloured = "\x1b[36m//s:slow" in screen
         assert coloured == (env["NO_COLOR"] == "" and not flags), (env, flags, screen)
+
+
+QUICK_AND_FAILING = {
+    "q/BUILD.toml": "".join(f"""
+[{name}]
+rule = "genrule"
+outs = ["{name}.txt"]
+cmd = "echo {name} > $@"
+tags = ["no-cache"]
+""" for name in ("p", "q", "r")),
+    "f/BUILD.toml": """
+[bad]
+rule = "genrule"
+outs = ["bad.txt"]
+cmd = "echo boom >&2; exit 3"
+""",
+}
+
+ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_live_display_frame_under_each_line_shows_the_current_counts(mb_workspace):
+    ws = mb_workspace(QUICK_AND_FAILING)
+    code, screen = run_on_terminal(ws, "build", "-k", "-j", "1", env={"NO_COLOR": ""})
+    assert code == 1, screen
+    text = ESCAPE.sub("", screen)
+    printed = re.findall(r"\[(\d)/4\] //q:\w genrule -> \w\.txt \d+\.\d\ds\r\n([^\r\n]*)", text)
+    assert len(printed) == 3, text
+    for done, frame in printed:
+        assert frame.startswith(f"{done}/4 actions, 0 cached, "), text
+    assert "0/0 actions" not in text, "a frame from before the build started"
+    assert not re.search(r"\x1b\[[0-9;]*31m[^\r\n]*actions, ", screen), "the frame is not red"
+
+
+def test_live_display_writes_failures_to_stderr(mb_workspace, tmp_path):
+    ws = mb_workspace(QUICK_AND_FAILING)
+    with open(tmp_path / "err.txt", "w") as err:
+        code, screen = run_on_terminal(ws, "build", "-k", env={"NO_COLOR": ""}, stderr=err)
+    assert code == 1, screen
+    assert "FAILED" not in screen and "boom" not in screen, screen
+    errors = (tmp_path / "err.txt").read_text()
+    assert errors.splitlines()[:2] == ["FAILED //f:bad: command exited with status 3", "    boom"]
+    assert errors.splitlines()[2].startswith("build failed: "), errors
+    assert "\x1b[" not in errors, "no colour in a file"
+    code, shared = run_on_terminal(ws, "build", "-k", "//f:bad", env={"NO_COLOR": ""},
+                                   stderr=None)
+    assert code == 1
+    assert "\x1b[31mFAILED //f:bad: command exited with status 3\x1b[0m" in shared, shared
+    assert not re.search(r"\x1b\[[0-9;]*31m[^\r\n]*actions, ", shared), "the frame is not red"
 
 
 def test_color_always_without_a_terminal_is_plain_coloured_lines(mb_workspace):
@@ -243,3 +297,28 @@ def test_credentials_in_urls_never_reach_a_message(mb_workspace):
     executor = ws.run("build", "--executor", "dask://u:PWSECRET99@host:8786")
     assert executor.exit_code == 2
     assert "PWSECRET99" not in executor.stderr + executor.stdout
+
+
+def test_usage_errors_are_one_line(mb_workspace):
+    ws = mb_workspace(SLOW)
+    for args, message in (
+            (("frob",), "mb: error: argument COMMAND: invalid choice: 'frob' (choose from "),
+            (("build", "-j", "x"), "mb build: error: argument -j/--jobs: invalid int value: 'x'"),
+            (("tail", "--level", "bogus"), "mb tail: error: argument --level: invalid choice: "
+                                           "'bogus' (choose from 'debug', 'info', 'warning', "
+                                           "'error'); see mb tail --help"),
+            (("graph", "--format", "png"), "mb graph: error: argument --format: invalid choice: "
+                                           "'png'"),
+            (("log", "--bogus"), "mb: error: unrecognized arguments: --bogus; see mb --help"),
+            (("approve",), "mb approve: error: the following arguments are required: label")):
+        result = ws.run(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1, (args, result.stderr)
+        assert result.stderr.startswith(message), (args, result.stderr)
+        assert "usage:" not in result.stderr
+    assert ws.events() == [], "nothing was built"
+    helped = ws.run("--help")
+    assert helped.exit_code == 0 and helped.stdout.startswith("usage: mb ")
+    assert "approve" in helped.stdout and "reject" in helped.stdout
+    bare = ws.run()
+    assert bare.exit_code == 2 and bare.stdout.startswith("usage: mb ")

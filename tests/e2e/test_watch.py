@@ -340,6 +340,42 @@ cmd = "if grep -q slow $<; then sleep 300 & echo $$! > {pidfile}; wait; fi; cp $
     assert watch.stderr.endswith("interrupted\n")
 
 
+def test_report_after_an_interrupted_build_claims_no_cache_hits(mb_workspace, tmp_path):
+    marker = tmp_path / "running"
+    ws = mb_workspace({"s/BUILD.toml": f"""
+[slow]
+rule = "genrule"
+outs = ["slow.txt"]
+cmd = "touch {marker}; sleep 300; echo > $@"
+"""})
+    with watching(ws, "//s:slow") as watch:
+        wait_for(marker.exists, watch)
+        assert watch.stop() == 130
+    assert watch.finished()[-1]["data"]["status"] == "interrupted"
+    assert "rebuilt: nothing (build interrupted)\n" in watch.stdout
+    assert "all cached" not in watch.stdout
+
+
+def test_report_after_a_failed_build_says_it_failed(mb_workspace):
+    ws = mb_workspace({**TWO_TARGETS, "f/BUILD.toml": """
+[bad]
+rule = "genrule"
+outs = ["bad.txt"]
+cmd = "exit 3"
+"""})
+    with watching(ws, "//a:up", "//f:bad") as watch:
+        watch.wait_reports(1)
+        (ws.path / "f/BUILD.toml").write_text(
+            '[bad]\nrule = "genrule"\nouts = ["bad.txt"]\ncmd = "echo fixed > $@"\n')
+        watch.wait_reports(2)
+        (ws.path / "a/in.txt").write_text("hello\n")  # the same bytes: every action cached
+        watch.wait_reports(3)
+        assert watch.stop() == 130
+    reports = [line for line in watch.stdout.splitlines() if line.startswith("rebuilt:")]
+    assert reports == ["rebuilt: //a:up (build failed)", "rebuilt: //f:bad",
+                       "rebuilt: nothing (all cached)"]
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import sys
 
 from rich.console import Console
 
@@ -56,3 +58,37 @@ def test_plain_reporter_colours_failures_only_when_asked() -> None:
         assert out.getvalue() == "[1/2] //a:y d 0.10s\n"
         assert err.getvalue() == ("\x1b[31mFAILED //a:z: exit 1\x1b[0m\n" if color
                                   else "FAILED //a:z: exit 1\n")
+
+
+def _built_one_of_two(reporter) -> None:
+    reporter(_event("build.started", actions=2))
+    reporter(_event("action.started", "//a:y", description="genrule -> y.txt"))
+    reporter(_event("action.finished", "//a:y", description="genrule -> y.txt",
+                    duration_s=0.1))
+
+
+def test_live_display_under_a_printed_line_shows_the_current_counts() -> None:
+    out = io.StringIO()
+    reporter = LiveReporter(Console(file=out, force_terminal=True, width=100, no_color=True))
+    _built_one_of_two(reporter)
+    reporter.stop()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the text, not its styles
+    after_line = text.split("[1/2] //a:y genrule -> y.txt 0.10s", 1)[1]
+    assert after_line.lstrip("\r\n").startswith("1/2 actions, 0 cached, 0 running"), text
+    assert "0/0 actions" not in text, "a frame from before the build started"
+
+
+def test_live_display_writes_error_lines_to_stderr(monkeypatch) -> None:
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    out = io.StringIO()
+    reporter = LiveReporter(Console(file=out, force_terminal=True, width=100,
+                                    color_system="standard"))
+    _built_one_of_two(reporter)
+    reporter(_event("action.failed", "//a:z", error="command exited with status 3",
+                    stderr_tail="one\n" + "two " * 40 + "\n"))
+    reporter.stop()
+    assert err.getvalue() == ("FAILED //a:z: command exited with status 3\n    one\n"
+                              f"    {'two ' * 39}two\n"), "one line each, not wrapped"
+    assert "FAILED" not in out.getvalue() and "\x1b[31m" not in out.getvalue()
+    assert "\x1b[1m2/2\x1b[0m actions, 0 cached, 0 running" in out.getvalue()
