@@ -29,7 +29,7 @@ from mb.build import BuildOptions, BuildResult, BuildSession, run_build
 from mb.cmd_build import (
     make_reporter,
     options_from,
-    print_summary,
+    print_counts,
     report_plugin_failures,
     waiting,
 )
@@ -257,7 +257,7 @@ class Watcher:
             self.show_error(exc, events)
             return None
         self.filter.update(result.watched_files, workspace.cache_dir, errored=False)
-        print_summary(result, quiet=True)  # the status line; `report` lists the targets
+        print_counts(result.status, result.counts, result.build_id)  # `report` lists targets
         if not self.args.quiet:
             report(result, log)
         return result
