@@ -103,6 +103,9 @@ class Analysis:
         self.producers: dict[str, Action] = {}
         #: (size, mtime, inode, ctime) of each BUILD.toml when it was read.
         self.build_file_signatures: dict[str, tuple[int, int, int, int] | None] = {}
+        #: Sources a rule read during analysis (`read_source`), absolute; their
+        #: signatures are in `build_file_signatures` too.
+        self.read_sources: set[str] = set()
         self._in_progress: list[Label] = []
         self._function_digests: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._unresolved: list[UnresolvedFile] = []
@@ -546,6 +549,23 @@ class Analysis:
         if current is not None and path not in current.sources:
             current.sources.append(path)
         return (path,)
+
+    def read_source(self, path: str) -> bytes | None:
+        """`ctx.read_source`: a source file's bytes, its signature kept with the BUILD
+        files' (`build_file_signatures`), so that the no-op check and `mb watch`
+        treat an edit of it as an edit of the analysis."""
+        if path in self.producers:
+            return None
+        absolute = os.path.join(self.workspace.root, path)
+        try:
+            with open(absolute, "rb") as f:
+                st = os.fstat(f.fileno())
+                data = f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None  # a missing source fails (or gets a placeholder) when an action reads it
+        self.build_file_signatures[absolute] = trusted_signature(st)
+        self.read_sources.add(absolute)
+        return data
 
     def _check_inside_package(self, label: Label) -> None:
         """A file label names a file of its own package, not one of a package below it."""

@@ -234,6 +234,8 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
             source = action.spec.function.source_path
             files[source] = statcache.signature(source)
     files.update(analysis.build_file_signatures)
+    for path in analysis.read_sources:  # read by a rule: an edit is a new analysis, so
+        digests.pop(path, None)         # a full build, never an incremental one
     files[os.path.join(workspace.root, "MB.toml")] = workspace.config_signature
     for module_file in fastpath.module_files():
         files.setdefault(module_file, fastpath.file_sig(module_file))

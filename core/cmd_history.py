@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mb.cache import Cache
 from mb.cli import EVENT_LEVELS
@@ -15,25 +15,49 @@ from mb.errors import ExitCode, UserError
 from mb.events import read_events
 from mb.fsutil import place_file
 from mb.history import current_build_id, list_builds, load_components, load_manifest
-from mb.labels import parse_label
+from mb.labels import Label, parse_label
 from mb.workspace import Workspace, open_workspace
 
+if TYPE_CHECKING:
+    from mb.analysis import AnalyzedTarget
 
-class HistoryError(UserError):
-    """History asked for something that is not there (exit 1: nothing to build from)."""
+
+class OutputsCollectedError(UserError):
+    """A past build's outputs are gone from the cache (exit 1, docs/history.md): like a
+    missing input, what the command needs no longer exists, and only a build brings it back.
+
+    Every other history mistake (no build yet, an unknown or empty build id) is a
+    usage error, exit 2: nothing was built, so nothing failed.
+    """
 
     exit_code = ExitCode.BUILD_FAILED
 
 
+NO_BUILD_YET = "no build recorded yet in this workspace; run `mb build` first"
+
+
 def manifest_or_error(workspace: Workspace, build_id: str | None) -> dict[str, Any]:
-    chosen = build_id or current_build_id(workspace.state_dir)
+    """The manifest of `build_id`, or of the latest build when none is given (None).
+
+    An empty id is an id that names no build: `mb show ''` is refused like
+    `mb show b-nope` (exit 2), never taken for "the latest".
+    """
+    chosen = current_build_id(workspace.state_dir) if build_id is None else build_id
     if chosen is None:
-        raise HistoryError("no build recorded yet in this workspace; run `mb build` first")
+        raise UserError(NO_BUILD_YET)
     manifest = load_manifest(workspace.state_dir, chosen)
     if manifest is None:
-        known = [m["build_id"] for m in list_builds(workspace.state_dir)][-5:]
-        raise UserError(f"no build {chosen!r}; recent builds: {', '.join(known) or 'none'}")
+        raise unknown_build(workspace, chosen)
     return manifest
+
+
+def unknown_build(workspace: Workspace, build_id: str) -> UserError:
+    """`no build 'ID'; recent builds: ...`: the ids `mb log` would show, to pick from."""
+    known = [m["build_id"] for m in list_builds(workspace.state_dir)][-5:]
+    if not known:
+        return UserError(f"no build {build_id!r}: {NO_BUILD_YET}")
+    return UserError(f"no build {build_id!r}; recent builds: {', '.join(known)} "
+                     "(`mb log` lists them all)")
 
 
 def target_status(record: dict[str, Any]) -> str:
@@ -85,16 +109,7 @@ def outputs_of(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def cmd_diff(workspace: Workspace, args: argparse.Namespace) -> int:
-    builds = list_builds(workspace.state_dir)
-    if args.a and args.b:
-        older, newer = manifest_or_error(workspace, args.a), manifest_or_error(workspace, args.b)
-    elif args.a:
-        older, newer = manifest_or_error(workspace, args.a), manifest_or_error(workspace, None)
-    else:
-        if len(builds) < 2:
-            raise HistoryError("mb diff needs two builds; only "
-                               f"{len(builds)} recorded")
-        older, newer = builds[-2], builds[-1]
+    older, newer = _builds_to_diff(workspace, args)
     before, after = outputs_of(older), outputs_of(newer)
     print(f"{older['build_id']} -> {newer['build_id']}")
     for path in sorted(set(before) | set(after)):
@@ -107,6 +122,19 @@ def cmd_diff(workspace: Workspace, args: argparse.Namespace) -> int:
     return 0
 
 
+def _builds_to_diff(workspace: Workspace, args: argparse.Namespace
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A and B, A and the latest build, or the last two builds (exit 2 if there are fewer:
+    nothing failed, there is just nothing to compare yet)."""
+    if args.a is not None:
+        return manifest_or_error(workspace, args.a), manifest_or_error(workspace, args.b)
+    builds = list_builds(workspace.state_dir)
+    if len(builds) < 2:
+        raise UserError(f"mb diff needs two recorded builds and this workspace has {len(builds)}; "
+                        "build again after a change, or name the builds to compare")
+    return builds[-2], builds[-1]
+
+
 def cmd_checkout(workspace: Workspace, args: argparse.Namespace) -> int:
     manifest = manifest_or_error(workspace, args.build_id)
     cache = Cache(workspace.cache_dir)
@@ -115,7 +143,7 @@ def cmd_checkout(workspace: Workspace, args: argparse.Namespace) -> int:
              for path, digest in outputs.items()}
     missing = [path for path, blob in blobs.items() if blob is None]
     if missing:
-        raise HistoryError(
+        raise OutputsCollectedError(
             f"cannot check out {manifest['build_id']}: the cache no longer holds "
             f"{len(missing)} of its outputs ({', '.join(sorted(missing)[:3])}"
             f"{', ...' if len(missing) > 3 else ''}); they were collected by `mb gc` or "
@@ -168,50 +196,115 @@ def cmd_status(workspace: Workspace, _args: argparse.Namespace) -> int:
 
 
 def cmd_explain(workspace: Workspace, args: argparse.Namespace) -> int:
-    label = str(parse_label(args.label, workspace.cwd_package))
-    builds = list_builds(workspace.state_dir)
-    current = current_build_id(workspace.state_dir)
-    builds = [b for b in builds if b["build_id"] != current] + (
-        [manifest_or_error(workspace, current)] if current else [])
+    parsed = parse_label(args.label, workspace.cwd_package)
+    label = str(parsed)
+    builds = _builds_current_last(workspace)
     if builds and builds[-1].get("noop"):
         print(f"the last build ({builds[-1]['build_id']}) changed nothing: every action was "
               f"cached; the last build that checked keys was {builds[-1].get('actions_from')}")
-    last = next((b for b in reversed(builds) if any(a["target"] == label
-                                                    for a in b.get("actions", []))), None)
+    last = _last_build_with_actions(builds, label)
     if last is None:
-        actions = _declared_actions(workspace, label, args)  # unknown label: exit 2
-        if not actions:
-            print(f"{label} declares no actions (it names files): nothing runs for it")
+        target = _declared_target(workspace, parsed, args)  # unknown label: exit 2
+        if target is None:
+            print(f"{label} is a source file: nothing runs for it")
             return 0
-        raise HistoryError(f"{label} has no actions in any recorded build; build it first")
-    earlier = builds[: builds.index(last)]
-    for action in (a for a in last["actions"] if a["target"] == label):
-        print(f"{label}: {action['description']}: {action['status']}")
-        if action["status"] == "failed" and action.get("error"):
-            print(f"  {action['error']}")
-        if action["status"] != "executed":
-            if action["status"] == "cached":
-                print(f"  key {action['key'][:16]} was in the cache")
-            continue
-        previous = _previous_record(earlier, action)
-        for line in explain_change(workspace, previous, action):
-            print(f"  {line}")
+        label = str(target.label)  # an output file's label stands for the target declaring it
+        if not target.actions:
+            print(f"{label} declares no actions (it names files): nothing runs for it"
+                  + _last_failure(builds, label))
+            return 0
+        last = _last_build_with_actions(builds, label)
+        if last is None:
+            raise UserError(f"{label} has not been built yet: no recorded build ran its "
+                            f"actions; run `mb build {label}` first")
+    _explain_actions(workspace, builds, last, label)
     return 0
 
 
-def _declared_actions(workspace: Workspace, label: str, args: argparse.Namespace) -> list[Any]:
-    """The actions `label` declares now; an unknown target is the usual exit-2 error."""
+def _builds_current_last(workspace: Workspace) -> list[dict[str, Any]]:
+    """Every recorded build, oldest first, with the one `current` names last: it is the
+    latest to finish, which sorting by start time alone need not put last."""
+    current = current_build_id(workspace.state_dir)
+    builds = [b for b in list_builds(workspace.state_dir) if b["build_id"] != current]
+    return builds + ([manifest_or_error(workspace, current)] if current else [])
+
+
+def _last_build_with_actions(builds: list[dict[str, Any]], label: str) -> dict[str, Any] | None:
+    return next((b for b in reversed(builds)
+                 if any(a["target"] == label for a in b.get("actions", []))), None)
+
+
+def _declared_target(workspace: Workspace, label: Label, args: argparse.Namespace
+                     ) -> AnalyzedTarget | None:
+    """The target `label` names now, analysed: itself, or the target declaring the output
+    file it names (SPEC §1); None for a source file. An unknown label is the usual exit-2
+    error."""
     from mb.analysis import Analysis
-    from mb.labels import parse_pattern
     from mb.plugins import load_plugins
     from mb.statcache import StatCache
 
     plugins = load_plugins(args.plugins or ())
     statcache = StatCache(os.path.join(workspace.state_dir, "statcache.bin"))
     analysis = Analysis(workspace, plugins, statcache.digest)
-    pattern = parse_pattern(label, workspace.cwd_package)
-    requested = analysis.expand([pattern])
-    return [a for target in requested for a in analysis.analyze(target).actions]
+    target = analysis.file_label_target(label)
+    return None if target is None else analysis.analyze(target)
+
+
+def _last_failure(builds: list[dict[str, Any]], label: str) -> str:
+    """`; the last build that included it (ID) failed: missing source file ...` when that
+    build failed an action-less target (its files are missing), else ``."""
+    build = next((b for b in reversed(builds) if label in b["targets"]), None)
+    if build is None or build["targets"][label]["status"] != "failed":
+        return ""
+    record = build["targets"][label]
+    return (f"; the last build that included it ({build['build_id']}) failed: "
+            + "; ".join(record.get("errors", [])))
+
+
+def _explain_actions(workspace: Workspace, builds: list[dict[str, Any]],
+                     last: dict[str, Any], label: str) -> None:
+    """One paragraph per action of `label` in `last`: what changed to make it run, or why
+    it did not run at all (a missing input, a failed dependency)."""
+    earlier = builds[: builds.index(last)]
+    where = (f"the last build ({last['build_id']})" if last is builds[-1]
+             else f"{last['build_id']}, the last build that included it")
+    for action in (a for a in last["actions"] if a["target"] == label):
+        heading = f"{label}: {action['description']}"
+        if action["status"] == "skipped":
+            print(f"{heading}: did not run in {where}: skipped: {_skip_reason(last, action)}")
+        elif action["status"] == "failed" and not action.get("key"):
+            print(f"{heading}: did not run in {where}: {action['error']}")
+        elif action["status"] == "failed":
+            print(f"{heading}: failed")
+            if action.get("error"):
+                print(f"  {action['error']}")
+        elif action["status"] == "cached":
+            print(f"{heading}: cached")
+            print(f"  key {action['key'][:16]} was in the cache")
+        else:
+            print(f"{heading}: executed")
+            for line in explain_change(workspace, _previous_record(earlier, action), action):
+                print(f"  {line}")
+
+
+def _skip_reason(manifest: dict[str, Any], action: dict[str, Any]) -> str:
+    """Why a skipped action never ran (the scheduler's reason, `//f:bad failed`, or why the
+    build stopped), then what else the build found wrong with its target (a missing
+    source file), which would have kept it from running too."""
+    label = action["target"]
+    own = {a.get("error") for a in manifest["actions"] if a["target"] == label}
+    found = [e for e in manifest["targets"].get(label, {}).get("errors", []) if e not in own]
+    return "; ".join([action.get("error") or _why_stopped(manifest), *found])
+
+
+def _why_stopped(manifest: dict[str, Any]) -> str:
+    """What made a build skip the rest without a reason per action: Ctrl-C, or (without
+    `-k`) the first failures."""
+    if manifest["status"] == "interrupted":
+        return "the build was interrupted"
+    failed = sorted({a["target"] for a in manifest["actions"] if a["status"] == "failed"})
+    return (f"the build stopped when {', '.join(failed) or 'an action'} failed "
+            "(`mb build -k` keeps going)")
 
 
 def _previous_record(builds: list[dict[str, Any]], action: dict[str, Any]
@@ -293,7 +386,8 @@ def _component_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def cmd_tail(workspace: Workspace, args: argparse.Namespace) -> int:
     path = os.path.join(workspace.state_dir, "events.jsonl")
-    target = str(parse_label(args.target, workspace.cwd_package)) if args.target else None
+    target = (str(parse_label(args.target, workspace.cwd_package))
+              if args.target is not None else None)
     # Levels a threshold does not cover (a plugin's own, say "critical") are shown:
     # a filter that cannot rank an event should not hide it.
     hidden = set(EVENT_LEVELS[:EVENT_LEVELS.index(args.level)]) if args.level else set()
@@ -314,6 +408,8 @@ def cmd_tail(workspace: Workspace, args: argparse.Namespace) -> int:
                   f"{event['type']:<18} {event.get('target') or '-'} {data}", flush=True)
 
     events = read_events(path)
+    if args.build is not None and not _build_known(workspace, events, args.build):
+        raise unknown_build(workspace, args.build)
     last = events[-1]["seq"] if events else 0
     for event in events:
         if wanted(event):
@@ -330,6 +426,13 @@ def cmd_tail(workspace: Workspace, args: argparse.Namespace) -> int:
                     show(event)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+
+
+def _build_known(workspace: Workspace, events: list[dict[str, Any]], build_id: str) -> bool:
+    """A build with a manifest, or one still running (its events are there, its manifest
+    is written at its end): `mb tail -f --build ID` of a running build is what -f is for."""
+    return (load_manifest(workspace.state_dir, build_id) is not None
+            or any(event.get("build_id") == build_id for event in events))
 
 
 COMMANDS = {"log": cmd_log, "show": cmd_show, "diff": cmd_diff, "checkout": cmd_checkout,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+import mb
 from mb.attributes import File, Files
 from mb.errors import UserError
 from mb.labels import Label
@@ -19,9 +23,49 @@ from mb.plugins import load_plugins
 from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
 
 
-def _type_name(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
-    text = getattr(field.type, "__name__", None) or str(field.type)
-    return text.replace("mb.attributes.", "").replace("typing.", "")
+def _type_text(annotation: object) -> str:
+    """An attribute's type as a plugin author writes it (docs/plugins.md): `mb.File`,
+    `list[str]`, `mb.Label | None`.
+
+    `mb rules` is read by people writing attrs classes, so the names are the
+    stable `mb.*` ones, never the module a class lives in (`mb.labels.Label`),
+    and item types are kept (`list` alone says nothing about what goes in it).
+    An annotation left as a string (unresolvable) is shown as it was written.
+    """
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is type(None):
+        return "None"
+    if annotation is Ellipsis:
+        return "..."
+    if annotation is Any:
+        return "Any"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(arg) for arg in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(arg) for arg in args)}]"
+    if origin is not None and args:
+        return f"{_type_text(origin)}[{', '.join(_type_text(arg) for arg in args)}]"
+    if isinstance(annotation, type):
+        return _class_name(annotation)
+    return str(annotation).replace("typing.", "")
+
+
+def _class_name(cls: type) -> str:
+    """`mb.File` for a class of the plugin API (whatever module defines it), else its name."""
+    if cls.__module__.startswith("mb.") and getattr(mb, cls.__name__, None) is cls:
+        return f"mb.{cls.__name__}"
+    return cls.__name__
+
+
+def _resolved_fields(cls: type) -> tuple[attrs.Attribute, ...]:  # type: ignore[type-arg]
+    """The attrs fields of `cls`, with string annotations (`from __future__ import
+    annotations`) turned into types where they can be, so every rule's types are
+    shown the same way whichever way its module was written."""
+    with contextlib.suppress(Exception):  # a plugin's annotation that does not evaluate
+        attrs.resolve_types(cls)
+    return attrs.fields(cls)  # type: ignore[arg-type]
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -84,8 +128,8 @@ def describe_rule(rule: RuleDef) -> list[str]:
              f"{rule.version})"]
     if rule.doc:
         lines.append(f"  {rule.doc.splitlines()[0]}")
-    for field in attrs.fields(rule.attrs_class):
-        lines.append(f"  {field.name}: {_type_name(field)}{_default_text(field)}")
+    for field in _resolved_fields(rule.attrs_class):
+        lines.append(f"  {field.name}: {_type_text(field.type)}{_default_text(field)}")
     lines.append(f"  common: {', '.join(COMMON_ATTRIBUTES)}")
     return lines
 
@@ -105,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{failure.name} {failure.version}  {failure.module}  FAILED: {failure.error}")
         return 0
     rules = plugins.rules()
-    if args.rule:
+    if args.rule is not None:  # `mb rules ''` names no rule: an error, not "all of them"
         rule = rules.get(args.rule)
         if rule is None:
             from mb.attrs_convert import closest

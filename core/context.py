@@ -81,9 +81,12 @@ class ActionSpec:
 
 
 class Resolver(Protocol):
-    """How the engine answers `ctx.paths`: the paths a label stands for."""
+    """How the engine answers `ctx.paths` (the paths a label stands for) and
+    `ctx.read_source`."""
 
     def paths_of(self, label: Label) -> tuple[str, ...]: ...
+
+    def read_source(self, path: str) -> bytes | None: ...
 
 
 @attrs.frozen
@@ -188,6 +191,19 @@ class RuleContext:
         if len(found) != 1:
             raise _not_one_file(self.label, file, found)
         return found[0]
+
+    def read_source(self, file: Pathish) -> bytes | None:
+        """The bytes of one source file, read during analysis; None when the file is
+        the output of a target (its bytes exist only once that target has run)
+        or does not exist yet.
+
+        For what must be known before any action runs, such as how many
+        images a workflow saves (the names of the outputs). The file becomes
+        part of the analysis: editing it analyses the workspace again, as an
+        edit of a BUILD.toml does, where an edit of any other source reruns
+        only the actions that read it.
+        """
+        return self._resolver.read_source(self.path(file))
 
     def tool(self, name_or_path: str) -> Tool:
         """A tool binary: an absolute path, or a name looked up on PATH now."""

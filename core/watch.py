@@ -242,9 +242,11 @@ class Watcher:
             self.filter.any_build_file = True
             self.show_error(exc, events)
             return None
+        read = self.session.analysis.read_sources if self.session.analysis else set()
         if any(os.path.basename(p) in ("BUILD.toml", "MB.toml") or p in self.filter.folders
-               for p in changed):
+               or os.path.join(self.root, p) in read for p in changed):
             self.session.analysis = None  # re-analyse; a source change keeps the analysis
+            # (unless a rule read that source during analysis: ctx.read_source)
         self.session.changed = frozenset(changed)
         log = CycleLog()
         events.subscribe(log)

@@ -146,6 +146,59 @@ def apply_params(workflow: Workflow, params: Mapping[str, Any], name: str) -> No
         inputs[field] = value
 
 
+#: ComfyUI core nodes that save their images as outputs (`type: "output"`).
+SAVE_NODES: Final = frozenset({"SaveImage"})
+
+
+def saved_image_count(text: bytes, params: Mapping[str, Any]) -> int | None:
+    """How many images a workflow saves, read before it runs (the output names depend
+    on it); None when that cannot be told from the file.
+
+    Each `SaveImage` node saves one image per item of the batch reaching it:
+    the `batch_size` found upstream of its `images` (following links; one
+    value, else unknown), 1 when there is none (a loaded image). `params`
+    are applied first (they may set a batch size). A workflow that is not
+    one, or nodes that change a batch's length, are left to the run, which
+    says how many images were saved and how to declare them.
+    """
+    try:
+        workflow = check_workflow(json.loads(text.decode("utf-8")), "")
+        apply_params(workflow, params, "")
+    except (UnicodeDecodeError, ValueError, mb.ActionError):
+        return None
+    total = 0
+    for node in workflow.values():
+        if node["class_type"] in SAVE_NODES:
+            batch = _upstream_batch(workflow, node["inputs"].get("images"))
+            if batch is None:
+                return None
+            total += batch
+    return total or None
+
+
+def _upstream_batch(workflow: Workflow, link: Any) -> int | None:
+    """The one literal `batch_size` upstream of `link` (1 if none; None if several)."""
+    sizes: set[int] = set()
+    seen: set[str] = set()
+    pending = [link]
+    while pending:
+        item = pending.pop()
+        if not (isinstance(item, list) and len(item) == 2 and str(item[0]) in workflow):
+            continue
+        node_id = str(item[0])
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        for field, value in workflow[node_id].get("inputs", {}).items():
+            if field == "batch_size" and isinstance(value, int) and not isinstance(value, bool):
+                sizes.add(value)
+            elif isinstance(value, list):
+                pending.append(value)
+    if len(sizes) > 1:
+        return None
+    return sizes.pop() if sizes else 1
+
+
 def apply_seed(workflow: Workflow, seed: int, name: str) -> list[str]:
     """Write `seed` into every literal `seed`/`noise_seed` input; returns the node ids."""
     touched = []

@@ -82,7 +82,15 @@ def output_names(name: str, outs: tuple[str, ...], count: int | None) -> list[st
 @mb.rule("comfy_generate", attrs=ComfyAttrs, version="1")
 def comfy_generate(ctx: mb.RuleContext, a: ComfyAttrs) -> None:
     """Run a ComfyUI API-format workflow and collect the images it saves as PNGs."""
-    names = output_names(ctx.name, a.outs, a.count)
+    count = a.count
+    if count is None and not a.outs:
+        # SPEC §6: `<name>_<i>.png` when the workflow saves several; read it now to know.
+        text = ctx.read_source(a.workflow)
+        if text is not None:
+            from ._comfy_workflow import saved_image_count
+
+            count = saved_image_count(text, a.params)
+    names = output_names(ctx.name, a.outs, count)
     outputs = [ctx.output(n) for n in names]
     seed = a.seed
     if seed == "derived":

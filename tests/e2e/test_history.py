@@ -208,8 +208,9 @@ def test_explain_of_unknown_labels_and_targets_without_actions(mb_workspace):
     assert files_only.exit_code == 0
     assert "declares no actions" in files_only.stdout
     not_built = ws.run("explain", "//a:t")
-    assert not_built.exit_code == 1
-    assert "build it first" in not_built.stderr
+    assert not_built.exit_code == 2
+    assert not_built.stderr == ("//a:t has not been built yet: no recorded build ran its "
+                                "actions; run `mb build //a:t` first\n")
     assert ws.run("build").exit_code == 1
     failed = ws.run("explain", "//a:t")
     assert failed.exit_code == 0

@@ -29,7 +29,9 @@ def test_placeholders_fill_missing_inputs_and_are_provisional(mb_workspace):
     ws = mb_workspace({"v/BUILD.toml": BUILD})
     plain = ws.run("build", "//v:pack")
     assert plain.exit_code == 1
-    assert "//v:pack (skipped)" in plain.stdout, "without placeholders nothing is guessed"
+    assert "//v:pack (failed)" in plain.stdout, "without placeholders nothing is guessed"
+    assert ("FAILED //v:pack: missing source file v/cover.png (needed by //v:pack); "
+            "missing source file v/notes.txt (needed by //v:pack)") in plain.stderr
 
     result = ws.run("build", "--placeholders", "//v:pack")
     assert result.exit_code == 1, "//v:broken still failed"

@@ -518,3 +518,56 @@ def test_python_action_failure_carries_its_message(mb_workspace, name, error, re
     if retried:
         assert f"retrying //p:{name} (attempt 2): {error}" in result.stderr.splitlines()
     assert "Python action failed" not in result.stderr
+
+
+TYPED_PLUGIN = '''"""Attribute types written with real (not string) annotations, as many plugins do."""
+
+from typing import Literal, Optional
+
+import attrs
+import mb
+from mb import File
+
+
+@attrs.frozen
+class TypedAttrs:
+    src: File
+    extra: mb.Files = mb.Files()
+    ref: mb.Label | None = None
+    words: list[str] = attrs.field(factory=list)
+    vars: dict[str, str] = attrs.field(factory=dict)
+    size: Optional[int] = None
+    mode: Literal["fast", "good"] = "fast"
+
+
+@mb.rule("typed", attrs=TypedAttrs, version="1")
+def typed(ctx: mb.RuleContext, a: TypedAttrs) -> None:
+    """Declare nothing; only its attribute types matter."""
+
+
+@mb.hookimpl
+def mb_rules():
+    return [typed]
+'''
+
+
+def test_mb_rules_shows_types_as_a_plugin_author_writes_them(mb_workspace):
+    """`mb.File`, not `File`; `mb.Label`, not the internal `mb.labels.Label`; and the item
+    types of lists and tables (docs/plugins.md)."""
+    ws = mb_workspace({"plug/typed_plugin.py": TYPED_PLUGIN})
+    result = ws.run("-p", "typed_plugin", "rules", "typed", env=_plug_env(ws))
+    assert result.exit_code == 0, result.stderr
+    shown = [line.strip() for line in result.stdout.splitlines()[2:-1]]
+    assert shown == ["src: mb.File (required)", "extra: mb.Files = []",
+                     "ref: mb.Label | None (optional)", "words: list[str] = []",
+                     "vars: dict[str, str] = {}", "size: int | None (optional)",
+                     "mode: Literal['fast', 'good'] = \"fast\""], result.stdout
+
+
+def test_mb_rules_with_an_empty_rule_name_is_an_error(mb_workspace):
+    """`mb rules ''` names a rule that does not exist; it does not list every rule."""
+    ws = mb_workspace({})
+    result = ws.run("rules", "")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("unknown rule ''") and len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""

@@ -46,8 +46,19 @@ def comfy() -> Iterator[FakeComfy]:
 
 
 class _Sources:
+    """What analysis answers for the rule: labels are source files under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
     def paths_of(self, label: Label) -> tuple[str, ...]:
         return (f"{label.package}/{label.name}",)
+
+    def read_source(self, path: str) -> bytes | None:
+        try:
+            return (self.root / path).read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 class Run:
@@ -63,7 +74,7 @@ class Run:
         self.channel = io.StringIO()
 
     def analyse(self, name: str, attrs: ComfyAttrs | None = None) -> Any:
-        ctx = RuleContext(Label("pkg", name), _Sources(), TargetOptions(), {}, "pkg/BUILD.toml")
+        ctx = RuleContext(Label("pkg", name), _Sources(self.tmp_path), TargetOptions(), {}, "pkg/BUILD.toml")
         comfy_generate.impl(ctx, attrs or self.attrs)
         [spec] = ctx.actions
         return spec
@@ -194,8 +205,18 @@ def test_a_batch_becomes_numbered_outputs_in_order(tmp_path, comfy):
     assert [pixels(o)[1] for o in outs] == [{(0, 255, 0)}] * 2 + [{(255, 0, 255)}] * 2
 
 
-def test_a_count_that_does_not_match_the_saved_images_is_an_error(tmp_path, comfy):
+def test_a_workflow_saving_several_images_names_them_by_index(tmp_path, comfy):
+    """SPEC §6: `<name>_<i>.png` when a workflow saves several; the rule reads the
+    workflow during analysis to know how many (a batch of 2 here)."""
     run = Run(tmp_path, solid(2, 2, 0, batch=2))
+    assert [Path(p).name for p in run.spec.outputs] == ["art_0.png", "art_1.png"]
+    images = run({"url": comfy.url})
+    assert [p.name for p in images] == ["art_0.png", "art_1.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in images)
+
+
+def test_a_count_that_does_not_match_the_saved_images_is_an_error(tmp_path, comfy):
+    run = Run(tmp_path, solid(2, 2, 0, batch=2), count=1)
     with pytest.raises(mb.ActionError) as caught:
         run({"url": comfy.url})
     assert str(caught.value) == ("workflow wf.json saved 2 image(s) but the target declares 1 "
@@ -513,3 +534,50 @@ def test_the_example_target_builds_against_a_server_and_is_manual(tmp_path, comf
     listed = ws.run("query", "//shorts:all")
     assert "//shorts:final" in listed.stdout.split()
     assert "//shorts:background" not in listed.stdout.split()
+
+
+@pytest.mark.parametrize("workflow, params, count", [
+    (solid(2, 2, 0), {}, 1),
+    (solid(2, 2, 0, batch=3), {}, 3),
+    (solid(2, 2, 0), {"1.inputs.batch_size": 4}, 4),
+    ({**solid(2, 2, 0, batch=2), "3": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+      "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "i"}},
+      "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}, {}, 4),
+    ({"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+      "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "l"}}},
+     {}, 1),
+])
+def test_the_images_a_workflow_saves_are_counted_before_it_runs(workflow, params, count):
+    from mb.rules._comfy_workflow import saved_image_count
+
+    assert saved_image_count(json.dumps(workflow).encode(), params) == count
+
+
+@pytest.mark.parametrize("text", [
+    b"not json", json.dumps({"nodes": [], "links": []}).encode(),  # a UI-format file
+    json.dumps({"1": {"class_type": "EmptyImage", "inputs": {"batch_size": 2}}}).encode(),
+    json.dumps({  # two batch sizes meet: left to the run
+        "1": {"class_type": "EmptyImage", "inputs": {"batch_size": 2}},
+        "2": {"class_type": "EmptyImage", "inputs": {"batch_size": 3}},
+        "3": {"class_type": "ImageBlend", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}}}).encode(),
+])
+def test_a_count_that_cannot_be_told_from_the_file_is_left_to_the_run(text):
+    from mb.rules._comfy_workflow import saved_image_count
+
+    assert saved_image_count(text, {}) is None
+
+
+def test_editing_the_batch_size_renames_the_outputs_on_the_next_build(mb_workspace, comfy):
+    """The workflow is read during analysis, so an edit of it is a new analysis (not
+    a source edit that reuses the last one, whose output names are those of before)."""
+    ws = mb_workspace({"MB.toml": "[providers.comfy]\nbackoff = 0\n",
+                       **build_files(solid(4, 2, 0))})
+    ws.env.update({"MB_COMFY_URL": comfy.url, "MB_RACY_SECONDS": "0"})
+    assert ws.run("build", "//pkg:art").exit_code == 0
+    assert ws.run("build", "//pkg:art").exit_code == 0  # records a trusted snapshot
+    (ws.path / "pkg/wf.json").write_text(json.dumps(solid(4, 2, 0, batch=2)))
+    result = ws.run("build", "//pkg:art")
+    assert result.exit_code == 0, result.stderr
+    assert "  mb-out/pkg/art_0.png" in result.stdout and "  mb-out/pkg/art_1.png" in result.stdout
+    assert pixels(ws.out("pkg/art_1.png")) == ((4, 2), {(0, 0xFF, 0x80)})
