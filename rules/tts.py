@@ -218,8 +218,12 @@ def speak_openai(io: mb.ActionIO) -> None:
 
 
 def _base_url(settings: Mapping[str, Any]) -> str:
-    """`[providers.tts] base_url` without a trailing `/` or `/v1` (OpenAI SDKs include it)."""
-    url = settings.get("base_url") or DEFAULT_OPENAI_URL
+    """`[providers.tts] base_url` without a trailing `/` or `/v1` (OpenAI SDKs include it).
+
+    `url`, the key the other providers read (`[providers.comfy] url`), is taken
+    when `base_url` is not given: written that way it was silently ignored.
+    """
+    url = settings.get("base_url") or settings.get("url") or DEFAULT_OPENAI_URL
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise mb.ActionError(f"[providers.tts] base_url must be an http:// or https:// URL,"
                              f" got {url!r}", retryable=False)

@@ -543,3 +543,12 @@ def test_build_with_openai_engine_and_a_bad_key_fails_once(mb_workspace):
     assert len(failed) == 1 and failed[0]["target"] == "//a:intro"
     assert "sk-not-the-right-one-42" not in (ws.path / ".mb" / "events.jsonl").read_text()
     assert not ws.out("a/intro.wav").exists()
+
+
+def test_the_server_url_is_base_url_or_url_as_other_providers_spell_it():
+    from mb.rules.tts import DEFAULT_OPENAI_URL, _base_url
+
+    assert _base_url({"base_url": "http://a:1/v1/"}) == "http://a:1"
+    assert _base_url({"url": "http://b:2"}) == "http://b:2"
+    assert _base_url({"base_url": "http://a:1", "url": "http://b:2"}) == "http://a:1"
+    assert _base_url({}) == DEFAULT_OPENAI_URL.rstrip("/")
