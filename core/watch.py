@@ -233,7 +233,8 @@ class Watcher:
         """One build; None when the workspace or a BUILD.toml has an error (shown)."""
         if changed and not self.args.quiet:
             print(f"changed: {', '.join(changed)}", flush=True)
-        events = EventLog(os.path.join(self.root, STATE_DIR, "events.jsonl"), new_build_id())
+        state_dir = os.path.join(self.root, STATE_DIR)
+        events = EventLog(os.path.join(state_dir, "events.jsonl"), new_build_id(state_dir))
         if changed:
             events.emit("watch.change", paths=changed)
         try:
