@@ -663,7 +663,12 @@ class Analysis:
 
     def _raise_cycle(self, cycle: list[Label]) -> None:
         target = self.target(cycle[0])
-        raise CycleError([str(label) for label in cycle], target.source.location((cycle[0].name,)))
+        error = CycleError([str(label) for label in cycle], target.source.location((cycle[0].name,)))
+        if len(cycle) == 2 and os.path.isfile(os.path.join(self.workspace.root, cycle[0].path())):
+            # `[in.txt]` reading "in.txt": a target's name wins over a file's (SPEC §1).
+            error.message += (f"; the target is named like the file {cycle[0].path()}, so that "
+                              "name stands for the target itself: rename the target")
+        raise error
 
     def _find_output(self, package: str, path: str) -> AnalyzedTarget | None:
         """The target of `package` declaring output `path`, if any.

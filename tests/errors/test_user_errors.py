@@ -147,6 +147,17 @@ cmd = "cp $< $@"
     assert errors_of(result) == ["a/BUILD.toml:2:1: dependency cycle: //a:x -> //a:y -> //a:z -> //a:x"]
 
 
+def test_a_target_named_like_the_file_it_reads_is_told_to_rename(mb_workspace):
+    ws = mb_workspace({"a/in.txt": "x\n", "a/BUILD.toml":
+                       '["in.txt"]\nrule = "genrule"\nsrcs = ["in.txt"]\nouts = ["out.txt"]\n'
+                       'cmd = "cp $< $@"\n'})
+    result = ws.run("build", "//a:all")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:1:1: dependency cycle: //a:in.txt -> //a:in.txt; the target is named "
+        "like the file a/in.txt, so that name stands for the target itself: rename the target"]
+
+
 def test_a_cycle_met_from_each_of_its_members_is_printed_once(mb_workspace):
     cycle = "".join(f'[{a}]\nrule = "genrule"\nsrcs = [":{b}"]\nouts = ["{a}.txt"]\n'
                     f'cmd = "cp $< $@"\n' for a, b in (("x", "y"), ("y", "z"), ("z", "x")))
