@@ -4,28 +4,13 @@ processes)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import time
+
+from processes import pids_running, wait_for
 
 
 def _running(marker: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if f.read().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                    found.append(int(name))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+    return pids_running("sleep", marker)
 
 
 def test_ctrl_c_stops_a_child_that_left_the_actions_group(mb_workspace):
@@ -36,11 +21,11 @@ outs = ["e.txt"]
 cmd = "setsid sleep 141.5 & sleep 142.5; echo > $@"
 """})
     build = ws.popen("build")
-    _wait_for(lambda: _running("141.5") and _running("142.5"))
+    wait_for(lambda: _running("141.5") and _running("142.5"))
     build.send_signal(signal.SIGINT)
     build.communicate(timeout=60)
     assert build.returncode == 130
-    _wait_for(lambda: not _running("141.5"), timeout=10)
+    wait_for(lambda: not _running("141.5"), timeout=10)
 
 
 def test_a_detached_child_of_a_finished_action_is_stopped_when_the_build_ends(mb_workspace):

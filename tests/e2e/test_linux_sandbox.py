@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from mb.sandbox.linux import namespaces_available
+from processes import pids_running, wait_for
 
 hides = pytest.mark.skipif(
     not namespaces_available(),
@@ -180,27 +180,6 @@ cmd = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > n/interfaces.txt; ca
     assert "No such file or directory" in ws.out("n/peek.txt").read_text()
 
 
-def _pids_running(*argv: str) -> list[int]:
-    """Host pids of the processes whose command line is exactly `argv`."""
-    wanted = "\0".join(argv).encode() + b"\0"
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if f.read() == wanted:
-                    found.append(int(name))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
 @hides
 def test_an_action_orphaned_by_sigkill_is_stopped_by_the_next_build(mb_workspace):
     """mb killed with SIGKILL leaves the launcher, its init and the action running; the
@@ -214,12 +193,12 @@ outs = ["o.txt"]
 cmd = "sleep $$(cat $<); echo done > $@"
 """})
     first = ws.popen("build", "--sandbox", "linux")
-    _wait_for(lambda: _pids_running("sleep", "31.4159"))
+    wait_for(lambda: pids_running("sleep", "31.4159"))
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
-    assert _pids_running("sleep", "31.4159"), "the killed build's action runs on"
+    assert pids_running("sleep", "31.4159"), "the killed build's action runs on"
     (ws.path / "p" / "delay.txt").write_text("0\n")
     result = ws.run("build", "--sandbox", "linux")
     assert result.exit_code == 0, result.stderr
     assert ws.out("p/o.txt").read_text() == "done\n"
-    _wait_for(lambda: not _pids_running("sleep", "31.4159"), timeout=10)
+    wait_for(lambda: not pids_running("sleep", "31.4159"), timeout=10)
