@@ -32,6 +32,7 @@ from mb.cmd_build import (
     print_counts,
     report_plugin_failures,
     waiting,
+    warn_remote_cache,
 )
 from mb.errors import ExitCode, UserError
 from mb.events import Event, EventLog, new_build_id
@@ -243,6 +244,7 @@ class Watcher:
             self.filter.any_build_file = True
             self.show_error(exc, events)
             return None
+        warn_remote_cache(self.args.remote_cache or workspace.config.cache.remote)
         read = self.session.analysis.read_sources if self.session.analysis else set()
         if any(os.path.basename(p) in ("BUILD.toml", "MB.toml") or p in self.filter.folders
                or os.path.join(self.root, p) in read for p in changed):

@@ -23,3 +23,16 @@ def test_every_way_of_asking_for_a_remote_cache_warns_and_builds(mb_workspace, h
         assert result.exit_code == 0, result.stderr
         assert result.stderr.strip() == WARNING
     assert ws.out("p/t.txt").read_text() == "t\n"
+
+
+def test_mb_watch_says_it_too(mb_workspace):
+    from test_watch import watching
+
+    ws = mb_workspace({"p/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t.txt"]\n'
+                                       'cmd = "echo t > $@"\n'})
+    ws.env["MB_REMOTE_CACHE"] = "http://cache.example:9000"
+    with watching(ws, "//p:t") as watch:
+        watch.wait_builds(1)
+        watch.wait_reports(1)
+        assert watch.stop() == 130
+    assert WARNING in watch.stderr
