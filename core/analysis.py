@@ -21,6 +21,7 @@ from cattrs.errors import ClassValidationError
 from mb.actions import Action, with_static_digest
 from mb.attrs_convert import AttributeInvalid, closest, describe_path, errors_of, structure
 from mb.buildfile import RawTarget, SourceFile, decode_utf8, parse_build_file
+from mb.config import POOL_NAME
 from mb.context import RuleContext, TargetOptions
 from mb.errors import (
     BuildFileError, CycleError, LabelError, Location, MultipleErrors, PluginError, UserError,
@@ -214,6 +215,10 @@ class Analysis:
         if isinstance(resources, dict):
             pools = self.workspace.config.resources
             for name, units in resources.items():
+                if not POOL_NAME.fullmatch(name):
+                    problems.append((("resources", name), f"pool name {toml_repr(name)} may "
+                                     "hold only letters, digits, '_' and '-'"))
+                    continue
                 if not (_is_number(units) and isinstance(units, int)):
                     continue  # the converter names the wrong type
                 if units < 0:

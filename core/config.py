@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -16,6 +17,8 @@ from mb.errors import ConfigError, MultipleErrors, UserError
 from mb.toml_text import toml_repr
 
 SANDBOX_MODES: Final = ("dir", "linux", "none")
+#: Resource pool names: TOML bare keys, so every message can show `[resources] NAME = N`.
+POOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @attrs.frozen
@@ -97,6 +100,9 @@ def _value_problems(raw: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
     resources = raw.get("resources")
     if isinstance(resources, dict):
         for name, size in resources.items():
+            if not POOL_NAME.fullmatch(name):
+                problems.append((("resources", name), f"pool name {toml_repr(name)} may hold "
+                                 "only letters, digits, '_' and '-'"))
             if isinstance(size, int) and not isinstance(size, bool) and size < 1:
                 problems.append((("resources", name), f"pool 'resources.{name}' must have at "
                                  f"least 1 unit, got {size}"))

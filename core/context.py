@@ -369,8 +369,8 @@ def _check_limits(label: Label, kind: str, timeout: float | None, retries: int |
                                 or retries < 0):
         raise bad("retries", retries, "a whole number, 0 or more")
     for pool, units in (resources or {}).items():
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise bad(f"resources[{pool!r}]", units, "a whole number of units, 1 or more")
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise bad(f"resources[{pool!r}]", units, "a whole number of units, 0 or more")
 
 
 def _not_one_file(label: Label, file: Any, found: Sequence[str]) -> BuildFileError:

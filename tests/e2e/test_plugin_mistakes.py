@@ -32,8 +32,8 @@ def test_an_input_path_outside_the_workspace_is_refused(mb_workspace, tmp_path, 
 @pytest.mark.parametrize("mode, problem", [
     ("timeout", "the rule passed timeout=-1 to ctx.run; it must be a positive number of seconds"),
     ("retries", "the rule passed retries=-1 to ctx.run; it must be a whole number, 0 or more"),
-    ("resources", "the rule passed resources['gpu']=0 to ctx.run; it must be a whole number "
-                  "of units, 1 or more"),
+    ("resources", "the rule passed resources['gpu']=-1 to ctx.run; it must be a whole number "
+                  "of units, 0 or more"),
 ])
 def test_limits_a_rule_passes_are_checked(mb_workspace, mode, problem):
     ws = mistake_workspace(mb_workspace, {"t": f'mode = "{mode}"'})

@@ -147,6 +147,14 @@ cmd = "cp $< $@"
     assert errors_of(result) == ["a/BUILD.toml:2:1: dependency cycle: //a:x -> //a:y -> //a:z -> //a:x"]
 
 
+def test_a_pool_name_a_toml_key_cannot_spell_bare_is_refused(mb_workspace):
+    result = build_file(mb_workspace, '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'
+                                      'resources = { "big gpu" = 1 }\n')
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:5:15: pool name \"big gpu\" may hold only letters, digits, '_' and '-'"]
+
+
 def test_a_target_named_like_the_file_it_reads_is_told_to_rename(mb_workspace):
     ws = mb_workspace({"a/in.txt": "x\n", "a/BUILD.toml":
                        '["in.txt"]\nrule = "genrule"\nsrcs = ["in.txt"]\nouts = ["out.txt"]\n'

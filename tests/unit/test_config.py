@@ -87,6 +87,8 @@ def test_sandbox_modes(tmp_path: Path, mode: str) -> None:
     ("[cache]\ndir = 3\n", "MB.toml:2:1: 'cache.dir' must be a string, got the integer 3"),
     ("[cache]\nmax_size = 1000\n",
      "MB.toml:2:1: 'cache.max_size' must be a string, got the integer 1000"),
+    ('[resources]\n"big gpu" = 2\n', "MB.toml:2:1: pool name \"big gpu\" may hold only "
+                                      "letters, digits, '_' and '-'"),
     ('[cache]\ndir = ""\n', "MB.toml:2:1: 'cache.dir' must name a folder, not the workspace "
                            "root (the default is '.mb/cache'), got \"\""),
     ('[cache]\ndir = "./"\n', "MB.toml:2:1: 'cache.dir' must name a folder, not the "
