@@ -567,7 +567,10 @@ class Analysis:
                 st = os.fstat(f.fileno())
                 data = f.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return None  # a missing source fails (or gets a placeholder) when an action reads it
+            # A missing source fails (or gets a placeholder) when an action reads it;
+            # `mb watch` analyses again when it appears.
+            self.read_sources.add(absolute)
+            return None
         self.build_file_signatures[absolute] = trusted_signature(st)
         self.read_sources.add(absolute)
         return data

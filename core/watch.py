@@ -49,6 +49,10 @@ from watchfiles import BaseFilter, Change, watch
 STEP_MS: Final = 50
 #: A burst that never goes quiet is still cut after this many ms, so a build does start.
 DEBOUNCE_MS: Final = 1_000
+#: A batch of changes starts a build once its files stayed the same this long
+#: (`ChangeFeed._settled`), and waits for that at most SETTLE_MAX_S.
+SETTLE_S: Final = 0.05
+SETTLE_MAX_S: Final = 2.0
 #: Touched in `.mb/` until the watcher reports it, so no change before the first build is lost.
 PROBE: Final = "watch.probe"
 
@@ -106,9 +110,27 @@ class MbFilter(BaseFilter):
         folder, name = os.path.split(rel)
         if name == "MB.toml":
             return True
-        if name != "BUILD.toml" or any(part.startswith(".") for part in folder.split("/")):
+        if any(part.startswith(".") for part in rel.split("/")):
             return False
+        if name == "BUILD.toml":
+            return self._package_wanted(folder)
+        return self._holds_new_package(rel)
+
+    def _package_wanted(self, folder: str) -> bool:
         return self.any_build_file or any(p.matches_package(folder) for p in self.patterns)
+
+    def _holds_new_package(self, rel: str) -> bool:
+        """A folder that appeared with a package in it (`mv pkg here`, `mkdir -p a/b` then
+        a BUILD.toml at once): its creation is the only event the watcher gets."""
+        top = os.path.join(self.root, rel)
+        if not os.path.isdir(top) or os.path.islink(top):
+            return False
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            if "BUILD.toml" in filenames and self._package_wanted(
+                    os.path.relpath(dirpath, self.root).replace(os.sep, "/")):
+                return True
+        return False
 
 
 def _under(path: str, folders: tuple[str, ...]) -> bool:
@@ -154,7 +176,33 @@ class ChangeFeed:
                 continue
             wanted = self._wanted(batch) | self.pending()
             if wanted:
-                return wanted
+                return self._settled(wanted)
+
+    def _settled(self, wanted: set[str]) -> set[str]:
+        """`wanted`, and what else changes, once the files have stayed the same for
+        SETTLE_S (at most SETTLE_MAX_S). watchfiles ends a batch when a write adds
+        no new (change, path) pair, so a burst of writes to one file made a build
+        per part of it, the middle ones failing on an input changed under them."""
+        signatures = self._signatures(wanted)
+        deadline = time.monotonic() + SETTLE_MAX_S
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_S)
+            wanted = wanted | self.pending()
+            now = self._signatures(wanted)
+            if now == signatures:
+                break
+            signatures = now
+        return wanted
+
+    def _signatures(self, rels: set[str]) -> dict[str, tuple[int, int] | None]:
+        found: dict[str, tuple[int, int] | None] = {}
+        for rel in rels:
+            try:
+                st = os.stat(os.path.join(self.root, rel))
+                found[rel] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                found[rel] = None
+        return found
 
     def pending(self) -> set[str]:
         """Wanted paths already queued (changed during the last build), without waiting."""
@@ -247,9 +295,12 @@ class Watcher:
         warn_remote_cache(self.args.remote_cache or workspace.config.cache.remote)
         read = self.session.analysis.read_sources if self.session.analysis else set()
         if any(os.path.basename(p) in ("BUILD.toml", "MB.toml") or p in self.filter.folders
-               or os.path.join(self.root, p) in read for p in changed):
-            self.session.analysis = None  # re-analyse; a source change keeps the analysis
-            # (unless a rule read that source during analysis: ctx.read_source)
+               or p not in self.filter.watched or os.path.join(self.root, p) in read
+               for p in changed):
+            # Re-analyse. Only a change of a source the last build read keeps the
+            # analysis (unless a rule read it during analysis: ctx.read_source); a
+            # folder that appeared may hold a new package.
+            self.session.analysis = None
         self.session.changed = frozenset(changed)
         log = CycleLog()
         events.subscribe(log)

@@ -438,3 +438,64 @@ def test_change_feed_reports_wanted_changes_and_stops_through_its_event(tmp_path
     finally:
         feed.close()
     assert not feed._thread.is_alive()
+
+
+def test_a_burst_of_writes_to_one_file_is_one_rebuild(mb_workspace):
+    """watchfiles ends a batch when a write adds no new (change, path) pair; the
+    watcher waits for the file to settle, so no build runs on a half-written burst
+    (whose action would fail on an input changed under it)."""
+    ws = mb_workspace(TWO_TARGETS)
+    with watching(ws, "//a:all") as watch:
+        watch.wait_builds(1)
+        for i in range(20):
+            (ws.path / "a/in.txt").write_text(f"burst {i}\n")
+            time.sleep(0.005)
+        (ws.path / "a/other.txt").write_text("sentinel\n")
+        wait_for(lambda: ws.out("a/rev.txt").exists()
+                 and ws.out("a/rev.txt").read_text() == "lenitnes\n", watch)
+        watch.wait_reports(2)
+        builds = watch.finished()
+        assert [b["data"]["status"] for b in builds] == ["ok"] * len(builds), watch.stdout
+        assert ws.out("a/up.txt").read_text() == "BURST 19\n"
+        assert "FAILED" not in watch.stdout + watch.stderr
+        assert watch.stop() == 130
+
+
+def test_a_package_folder_moved_in_whole_is_built(mb_workspace, tmp_path):
+    """`mv` of a folder holding a BUILD.toml gives one event, for the folder."""
+    ws = mb_workspace(TWO_TARGETS)
+    outside = tmp_path / "elsewhere" / "n1"
+    (outside / "n2").mkdir(parents=True)
+    (outside / "n2" / "BUILD.toml").write_text(
+        '[hi]\nrule = "genrule"\nouts = ["hi.txt"]\ncmd = "echo hi > $@"\n')
+    with watching(ws, "//a/...") as watch:
+        watch.wait_builds(1)
+        os.rename(outside, ws.path / "a" / "n1")
+        wait_for(lambda: ws.out("a/n1/n2/hi.txt").exists(), watch)
+        assert ws.out("a/n1/n2/hi.txt").read_text() == "hi\n"
+        assert watch.stop() == 130
+
+
+def test_a_source_read_during_analysis_analyses_again_when_it_appears(mb_workspace):
+    """`ctx.read_source` of a file that is missing: a placeholder first, and when the
+    file appears, a new analysis (its outputs depend on its contents)."""
+    plugin = Path(__file__).parent / "plugin_modules" / "read_source_rule.py"
+    ws = mb_workspace({"plug/read_source_rule.py": plugin.read_text(),
+                       "l/BUILD.toml": '[t]\nrule = "lines"\nsrc = "in.txt"\n'})
+    ws.env["PYTHONPATH"] = str(ws.path / "plug")
+    watch = Watch(ws, ws.popen("-p", "read_source_rule", "watch", "//l:t"))
+    try:
+        watch.wait_builds(1)
+        assert ws.out("l/t_0.txt").exists() and not ws.out("l/t_1.txt").exists()
+        (ws.path / "l/in.txt").write_text("one\ntwo\nthree\n")
+        wait_for(lambda: ws.out("l/t_2.txt").exists(), watch)
+        assert [ws.out(f"l/t_{i}.txt").read_text() for i in range(3)] == [
+            "one\n", "two\n", "three\n"]
+        (ws.path / "l/in.txt").write_text("four\nfive\nsix\nseven\n")
+        wait_for(lambda: ws.out("l/t_3.txt").exists(), watch)
+        assert ws.out("l/t_3.txt").read_text() == "seven\n"
+        assert watch.stop() == 130
+    finally:
+        if watch.proc.poll() is None:
+            watch.proc.kill()
+            watch.proc.wait(timeout=30)
