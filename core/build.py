@@ -155,7 +155,13 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        executor.close()
+        try:
+            executor.close()
+        except OSError as exc:  # a full disk: the build is still recorded (or tries to be)
+            events.emit("cache.write_failed", level="error",
+                        message=f"the action results of this build could not be written to "
+                                f"the cache ({exc.strerror or exc}); those actions run again "
+                                "next build")
     statcache.save()
     if options.profile:
         profiler.write(options.profile)

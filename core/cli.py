@@ -136,11 +136,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except BuildFailed:
         return ExitCode.BUILD_FAILED
+    except OSError as exc:  # the machine, not the user: a full disk, a read-only folder
+        if isinstance(exc, BrokenPipeError):
+            return ExitCode.OK
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; free space or fix the permissions, "
+              "then run the command again", file=sys.stderr)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        return ExitCode.BUILD_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        return ExitCode.OK
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -134,7 +134,10 @@ class Executor:
         self._sandbox_base = sandbox_folder(os.path.join(state_dir, "sandbox"))
 
     def close(self) -> None:
-        """Write the pending action results; empty the sandbox directories, but keep them.
+        """Empty the sandbox directories, but keep them; write the pending action results.
+
+        Emptied first: a failed action's partial output may be what filled the
+        disk the results are written to.
 
         They are named after the worker slot, not the process (one build runs
         per workspace at a time); keeping them keeps their stashed symlinks
@@ -147,8 +150,6 @@ class Executor:
         from mb.sandbox.base import kill_processes_in, prepare_root, release_sandbox_folder
 
         try:
-            self.cache.flush()
-        finally:
             # What an action started and detached from its process group (`setsid`)
             # outlives the group's kill; nothing an action started outlives the build.
             kill_processes_in([self._sandbox_base])
@@ -156,7 +157,11 @@ class Executor:
                 prepare_root(root, {}, ())
             for path in self._placeholder_files.values():
                 discard(path)
-            release_sandbox_folder(self._sandbox_base)
+        finally:
+            try:
+                self.cache.flush()
+            finally:
+                release_sandbox_folder(self._sandbox_base)
 
     # --- keys ------------------------------------------------------------------------
 
@@ -372,7 +377,7 @@ class Executor:
                            stderr_tail=result.stderr_tail,
                            retryable=not (spec.kind == "call"
                                           and result.exit_code == EXIT_PERMANENT))
-        modified = self._modified_sources(staged, blob_stats)
+        modified = self._modified_sources(staged, blob_stats, root)
         if modified:
             return Outcome(action, "failed", key, error=(
                 f"input {', '.join(modified)} changed while the action ran (the action "
@@ -426,7 +431,7 @@ class Executor:
         return source
 
     def _modified_sources(self, staged: Mapping[str, str],
-                          blob_stats: Mapping[str, tuple[int, int]]) -> list[str]:
+                          blob_stats: Mapping[str, tuple[int, int]], root: str) -> list[str]:
         """Inputs whose stat changed while the action ran.
 
         Sources are compared with the stat they were hashed at. Blobs are
@@ -442,13 +447,22 @@ class Executor:
             try:
                 st = os.stat(source)
             except OSError:
-                changed.append(rel)
-                continue
+                if source in blob_stats and source.startswith(cache_prefix):
+                    # `mb gc` of another workspace sharing the cache removed the blob
+                    # meanwhile: what the action read is the link staged in its root.
+                    try:
+                        st = os.stat(root + os.sep + rel)
+                    except OSError:
+                        changed.append(rel)
+                        continue
+                else:
+                    changed.append(rel)
+                    continue
             if source in blob_stats:
                 if blob_stats[source] != (st.st_size, st.st_mtime_ns):
                     changed.append(rel)
                     if source.startswith(cache_prefix):
-                        os.unlink(source)
+                        discard(source)  # (gone already if gc removed it)
                 continue
             before = self.statcache.hashed_signature(source)
             if before is not None and before[:2] != (st.st_size, st.st_mtime_ns):

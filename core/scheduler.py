@@ -156,7 +156,10 @@ class Scheduler:
             with self.profiler.span(f"{action.owner} {action.description}", "action",
                                     key=item.key):
                 return self.executor.execute(action, item.key, item.inputs, item.provisional)
-        except Exception as exc:  # a bug or an I/O error: fail this action, keep the build sane
+        except OSError as exc:  # the disk, not the action: full, read-only, a file in the way
+            return Outcome(action, "failed", item.key, error=describe_os_error(exc),
+                           retryable=False)
+        except Exception as exc:  # a bug: fail this action, keep the build sane
             import traceback
 
             return Outcome(action, "failed", item.key, error=f"internal error: {exc!r}",
@@ -462,3 +465,11 @@ class _Run:
                           f"never ready: waits on {', '.join(waiting)}" if waiting else "")
                 self.outcomes[action.index] = Outcome(action, "skipped", error=reason)
         return self.outcomes
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file system error around an action (mb's own writes: the cache,
+    mb-out/, the sandbox), naming the file and what to do."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return (f"{exc.strerror or exc}{where} (mb could not write its files for this action); "
+            "free space or fix the permissions, then build again")

@@ -67,6 +67,8 @@ class PlainReporter:
                           f"needed by {event.target}")
         elif event.type == "sandbox.fallback":
             self.line(f"warning: {data.get('message')}", error=True)
+        elif event.type == "cache.write_failed":
+            self.line(f"error: {data.get('message')}", error=True)
         elif event.type in ("breaker.opened", "breaker.closed") and not self.quiet:
             self.line(f"{event.type.replace('.', ' ')}: {data.get('provider', '')}")
 
