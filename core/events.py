@@ -91,8 +91,11 @@ def new_build_id(state_dir: str | None = None) -> str:
     while True:
         now = datetime.now(tz=timezone.utc)
         build_id = f"b-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
-        if state_dir is None or not os.path.exists(
-                os.path.join(state_dir, "builds", f"{build_id}.json")):
+        if state_dir is None:
+            return build_id
+        from mb.history import builds_dir
+
+        if not os.path.exists(os.path.join(builds_dir(state_dir), f"{build_id}.json")):
             return build_id
 
 

@@ -37,6 +37,7 @@ from mb.cmd_build import (
 from mb.errors import ExitCode, UserError
 from mb.events import Event, EventLog, new_build_id
 from mb.fsutil import discard
+from mb.fastpath import FileSig, file_sig
 from mb.labels import Pattern, parse_pattern
 from mb.locks import WorkspaceLock
 from mb.plugins import Plugins, load_plugins
@@ -194,15 +195,8 @@ class ChangeFeed:
             signatures = now
         return wanted
 
-    def _signatures(self, rels: set[str]) -> dict[str, tuple[int, int] | None]:
-        found: dict[str, tuple[int, int] | None] = {}
-        for rel in rels:
-            try:
-                st = os.stat(os.path.join(self.root, rel))
-                found[rel] = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                found[rel] = None
-        return found
+    def _signatures(self, rels: set[str]) -> dict[str, FileSig | None]:
+        return {rel: file_sig(os.path.join(self.root, rel)) for rel in rels}
 
     def pending(self) -> set[str]:
         """Wanted paths already queued (changed during the last build), without waiting."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -21,8 +22,11 @@ def pids_running(*argv: str) -> list[int]:
     return found
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0,
+             process: subprocess.Popen[str] | None = None) -> None:
+    """Poll until `predicate` holds; fails at `timeout`, or at once if `process` ended."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
+        assert process is None or process.poll() is None, process.communicate()
         time.sleep(0.02)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
+from processes import wait_for
 
 ONE = {"p/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t.txt"]\ncmd = "echo t > $@"\n'}
 
@@ -57,10 +57,7 @@ cmd = "touch {started}; sleep 1; cat $< > $@"
 """}, subdir="one")
     two = mb_workspace({}, subdir="two")
     build = one.popen("build", env=env)
-    deadline = time.monotonic() + 60
-    while not started.exists():
-        assert time.monotonic() < deadline and build.poll() is None, build.communicate()
-        time.sleep(0.02)
+    wait_for(started.exists, timeout=60, process=build)
     assert two.run("gc", "--max-size", "0", env=env).exit_code == 0
     out, err = build.communicate(timeout=60)
     assert build.returncode == 0, err

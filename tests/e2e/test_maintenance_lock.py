@@ -3,9 +3,8 @@ command waits for the running build, saying so)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from processes import wait_for
 
 
 @pytest.mark.parametrize("command", [("clean", "--all"), ("gc", "--max-size", "0")])
@@ -18,10 +17,7 @@ outs = ["slow.txt"]
 cmd = "touch {started}; sleep 1.5; echo done > $@"
 """})
     build = ws.popen("build")
-    deadline = time.monotonic() + 60
-    while not started.exists():
-        assert time.monotonic() < deadline and build.poll() is None, build.communicate()
-        time.sleep(0.02)
+    wait_for(started.exists, timeout=60, process=build)
     result = ws.run(*command)
     out, err = build.communicate(timeout=60)
     assert build.returncode == 0, err
