@@ -61,7 +61,7 @@ class Plugins:
         self.failures: list[PluginLoadFailure] = []
         self._rules: dict[str, RuleDef] | None = None
         #: What each loaded plugin's `mb_rules` returned, unchecked (see `call_rule_hooks`).
-        self._returned: dict[str, object] | None = None
+        self._returned: dict[str, list[RuleDef]] | None = None
 
     def load_entry_points(self) -> None:
         for entry_point in sorted(metadata.entry_points(group="mb"), key=lambda e: e.name):
@@ -94,25 +94,33 @@ class Plugins:
         # One line (SPEC §10): the first of the message; the rest is in the traceback (-v).
         message = str(exc).strip().splitlines()
         first = message[0] + (" ..." if len(message) > 1 else "") if message else ""
+        self._add_failure(info, f"{context}{type(exc).__name__}: {first}",
+                          traceback.format_exc())
+
+    def _add_failure(self, info: PluginInfo, error: str, traceback: str = "") -> None:
         self.failures.append(PluginLoadFailure(
             name=info.name, module=info.module, distribution=info.distribution,
-            version=info.version, error=f"{context}{type(exc).__name__}: {first}",
-            traceback=traceback.format_exc()))
+            version=info.version, error=error, traceback=traceback))
+
+    def _drop(self, info: PluginInfo) -> None:
+        """Unload a plugin whose hook failed, as if it had not imported."""
+        self.loaded.remove(info)
+        self.manager.unregister(name=info.name)
 
     def call_rule_hooks(self) -> None:
         """Call every plugin's `mb_rules` once, each under its own guard, like its import.
 
-        A hook that raises (a NameError in third-party code) is a failure of
+        A hook that raises (a NameError in third-party code) or returns
+        something that is not a list of `@mb.rule` results is a failure of
         that plugin alone: it is reported with the import failures and
         dropped entirely (its other hooks too, as if it had not imported), so
-        every command still works with the other plugins' rules. `load_plugins`
-        calls this eagerly so that `mb build` reports the failure with the
-        others before analysis and `mb plugins` lists it as FAILED. What the
-        hooks return is checked by `rules()`.
+        every command still works with the other plugins' rules, and `mb
+        plugins` lists it as FAILED. `load_plugins` calls this eagerly so that
+        `mb build` reports the failure with the others before analysis.
         """
         if self._returned is not None:
             return
-        returned: dict[str, object] = {}
+        returned: dict[str, list[RuleDef]] = {}
         for info in list(self.loaded):
             module = self.manager.get_plugin(info.name)
             impl = getattr(module, "mb_rules", None)
@@ -121,14 +129,18 @@ class Plugins:
             try:
                 result = impl()
                 # A generator runs its body only now: keep its errors inside the guard.
-                if isinstance(result, Iterable) and not isinstance(result, str | bytes):
+                if isinstance(result, Iterable) and not isinstance(result, str | bytes | RuleDef):
                     result = list(result)
             except _PLUGIN_FAILURES as exc:  # any failure of third-party code
                 self._fail(info, exc, "mb_rules() raised ")
-                self.loaded.remove(info)
-                self.manager.unregister(name=info.name)
+                self._drop(info)
                 continue
-            returned[info.name] = result
+            problem = _not_rule_defs(result)
+            if problem:
+                self._add_failure(info, problem)
+                self._drop(info)
+                continue
+            returned[info.name] = result or []
         self._returned = returned
 
     def check(self) -> None:
@@ -159,16 +171,7 @@ class Plugins:
         for info in self.loaded:
             if info.name not in self._returned:
                 continue
-            returned = self._returned[info.name]
-            if not (returned is None or isinstance(returned, list)):  # see call_rule_hooks
-                raise PluginError(
-                    f"plugin {info.name!r}: mb_rules returned {returned!r}; "
-                    "return a list of @mb.rule results")
-            for rule_def in returned or ():
-                if not isinstance(rule_def, RuleDef):
-                    raise PluginError(
-                        f"plugin {info.name!r}: mb_rules returned {rule_def!r}; "
-                        "decorate rule functions with @mb.rule")
+            for rule_def in self._returned[info.name]:
                 if rule_def.name in found:
                     other = found[rule_def.name]
                     raise PluginError(
@@ -183,6 +186,19 @@ class Plugins:
     def placeholder(self, request: object) -> bytes | None:
         result = self.manager.hook.mb_placeholder(request=request)
         return result if isinstance(result, bytes) else None
+
+
+def _not_rule_defs(returned: object) -> str:
+    """What is wrong with what an `mb_rules` hook returned, or "" (a list of rules, or None)."""
+    if returned is None:
+        return ""
+    if not isinstance(returned, list):
+        return f"mb_rules() returned {returned!r:.80}; return a list of @mb.rule results"
+    for item in returned:
+        if not isinstance(item, RuleDef):
+            return (f"mb_rules() returned {item!r:.80} in its list; "
+                    "decorate rule functions with @mb.rule")
+    return ""
 
 
 def _module_version(module: ModuleType) -> str:

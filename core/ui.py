@@ -18,6 +18,16 @@ from mb.events import Event
 RED, RESET = "\x1b[31m", "\x1b[0m"
 
 
+def _tail_without_error(tail: list[str], error: str) -> list[str]:
+    """The stderr tail under a FAILED line, without a last `error: <message>` line
+    that only repeats it (a Python action's `mb.ActionError`, which the FAILED line
+    already shows)."""
+    message = error.removesuffix(" (not retryable)")
+    if tail and message and tail[-1].strip() == f"error: {message}":
+        return tail[:-1]
+    return tail
+
+
 class PlainReporter:
     """One line per executed or failed action; cached actions only with -v.
 
@@ -55,8 +65,10 @@ class PlainReporter:
                       f"{tag}{mark}")
         elif event.type == "action.failed":
             self.done += 1
-            tail = (data.get("stderr_tail") or "").rstrip().splitlines()[-20:]
-            self.lines([f"FAILED {event.target}: {data.get('error', '')}",
+            error = data.get("error", "")
+            tail = _tail_without_error(
+                (data.get("stderr_tail") or "").rstrip().splitlines()[-20:], error)
+            self.lines([f"FAILED {event.target}: {error}",
                         *(f"    {text}" for text in tail)], error=True)
         elif event.type == "action.retry":
             self.line(f"retrying {event.target} (attempt {data.get('attempt', 0) + 1}): "

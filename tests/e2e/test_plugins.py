@@ -354,11 +354,18 @@ times = 3
     assert ws.out("t/n.txt").read_text() == "3 lines\n"
     assert ws.out("t/thrice.txt").read_text() == "one\ntwo\nthree\n" * 3
     assert ws.out("t/chars.txt").read_text() == f"{len('one two three ') * 3} chars\n"
-    # A hook that returns something other than @mb.rule results is refused, by plugin name.
-    bad = ws.run("-p", "bad_rules", "build", "//t:n", env=env)
-    assert bad.exit_code == 2
-    assert "bad_rules" in bad.stderr and "@mb.rule" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    # A hook that returns something other than @mb.rule results fails that plugin
+    # alone, like a failed import: one warning, and the other plugins' rules work.
+    warning = ("warning: plugin 'bad_rules' (bad_rules) failed to load: mb_rules() returned "
+               "'count' in its list; decorate rule functions with @mb.rule")
+    bad = ws.run("-p", "rules_plugin", "-p", "bad_rules", "build", "//t:n", env=env)
+    assert bad.exit_code == 0, bad.stderr
+    assert _lines_about(bad.stderr, "bad_rules") == [warning]
+    listed = ws.run("-p", "bad_rules", "plugins", env=env)
+    assert listed.exit_code == 0
+    assert _lines_about(listed.stdout, "bad_rules") == [
+        "bad_rules 0  bad_rules  FAILED: mb_rules() returned 'count' in its list; "
+        "decorate rule functions with @mb.rule"]
 
 
 def test_hook_mb_placeholder(mb_workspace, shout_version):

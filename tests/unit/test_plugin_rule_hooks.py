@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -9,7 +10,6 @@ import attrs
 import pytest
 
 import mb
-from mb.errors import PluginError
 from mb.plugins import Plugins
 
 
@@ -69,8 +69,27 @@ def test_hooks_are_called_once(monkeypatch):
     assert calls == [1]
 
 
-@pytest.mark.parametrize("returned", [_hooked, "hooked", 3])
-def test_returning_something_other_than_a_list_names_the_plugin(monkeypatch, returned):
-    plugins = _plugins(monkeypatch, odd=lambda: returned)
-    with pytest.raises(PluginError, match=r"^plugin 'odd': mb_rules returned .*@mb\.rule"):
-        plugins.rules()
+@pytest.mark.parametrize(("returned", "error"), [
+    (_hooked, r"^mb_rules\(\) returned RuleDef\(.*; return a list of @mb\.rule results$"),
+    ("hooked", r"^mb_rules\(\) returned 'hooked'; return a list of @mb\.rule results$"),
+    (3, r"^mb_rules\(\) returned 3; return a list of @mb\.rule results$"),
+    ([_hooked, "other"], r"^mb_rules\(\) returned 'other' in its list; decorate rule "
+                         r"functions with @mb\.rule$"),
+])
+def test_returning_something_other_than_a_list_of_rules_fails_that_plugin_only(
+        monkeypatch, returned, error):
+    """Like a hook that raises: reported, dropped, and the other plugins' rules still work
+    (before, every build failed while `mb plugins` listed the plugin as fine)."""
+    plugins = _plugins(monkeypatch, good=lambda: [_hooked], odd=lambda: returned)
+    assert set(plugins.rules()) == {"hooked"}
+    assert [info.name for info in plugins.loaded] == ["good"]
+    [failure] = plugins.failures
+    assert failure.name == "odd"
+    assert re.match(error, failure.error), failure.error
+    assert plugins.manager.get_plugin("odd") is None
+
+
+def test_a_hook_returning_none_declares_no_rules(monkeypatch):
+    plugins = _plugins(monkeypatch, empty=lambda: None)
+    assert plugins.rules() == {}
+    assert plugins.failures == []

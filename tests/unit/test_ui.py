@@ -92,3 +92,18 @@ def test_live_display_writes_error_lines_to_stderr(monkeypatch) -> None:
                               f"    {'two ' * 39}two\n"), "one line each, not wrapped"
     assert "FAILED" not in out.getvalue() and "\x1b[31m" not in out.getvalue()
     assert "\x1b[1m2/2\x1b[0m actions, 0 cached, 0 running" in out.getvalue()
+
+
+def test_a_python_actions_message_is_shown_once() -> None:
+    """The FAILED line shows an `mb.ActionError`'s message; the `error: ...` line the
+    worker wrote last in stderr would only repeat it. Other lines stay."""
+    out, err = io.StringIO(), io.StringIO()
+    reporter = PlainReporter(out, err)
+    reporter(_event("action.failed", "//a:v", error="tts server said 503 (not retryable)",
+                    stderr_tail="fetching voice\nerror: tts server said 503\n"))
+    reporter(_event("action.failed", "//a:w", error="command exited with status 1",
+                    stderr_tail="error: disk full\n"))
+    assert err.getvalue() == ("FAILED //a:v: tts server said 503 (not retryable)\n"
+                              "    fetching voice\n"
+                              "FAILED //a:w: command exited with status 1\n"
+                              "    error: disk full\n")
