@@ -121,6 +121,12 @@ def parse_build_file(source: SourceFile) -> tuple[list[RawTarget], list[UserErro
             check_target_name(name)
             if "/" in name:
                 raise LabelError(f"target name {name!r} may not contain '/'")
+            if name == "all" or set(name) == {"."}:
+                # `//pkg:all` and `...` are patterns: a target of that name could
+                # never be named on its own on the command line.
+                raise LabelError(f"target name {name!r} is reserved for the pattern "
+                                 f"{'//pkg:all' if name == 'all' else '//pkg/...'}; "
+                                 "rename the target")
         except LabelError as exc:
             errors.append(source.error((name,), exc.message))
             continue

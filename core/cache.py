@@ -835,10 +835,17 @@ def parse_size(text: str) -> int:
     stripped = text.strip().upper().replace(" ", "")
     number = stripped.rstrip("KMGTIB")
     unit = stripped[len(number):]
-    try:
-        size = int(float(number) * units[unit])
-    except (ValueError, KeyError, OverflowError):
-        raise ValueError(f"size {text!r} is not a size like '20GB' or '500MiB'") from None
-    if size < 0:
+    import re  # here: the builds that never parse a size need not import it
+
+    # Digits with at most one decimal point: float() would also take `1_000`,
+    # `1e-9`, `nan` and `inf`.
+    if not re.fullmatch(r"-?(?:\d+(?:\.\d*)?|\.\d+)", number) or unit not in units:
+        raise ValueError(f"size {text!r} is not a size like '20GB' or '500MiB'")
+    exact = float(number) * units[unit]
+    if number.startswith("-"):
         raise ValueError(f"size {text!r} is negative; give a size like '20GB' or '500MiB'")
-    return size
+    if 0 < exact < 1:  # `0.5`: rounds to nothing, which would empty the cache
+        raise ValueError(f"size {text!r} is less than a byte; give a size like '20GB' or "
+                         "'500MiB' (0 empties the cache)")
+    return int(exact)
+

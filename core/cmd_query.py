@@ -4,6 +4,7 @@ A query is one function call or one pattern: `deps(X)`, `rdeps(UNIVERSE, X)`,
 `kind(RULE, PATTERN)`, `//pkg/...`. Arguments are labels or patterns, never
 nested calls. A label may name a target, a declared output file or a source
 file; file labels are printed as written (`//a:in.txt`), as Bazel does.
+`mb graph` takes one pattern, not an expression.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 from mb.analysis import Analysis, AnalyzedTarget
 from mb.attrs_convert import closest
-from mb.errors import LabelError, UserError
+from mb.errors import UserError
 from mb.labels import Label, parse_pattern
 from mb.plugins import load_plugins
 from mb.statcache import StatCache
@@ -29,6 +30,8 @@ FUNCTIONS = {
     "kind": "kind(RULE, PATTERN)",
 }
 USAGE = "deps(LABEL), rdeps(PATTERN, LABEL), kind(RULE, PATTERN) or a pattern"
+#: What `mb graph` takes, for its one-line error.
+GRAPH_USAGE = "one pattern (//..., //pkg/..., //pkg:all or a label)"
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)", re.DOTALL)
 
 
@@ -54,9 +57,34 @@ def _analysis(args: argparse.Namespace, start: str) -> Analysis:
 
 
 def _targets(analysis: Analysis, pattern_text: str) -> list[AnalyzedTarget]:
+    """The analysed dependency closure of a pattern (rdeps' universe, the graph)."""
     pattern = parse_pattern(pattern_text.strip(), analysis.workspace.cwd_package)
     labels = analysis.expand([pattern])
     return analysis.closure(labels)
+
+
+def _one_pattern(text: str) -> bool:
+    """Whether `text` has the shape of one pattern: no call, separator or second `//`.
+
+    Checked before the label parser sees it, which would otherwise name an odd
+    symptom ("empty path segment", "needs a leading //") of a different mistake.
+    """
+    return not re.search(r"[\s,()]", text) and text.count("//") <= 1
+
+
+def graph_pattern(text: str) -> str:
+    """The pattern `mb graph` was given, or a one-line error saying what it takes.
+
+    A query expression is a likely mix-up with `mb query`, so that case says
+    where it belongs instead of suggesting a rewrite that is not valid either.
+    """
+    pattern = text.strip()
+    if pattern and _one_pattern(pattern):
+        return pattern
+    message = f"mb graph takes {GRAPH_USAGE}, got {text!r}"
+    if "(" in text or ")" in text:
+        message += "; query expressions go to mb query"
+    raise UserError(message)
 
 
 def parse(expression: str) -> tuple[str | None, list[str]]:
@@ -79,7 +107,7 @@ def parse(expression: str) -> tuple[str | None, list[str]]:
     if call is None:
         if "(" in text:
             raise UserError(f"malformed query expression {text!r}; write {USAGE}")
-        if re.search(r"[\s,]", text) or text.count("//") > 1:
+        if not _one_pattern(text):
             raise UserError(
                 f"query expression {text!r} is not one pattern; operators such as '+', "
                 f"'union' or 'except' are not supported (write {USAGE})")
@@ -110,22 +138,19 @@ def parse(expression: str) -> tuple[str | None, list[str]]:
 def resolve(analysis: Analysis, label: Label) -> Node:
     """Whether `label` names a target, a declared output or a source file.
 
-    Checked in the order `Analysis.paths_of` resolves a label in a BUILD.toml
-    (target, existing file, declared output), so a query means what a
-    dependency on the same label means. An unknown name gets the error
-    `deps(//pkg:unknown)` always gave (naming the closest target).
+    Built on `Analysis.file_label_target`, the resolution `mb build` uses for a
+    command-line label, so the two cannot drift apart: a file of a package
+    below (`//b:c/x` where b/c has a BUILD.toml), a directory (not a source
+    file) and an unknown name get the same one-line error as `mb build`. An
+    output path can never also be a source file (analysis refuses it), so the
+    order of the checks there does not change the answer.
     """
-    targets = analysis.package(label.package)  # raises for a missing package
-    if label.name in targets:
+    producer = analysis.file_label_target(label)  # raises as `mb build` does
+    if producer == label:
         return Node(label, "target", label, None)
-    path = label.path()
-    if os.path.exists(os.path.join(analysis.workspace.root, path)):
-        return Node(label, "source", None, path)
-    for target in targets.values():  # outputs are known only once analysed
-        if path in analysis.analyze(target.label).outputs:
-            return Node(label, "output", target.label, path)
-    analysis.target(label)  # neither a target nor a file: raises "no target ..."
-    raise LabelError(f"no target or file {label.name!r} in package {label.package!r} ({label})")
+    if producer is not None:
+        return Node(label, "output", producer, label.path())
+    return Node(label, "source", None, label.path())
 
 
 def _nodes(analysis: Analysis, text: str) -> list[Node]:
@@ -183,23 +208,35 @@ def evaluate(analysis: Analysis, expression: str) -> list[Label]:
         raise UserError(f"unknown rule {rule!r}"
                         + (f"; did you mean {hint!r}? (rules: {names})" if hint
                            else f" (rules: {names})"))
-    return sorted(t.label for t in _targets(analysis, pattern_text) if t.target.rule.name == rule)
+    # Bazel's kind filters its input set: the targets the pattern matches
+    # (manual ones left out, as by every pattern), not what they depend on. So
+    # only their packages are loaded; nothing is analysed. A file label is a
+    # file, of no rule.
+    return sorted(node.label for node in _nodes(analysis, pattern_text)
+                  if node.kind == "target" and analysis.target(node.label).rule.name == rule)
+
+
+def _first_line(text: str) -> str:
+    """The first non-blank line of `text`, so a description cannot add output lines
+    (SPEC §8: one label a line; a second line could even look like a label)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _describe(analysis: Analysis, label: Label) -> str:
-    """One `--output long` line: the label with its rule, or what kind of file it is."""
+    """One `--output long` line: the label with its rule and the first line of its
+    description, or what kind of file it is."""
     node = resolve(analysis, label)
     if node.kind == "source":
         return f"{label}  source file"
     if node.kind == "output":
         return f"{label}  generated file of {node.target}"
     target = analysis.target(label)
-    return f"{label}  {target.rule.name}  {target.options.description}".rstrip()
+    return f"{label}  {target.rule.name}  {_first_line(target.options.description)}".rstrip()
 
 
 def run(args: argparse.Namespace, start: str) -> int:
-    analysis = _analysis(args, start)
     if args.command == "query":
+        analysis = _analysis(args, start)
         labels = evaluate(analysis, args.expression)
         if args.output == "json":
             print(json.dumps([str(label) for label in labels]))
@@ -210,26 +247,55 @@ def run(args: argparse.Namespace, start: str) -> int:
             for label in labels:
                 print(label)
         return 0
-    targets = _targets(analysis, args.pattern)
+    pattern = graph_pattern(args.pattern)  # a mix-up needs no workspace to be named
+    targets = _targets(_analysis(args, start), pattern)
     print(render_graph(targets, args.format))
     return 0
 
 
+def _dot_string(text: object) -> str:
+    """`text` inside a DOT double-quoted string: `\\` and `"` escaped.
+
+    Labels cannot hold either, but a plugin's rule name might; unescaped, it
+    would end the string early and the whole graph would not parse.
+    """
+    return str(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _mermaid_text(text: object) -> str:
+    """`text` inside a Mermaid `["..."]` node: `"` as the entity `#quot;`.
+
+    Mermaid has no backslash escapes; `#` itself starts an entity, so it is
+    written `#35;` first, leaving a literal `#...;` in a name as it was.
+    """
+    return str(text).replace("#", "#35;").replace('"', "#quot;")
+
+
 def render_graph(targets: list[AnalyzedTarget], fmt: str) -> str:
+    """The graph of `targets` (dependencies first) as DOT, Mermaid or JSON.
+
+    JSON lists nodes and edges sorted by label, as `mb query --output=json`
+    sorts its labels, so its output is stable and easy to compare or diff.
+    """
     if fmt == "json":
+        ordered = sorted(targets, key=lambda t: t.label)
         return json.dumps({
             "nodes": [{"label": str(t.label), "rule": t.target.rule.name,
-                       "outputs": t.default_outputs} for t in targets],
-            "edges": [[str(t.label), str(d)] for t in targets for d in t.deps],
+                       "outputs": t.default_outputs} for t in ordered],
+            "edges": [[str(a), str(b)] for a, b in sorted(
+                (t.label, d) for t in targets for d in t.deps)],
         }, indent=1)
     if fmt == "mermaid":
         ids = {t.label: f"n{i}" for i, t in enumerate(targets)}
         lines = ["graph LR"]
-        lines += [f'  {ids[t.label]}["{t.label}"]' for t in targets]
+        lines += [f'  {ids[t.label]}["{_mermaid_text(t.label)}"]' for t in targets]
         lines += [f"  {ids[t.label]} --> {ids[d]}" for t in targets for d in t.deps if d in ids]
         return "\n".join(lines)
     lines = ["digraph mb {", "  rankdir=LR;"]
-    lines += [f'  "{t.label}" [label="{t.label}\\n{t.target.rule.name}"];' for t in targets]
-    lines += [f'  "{t.label}" -> "{d}";' for t in targets for d in t.deps]
+    lines += [f'  "{_dot_string(t.label)}" '
+              f'[label="{_dot_string(t.label)}\\n{_dot_string(t.target.rule.name)}"];'
+              for t in targets]
+    lines += [f'  "{_dot_string(t.label)}" -> "{_dot_string(d)}";'
+              for t in targets for d in t.deps]
     lines.append("}")
     return "\n".join(lines)

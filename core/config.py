@@ -59,7 +59,7 @@ def load_config(path: str, display_path: str = "MB.toml") -> Config:
     source = SourceFile(display_path, text)
     problems: list[UserError] = [
         ConfigError(message, source.location(key_path))
-        for key_path, message in _value_problems(raw)]
+        for key_path, message in _value_problems(raw, os.path.dirname(os.path.abspath(path)))]
     config: Config | None = None
     try:
         config = structure(raw, Config, package="")
@@ -79,10 +79,15 @@ def load_config(path: str, display_path: str = "MB.toml") -> Config:
         problems.sort(key=lambda e: (e.location.line or 0, e.location.col or 0)
                       if e.location else (0, 0))
         raise (problems[0] if len(problems) == 1 else MultipleErrors(problems)) from None
+    environment_cache = os.environ.get("MB_CACHE_DIR")
+    if environment_cache:
+        problem = cache_dir_problem(os.path.dirname(os.path.abspath(path)), environment_cache)
+        if problem:
+            raise ConfigError(f"MB_CACHE_DIR {problem}, got {environment_cache!r}")
     return apply_environment(config, os.environ)
 
 
-def _value_problems(raw: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+def _value_problems(raw: dict[str, Any], root: str) -> list[tuple[tuple[str, ...], str]]:
     """(key path, message) for each value of the right type that is out of range.
 
     A value of the wrong type is left to the converter, which says so.
@@ -118,7 +123,7 @@ def _value_problems(raw: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
                 problems.append((("cache", "max_size"), f"'cache.max_size': {exc}"))
         directory = cache.get("dir")
         if isinstance(directory, str):
-            problem = _cache_dir_problem(directory)
+            problem = cache_dir_problem(root, directory)
             if problem:
                 problems.append((("cache", "dir"), f"'cache.dir' {problem}, got "
                                  f"{toml_repr(directory)}"))
@@ -129,16 +134,24 @@ def _value_problems(raw: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
     return problems
 
 
-def _cache_dir_problem(directory: str) -> str | None:
-    """Why a relative `[cache] dir` cannot hold the cache, if it cannot: the workspace
-    root itself (blobs among the sources) or under mb-out/ (`mb clean` removes it)."""
-    if os.path.isabs(directory):
-        return None
-    parts = [p for p in os.path.normpath(directory).split(os.sep) if p not in ("", ".")]
-    if not parts:
+def cache_dir_problem(root: str, directory: str) -> str | None:
+    """Why `directory` (absolute, or relative to the workspace `root`) cannot hold the
+    cache, if it cannot.
+
+    The same rules whichever way it is given (`[cache] dir` or `MB_CACHE_DIR`,
+    SPEC §3), judged on the real path, so an absolute spelling or a symlink of
+    a bad place is refused too: not the workspace root (blobs among the
+    sources), not inside mb-out/ (`mb clean` would delete it), not a file.
+    """
+    real_root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(root, directory))
+    outputs = os.path.join(real_root, "mb-out")
+    if path == real_root:
         return "must name a folder, not the workspace root (the default is '.mb/cache')"
-    if parts[0] == "mb-out":
+    if path == outputs or path.startswith(outputs + os.sep):
         return "may not be inside mb-out/, which `mb clean` removes"
+    if os.path.exists(path) and not os.path.isdir(path):
+        return "names a file; name a folder (it is made if missing)"
     return None
 
 

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import threading
 from typing import Final
 
@@ -141,16 +142,32 @@ def replace_creating_parent(source: str, target: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """Remove a directory tree, including read-only files and directories; a file
-    or a symlink at `path` is removed itself (a link is not followed)."""
+    """Remove a directory tree, including read-only directories; a file or a symlink
+    at `path` is removed itself (a link is not followed).
+
+    What stops a removal is a directory without write (or search) permission,
+    never a file's own mode, so only directories inside the tree are made
+    writable. A file's mode is left alone: files in `mb-out/` are hard links
+    to the cache's blobs, and a chmod of one is a chmod of the blob, which
+    must stay read-only (SPEC §4).
+    """
     if not os.path.isdir(path) or os.path.islink(path):
         discard(path)
         return
+    inside = path.rstrip(os.sep) + os.sep
+
+    def unlock(directory: str) -> None:
+        if directory == path or directory.startswith(inside):
+            os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IRWXU)
 
     def make_writable(func, p, _exc):  # type: ignore[no-untyped-def]
         try:
-            os.chmod(os.path.dirname(p), 0o755)
-            os.chmod(p, 0o755)
+            unlock(os.path.dirname(p))
+            if os.path.isdir(p) and not os.path.islink(p):
+                unlock(p)  # a directory it could not list or enter
+                if func is not os.rmdir:
+                    remove_tree(p)
+                    return
             func(p)
         except OSError:
             pass

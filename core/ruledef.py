@@ -41,8 +41,15 @@ def rule(name: str, *, attrs: type, version: str = "1") -> Callable[[RuleImpl], 
     """
 
     def decorate(impl: RuleImpl) -> RuleDef:
+        import re
+
         import attrs as attrs_module
 
+        # A name goes into BUILD.toml strings, `kind(...)` queries and graph
+        # output unquoted: one word, as the built-in rules are named.
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise TypeError(f"rule name {name!r} must be one word of letters, digits and _, "
+                            "not starting with a digit")
         if not attrs_module.has(attrs):
             raise TypeError(f"rule {name!r}: attrs= must be an attrs class, got {attrs!r}")
         clash = [f.name for f in attrs_module.fields(attrs) if f.name in COMMON_ATTRIBUTES]

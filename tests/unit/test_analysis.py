@@ -362,6 +362,11 @@ def test_common_attributes_reach_the_actions(make) -> None:  # type: ignore[no-u
                                     "outside letters, digits, '_-.+'"),
     ('[".."]\nrule = "genrule"\n', "p/BUILD.toml:1:1: target name '..' contains '..'; "
                                    "paths may not leave their package"),
+    ('["all"]\nrule = "genrule"\n',
+     "p/BUILD.toml:1:1: target name 'all' is reserved for the pattern //pkg:all; "
+     "rename the target"),
+    ('["..."]\nrule = "genrule"\n', "p/BUILD.toml:1:1: target name '...' is reserved for "
+                                    "the pattern //pkg/...; rename the target"),
     ('[t]\nrule = "genrule"\nouts = ["x"\ncmd = "true"\n',
      "p/BUILD.toml:4:1: TOML syntax error: unclosed array"),
 ])

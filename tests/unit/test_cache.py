@@ -621,11 +621,24 @@ def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["abc", "", "10XB", "GB", "nan", "1.2.3GB", "MiB5"])
+@pytest.mark.parametrize("text", ["abc", "", "10XB", "GB", "nan", "1.2.3GB", "MiB5", "1e-9",
+                                  "1_000", "0x10", "+5"])
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_size(text)
     assert str(info.value) == f"size {text!r} is not a size like '20GB' or '500MiB'"
+
+
+@pytest.mark.parametrize("text", ["0.5", "0.0001K", ".5B"])
+def test_parse_size_rejects_less_than_a_byte(text: str) -> None:
+    """It would round to 0 and empty the cache; 0 itself is asked for on purpose."""
+    with pytest.raises(ValueError, match="is less than a byte"):
+        parse_size(text)
+
+
+def test_parse_size_negative() -> None:
+    with pytest.raises(ValueError, match="is negative"):
+        parse_size("-1GB")
 
 
 def test_parse_size_rejects_infinity() -> None:

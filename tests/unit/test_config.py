@@ -185,3 +185,30 @@ def test_apply_environment_does_not_mutate_the_config() -> None:
     assert changed.providers == {"comfy": {"url": "http://b"}}
     assert changed.cache.dir == "/c"
     assert apply_environment(original, {}) == original
+
+
+@pytest.mark.parametrize("value, problem", [
+    (".", "must name a folder, not the workspace root (the default is '.mb/cache')"),
+    ("{root}", "must name a folder, not the workspace root (the default is '.mb/cache')"),
+    ("mb-out/c", "may not be inside mb-out/, which `mb clean` removes"),
+    ("{root}/mb-out", "may not be inside mb-out/, which `mb clean` removes"),
+    ("afile", "names a file; name a folder (it is made if missing)"),
+])
+def test_mb_cache_dir_is_judged_like_the_mb_toml_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, problem: str) -> None:
+    """SPEC §3: MB_CACHE_DIR overrides `[cache] dir`; the same value is refused the same
+    way, by its real path (an absolute spelling of a bad place too), as one line."""
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("MB_CACHE_DIR", value.format(root=tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_config(str(tmp_path / "MB.toml"))
+    assert str(info.value) == f"MB_CACHE_DIR {problem}, got {value.format(root=tmp_path)!r}"
+
+
+def test_an_absolute_cache_dir_in_mb_toml_is_judged_by_its_real_path(tmp_path: Path) -> None:
+    (tmp_path / "MB.toml").write_text(f'[cache]\ndir = "{tmp_path}/mb-out/x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(tmp_path / "MB.toml"))
+    assert str(info.value).startswith("MB.toml:2:1: 'cache.dir' may not be inside mb-out/")
+    (tmp_path / "MB.toml").write_text(f'[cache]\ndir = "{tmp_path.parent}/shared"\n')
+    assert load_config(str(tmp_path / "MB.toml")).cache.dir == f"{tmp_path.parent}/shared"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 import pytest
 
@@ -56,3 +57,43 @@ def test_missing_source_is_an_error_and_creates_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         fsutil.place_file(str(tmp_path / "gone"), str(target))
     assert not target.exists()
+
+
+def test_remove_tree_never_changes_the_mode_of_a_file_it_removes(tmp_path, monkeypatch):
+    """A file of mb-out/ is a hard link to a cache blob: a chmod of it (to get past a
+    failed unlink) would make the blob writable. Only directories are unlocked."""
+    blob = tmp_path / "cas" / "blob"
+    blob.parent.mkdir()
+    blob.write_bytes(b"cached\n")
+    blob.chmod(0o444)
+    out = tmp_path / "mb-out" / "p"
+    out.mkdir(parents=True)
+    os.link(blob, out / "o.txt")
+    real_unlink, failed = os.unlink, []
+
+    def unlink_failing_once(path, *args, **kwargs):  # as in a read-only folder
+        if str(path).endswith("o.txt") and not failed:
+            failed.append(path)
+            raise PermissionError(13, "Permission denied", path)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink_failing_once)
+    fsutil.remove_tree(str(tmp_path / "mb-out"))
+    assert failed, "the failing unlink was exercised"
+    assert not (tmp_path / "mb-out").exists()
+    assert stat.S_IMODE(blob.stat().st_mode) == 0o444
+
+
+def test_remove_tree_removes_read_only_and_unlistable_directories(tmp_path):
+    tree = tmp_path / "t"
+    (tree / "ro" / "deep").mkdir(parents=True)
+    (tree / "ro" / "deep" / "f").write_text("x")
+    (tree / "closed").mkdir()
+    (tree / "closed" / "g").write_text("y")
+    (tree / "ro" / "deep").chmod(0o555)
+    (tree / "ro").chmod(0o555)
+    (tree / "closed").chmod(0o000)
+    outside_mode = stat.S_IMODE(tmp_path.stat().st_mode)
+    fsutil.remove_tree(str(tree))
+    assert not tree.exists()
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == outside_mode, "the parent is left alone"

@@ -93,3 +93,25 @@ def test_a_hook_returning_none_declares_no_rules(monkeypatch):
     plugins = _plugins(monkeypatch, empty=lambda: None)
     assert plugins.rules() == {}
     assert plugins.failures == []
+
+
+@pytest.mark.parametrize("name", ['we"ird', "sp ace", "x]y", "1st", "", "dash-ed"])
+def test_a_rule_name_must_be_one_word(name):
+    """It is written in BUILD.toml, in `kind(...)` and in graph output unquoted; the
+    error is raised when the plugin module is imported, so the plugin fails to load."""
+    with pytest.raises(TypeError, match="must be one word of letters, digits and _"):
+        mb.rule(name, attrs=_NoAttrs)(lambda ctx, a: None)
+
+
+@pytest.mark.parametrize("name", ["genrule", "svg_render", "_private", "x2"])
+def test_rule_names_like_the_built_in_ones_are_fine(name):
+    assert mb.rule(name, attrs=_NoAttrs)(lambda ctx, a: None).name == name
+
+
+def test_attributes_every_rule_has_are_reserved():
+    @attrs.frozen
+    class Clashing:
+        tags: list[str] = attrs.Factory(list)
+
+    with pytest.raises(TypeError, match=r"attributes \['tags'\] are reserved for every rule"):
+        mb.rule("clash", attrs=Clashing)(lambda ctx, a: None)
