@@ -296,12 +296,20 @@ class Analysis:
         collect = errors is not None
         errors = errors if errors is not None else []
         for pattern in patterns:
-            try:
-                if pattern.label is not None:
+            if pattern.label is not None:
+                try:
                     target = self.file_label_target(pattern.label)
-                    if target is not None:
-                        labels[target] = None
+                except UserError as exc:
+                    errors.append(exc)
+                    # The package has mistakes, but a named target that converted is
+                    # analysed anyway, so its own mistakes come out in this run too.
+                    if pattern.label.name in self._partial.get(pattern.label.package, {}):
+                        labels[pattern.label] = None
                     continue
+                if target is not None:
+                    labels[target] = None
+                continue
+            try:
                 packages = [p for p in self.workspace.packages if pattern.matches_package(p)]
                 if not packages and pattern.all_in_package:
                     packages = [pattern.package]

@@ -528,3 +528,19 @@ cmd = "cat $< | tr 'A-Za-z' 'N-ZA-Mn-za-m' > $@"
     assert (direct["stdin"], direct["stdout"]) == ("r/in.txt", "r/direct.txt")
     assert shell["argv"][:2] == ["bash", "-c"] and "stdin" not in shell
 
+
+
+def test_a_named_target_is_analysed_even_when_a_sibling_does_not_convert(mb_workspace):
+    """docs/errors.md: a file's conversion mistakes do not hide its targets' analysis
+    mistakes. Naming one target (not `:all`) reported only the sibling's mistake, so
+    fixing both took two runs."""
+    ws = mb_workspace({"a/BUILD.toml": (
+        '[t]\nrule = "genrule"\ncmd = "true"\nouts = ["o"]\ntimout = 3\n\n'
+        '[w]\nrule = "genrule"\ncmd = "echo $(FOO)"\nouts = ["w"]\n')})
+    result = ws.run("build", "//a:w")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "a/BUILD.toml:5:1: unknown attribute 'timout' for rule 'genrule'; did you mean "
+        "'timeout'?",
+        "a/BUILD.toml:9:1: unknown variable '$(FOO)' in cmd; known: $(SRCS) $(OUTS) $< $@ "
+        "$(location LABEL) $$"]
