@@ -99,10 +99,30 @@ def parse_label(text: str, current_package: str | None) -> Label:
         raise LabelError(f"label {text!r} is relative; write it as '//package:name'")
     name = text[1:] if text.startswith(":") else text
     if ":" in name:  # `pkg:t`: a package written without its leading //
-        raise LabelError(f"label '{text}' needs a leading // before its package; "
-                         f"write '//{text.lstrip('/')}'")
+        options = _absolute_readings(text, current_package)
+        if not options:
+            raise LabelError(f"'{text}' is not a label; labels look like //package:name "
+                             "or :name")
+        raise LabelError(f"label '{text}' needs a leading // before its package; write "
+                         + " or ".join(f"'{option}'" for option in options))
     check_target_name(name)
     return Label(current_package, name)
+
+
+def _absolute_readings(text: str, current_package: str) -> list[str]:
+    """The valid labels a `pkg:t` written without its // may mean: from the workspace
+    root, and inside a package also from that package (as `pkg/...` patterns are)."""
+    package, _, name = text.lstrip("/").partition(":")
+    readings: list[str] = []
+    for candidate in (package, f"{current_package}/{package}" if current_package else ""):
+        try:
+            check_package_name(candidate)
+            check_target_name(name)
+        except LabelError:
+            continue
+        if candidate and f"//{candidate}:{name}" not in readings:
+            readings.append(f"//{candidate}:{name}")
+    return readings
 
 
 @attrs.frozen

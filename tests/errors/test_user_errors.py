@@ -468,6 +468,19 @@ def test_a_relative_label_with_a_package_asks_for_slashes(mb_workspace):
         "label '/a:t' needs a leading // before its package; write '//a:t'"]
 
 
+def test_a_relative_label_inside_a_package_is_offered_both_readings(mb_workspace):
+    """`c:deep` in a BUILD.toml of package b may mean //c:deep or //b/c:deep (the way
+    `c/...` is read from b); a hint that is not a valid label is not offered."""
+    ws = mb_workspace({"b/BUILD.toml": '[t]\nrule = "filegroup"\nsrcs = ["c:deep"]\n',
+                       "q/BUILD.toml": '[t]\nrule = "filegroup"\nsrcs = ["@//a:gen"]\n'})
+    assert errors_of(ws.run("build", "//b:t")) == [
+        "b/BUILD.toml:3:9: 'srcs' item 1 is not a valid label: label 'c:deep' needs a "
+        "leading // before its package; write '//c:deep' or '//b/c:deep'"]
+    assert errors_of(ws.run("build", "//q:t")) == [
+        "q/BUILD.toml:3:9: 'srcs' item 1 is not a valid label: '@//a:gen' is not a label; "
+        "labels look like //package:name or :name"]
+
+
 def test_unknown_package_and_rule_suggest_the_closest(mb_workspace):
     ws = mb_workspace({"abc/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
     package = ws.run("build", "//abd:t")
