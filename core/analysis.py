@@ -314,7 +314,11 @@ class Analysis:
                 if not packages and pattern.all_in_package:
                     packages = [pattern.package]
                 if not packages:
-                    raise LabelError(f"pattern '{pattern}' matches no package")
+                    nested = pattern.package and self._nested_workspace(pattern.package)
+                    raise LabelError(
+                        f"pattern '{pattern}' matches no package"
+                        + (f": {nested}/MB.toml makes {nested} a workspace of its own "
+                           "(build it with -C)" if nested else ""))
             except UserError as exc:
                 errors.append(exc)
                 continue

@@ -201,6 +201,8 @@ def evaluate(analysis: Analysis, expression: str) -> list[Label]:
                     changed = True
         return sorted(found)
     rule, pattern_text = arguments
+    if len(rule) > 2 and rule[0] == rule[-1] and rule[0] in "'\"":
+        rule = rule[1:-1]  # Bazel's spelling, kind("genrule", ...): the same rule
     rules = analysis.plugins.rules()
     if rule not in rules:
         hint = closest(rule, list(rules))

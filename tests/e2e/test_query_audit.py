@@ -93,6 +93,9 @@ def one_line_error(ws, *args):
     ("kind(genrule, //a:man)", ["//a:man"]),
     # A file label is a file, of no rule (not its producer).
     ("kind(genrule, //a:gen.txt)", []),
+    # Bazel's quoted spelling names the same rule.
+    ('kind("genrule", //b:all)', ["//b:needs_man", "//b:use"]),
+    ("kind('filegroup', //b/...)", ["//b:usefg"]),
 ])
 def test_kind_filters_the_targets_of_its_pattern_not_their_dependencies(
         mb_workspace, expression, expected):

@@ -418,6 +418,11 @@ def test_a_nested_workspace_is_not_a_package(mb_workspace):
     assert errors_of(result) == [
         "no package 'nested': nested/MB.toml makes nested a workspace of its own (build it "
         "with -C)"]
+    pattern = ws.run("build", "//nested/...")
+    assert pattern.exit_code == 2
+    assert errors_of(pattern) == [
+        "pattern '//nested/...' matches no package: nested/MB.toml makes nested a workspace "
+        "of its own (build it with -C)"]
 
 
 def buggy_rule_workspace(mb_workspace, tmp_path):
