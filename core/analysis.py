@@ -315,10 +315,15 @@ class Analysis:
                     packages = [pattern.package]
                 if not packages:
                     nested = pattern.package and self._nested_workspace(pattern.package)
-                    raise LabelError(
-                        f"pattern '{pattern}' matches no package"
-                        + (f": {nested}/MB.toml makes {nested} a workspace of its own "
-                           "(build it with -C)" if nested else ""))
+                    if nested:
+                        why = (f": {nested}/MB.toml makes {nested} a workspace of its own "
+                               "(build it with -C)")
+                    elif not self.workspace.packages:
+                        why = ("; the workspace has no BUILD.toml yet (a folder holding "
+                               "one is a package)")
+                    else:
+                        why = ""
+                    raise LabelError(f"pattern '{pattern}' matches no package{why}")
             except UserError as exc:
                 errors.append(exc)
                 continue

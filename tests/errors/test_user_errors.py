@@ -536,3 +536,12 @@ def test_a_rule_s_value_check_points_at_the_attribute(mb_workspace):
     result = ws.run("build")
     assert result.exit_code == 2
     assert errors_of(result) == ["p/BUILD.toml:4:1: 'width' must be from 1 to 16384 pixels, got 0"]
+
+
+def test_building_a_workspace_without_packages_says_what_is_missing(mb_workspace):
+    ws = mb_workspace({})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "pattern '//...' matches no package; the workspace has no BUILD.toml yet (a folder "
+        "holding one is a package)"]
