@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: The variables `providers_with_environment` reads. A Python action's worker gets
+#: them in its environment rather than in its spec file (`Executor._worker_argv`),
+#: so a password in one is never written to disk.
+ENVIRONMENT_SETTINGS = ("MB_COMFY_URL",)
+
 
 def providers_with_environment(providers: Mapping[str, Any],
                                environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -31,3 +36,35 @@ def providers_without_environment(providers: Mapping[str, Any],
     if url and result.get("comfy", {}).get("url") == url:
         del result["comfy"]["url"]
     return result
+
+
+def environment_url_secrets(environ: Mapping[str, str]) -> list[str]:
+    """The credentials in the URLs of `ENVIRONMENT_SETTINGS` (`http://user:pw@host`):
+    the password, the user name when it stands alone (a token), and the
+    `user:password` pair as HTTP Basic auth sends it (base64). Messages of the
+    actions that receive the URL hide them (`executor.secret_values`)."""
+    import base64
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    for name in ENVIRONMENT_SETTINGS:
+        url = environ.get(name, "")
+        # By hand, not urlsplit: a '#' or '?' in a password, or a forgotten scheme,
+        # must not hide the credentials from the mask.
+        authority = url.split("://", 1)[-1].split("/", 1)[0]
+        userinfo = authority.rpartition("@")[0]
+        if not userinfo:
+            continue
+        user, has_password, password = userinfo.partition(":")
+        if has_password and password:
+            found.extend([password, unquote(password), base64.b64encode(
+                f"{unquote(user)}:{unquote(password)}".encode()).decode()])
+        else:
+            found.extend([user, unquote(user)])
+    # A credential of a few characters would mask every such run of letters in every
+    # message, and protects nothing anyway.
+    return list(dict.fromkeys(secret for secret in found if len(secret) >= MIN_MASKED_CHARS))
+
+
+#: The shortest credential from a URL that messages hide (`environment_url_secrets`).
+MIN_MASKED_CHARS = 4

@@ -33,7 +33,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -42,6 +42,7 @@ from mb.actions import Action
 from mb.cache import ActionResult, Cache
 from mb.context import Tool
 from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_and_stat, split_key_digest
+from mb.environment import ENVIRONMENT_SETTINGS, providers_without_environment
 from mb.events import EventLog
 from mb.fsutil import discard, move_into_place, place_file
 from mb.statcache import StatCache
@@ -52,6 +53,8 @@ REDACTED = "***"
 #: A whitespace-separated part of a secret at least this long is a secret too
 #: ("Bearer <key>" as a header echoes it), as in mb.providers.
 _SECRET_PART_CHARS = 8
+#: The levels of the event log (SPEC §9); a plugin's event with another is logged as info.
+EVENT_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
 #: An output this build stored, found in the cache or placed: (its digest, whether it is
 #: executable, and for one placed in mb-out/ only (not cached) its (size, mtime_ns)).
@@ -314,7 +317,7 @@ class Executor:
         attempts = 1 + max(0, action.spec.retries)
         start = time.monotonic()
         last: Outcome | None = None
-        secrets = secret_values(action.spec.secret_env)
+        secrets = secret_values(self._secret_names(action), self._secret_texts(action))
         for attempt in range(1, attempts + 1):
             self.events.emit("action.started", target=label, description=action.description,
                              attempt=attempt, key=key)
@@ -332,6 +335,25 @@ class Executor:
         return attrs.evolve(last, duration_s=time.monotonic() - start,
                             tool_digests=self.tool_digests(action))
 
+    def _secret_names(self, action: Action) -> tuple[str, ...]:
+        """The variables whose values this action's messages must not show: its own
+        `secret_env`, and under the `none` sandbox, which hands every action the
+        host's whole environment, every provider's `api_key_env` too."""
+        names = tuple(action.spec.secret_env)
+        if getattr(self.sandbox, "name", "") == "none":
+            names += tuple(str(settings["api_key_env"]) for settings in self.providers.values()
+                           if isinstance(settings, Mapping) and settings.get("api_key_env"))
+        return names
+
+    def _secret_texts(self, action: Action) -> list[str]:
+        """Secrets that are not variables of their own: the credentials of a provider
+        URL from the environment (`MB_COMFY_URL`), which Python actions receive."""
+        from mb.environment import environment_url_secrets
+
+        if action.spec.kind != "call" and getattr(self.sandbox, "name", "") != "none":
+            return []
+        return environment_url_secrets(os.environ)
+
     def _attempt(self, action: Action, key: str, inputs: Mapping[str, str],
                  provisional: bool, secrets: list[str] | None = None) -> Outcome:
         from mb.sandbox.base import SandboxRequest
@@ -347,23 +369,34 @@ class Executor:
         readable = tuple(dict.fromkeys(
             [t.path for t in spec.tools] + [p.path for p in spec.argv if isinstance(p, Tool)]))
         writable: tuple[str, ...] = ()
+        spec_file = None
         if spec.kind == "call":
             argv = self._worker_argv(action, root, channel)
-            readable += (*worker_paths(self.root), argv[-1])  # the interpreter, mb, the spec
+            spec_file = argv[-1]
+            readable += (*worker_paths(self.root), spec_file)  # the interpreter, mb, the spec
             writable = (os.path.join(self.state_dir, "providers"),)
-            for name in spec.secret_env:
+            for name in (*spec.secret_env, *ENVIRONMENT_SETTINGS):
                 if name in os.environ:
                     env[name] = os.environ[name]
         else:
             argv = tuple(p.path if isinstance(p, Tool) else p for p in spec.argv)
-        request = SandboxRequest(root=root, workspace=self.root, secret=bool(spec.secret_env), cache_dir=self.cache.directory,
+        request = SandboxRequest(root=root, workspace=self.root, secret=bool(secrets),
+                                 cache_dir=self.cache.directory,
                                  inputs=staged, outputs=spec.outputs, argv=argv,
                                  env=env, timeout=spec.timeout,
                                  network=spec.network, stdin=spec.stdin, stdout=spec.stdout,
                                  readable=readable, writable=writable)
         blob_stats = self._blob_stats(staged)
         self._roots.add(root)
-        result = self.sandbox.run(request)
+        try:
+            result = self.sandbox.run(request)
+        finally:
+            if spec_file is not None:
+                discard(spec_file)  # it may hold provider settings; nothing reads it again
+        # Masked before anything is cut from it (the message, the tail): a cut
+        # could leave part of a secret that no longer matches.
+        if secrets:
+            result = attrs.evolve(result, stderr_tail=redact(result.stderr_tail, secrets))
         # Only Python actions (mb.sandbox.worker) report through the channel; a
         # command writing a file of that name in its sandbox is not listened to.
         metadata, cost = (self._read_channel(channel, str(action.owner), secrets or [])
@@ -521,12 +554,16 @@ class Executor:
             "module": spec.function.module, "qualname": spec.function.qualname,
             "inputs": list(spec.inputs), "outputs": list(spec.outputs),
             "tools": [t.path for t in spec.tools], "params": spec.params,
-            "providers": self.providers, "label": str(action.owner), "channel": channel,
+            # Without what the environment set (a URL may hold a password): the
+            # worker applies its environment again (`ENVIRONMENT_SETTINGS`).
+            "providers": providers_without_environment(self.providers, os.environ),
+            "label": str(action.owner), "channel": channel,
             "state_dir": os.path.join(self.state_dir, "providers"),
             "sys_path": [p for p in sys.path if p],
             "fresh_modules": list(action.function_modules),
         }
-        with open(spec_path, "w", encoding="utf-8") as f:
+        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             json.dump(data, f)
         return (sys.executable, "-m", "mb.sandbox.worker", spec_path)
 
@@ -550,8 +587,10 @@ class Executor:
                 continue
             if record.get("kind") == "event":
                 data = redact_value(record.get("data", {}), secrets)
-                self.events.emit(record["type"], target=label, level=record.get("level", "info"),
-                                 **data)
+                data.pop("target", None)  # the action's own label, always
+                level = record.get("level", "info")
+                self.events.emit(redact(str(record["type"]), secrets), target=label,
+                                 level=level if level in EVENT_LEVELS else "info", **data)
             elif record.get("kind") == "metadata":
                 name = redact(str(record["key"]), secrets)
                 metadata[name] = redact_value(record["value"], secrets)
@@ -560,16 +599,21 @@ class Executor:
         return metadata, cost
 
 
-def secret_values(names: tuple[str, ...] | list[str]) -> list[str]:
-    """The texts to hide for secrets named `names` (variables of this process): each
-    non-empty value and each whitespace-separated part of it of 8 or more characters,
+def secret_values(names: tuple[str, ...] | list[str], texts: Sequence[str] = ()) -> list[str]:
+    """The texts to hide for secrets named `names` (variables of this process) and for
+    the secret `texts` themselves: each non-empty value and each whitespace-separated
+    part of it of 8 or more characters, and the forms a program most often writes
+    it in besides (URL-encoded, as in a query string a server echoes; JSON-escaped),
     longest first (so a part never leaves pieces of a longer match)."""
+    from urllib.parse import quote, quote_plus
+
     values: set[str] = set()
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            values.add(value)
-            values.update(part for part in value.split() if len(part) >= _SECRET_PART_CHARS)
+    for value in [os.environ.get(name, "") for name in names] + list(texts):
+        if not value:
+            continue
+        for form in (value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]):
+            values.add(form)
+            values.update(part for part in form.split() if len(part) >= _SECRET_PART_CHARS)
     return sorted(values, key=len, reverse=True)
 
 

@@ -314,15 +314,16 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
     ctime, its link count, which the stat cache reads as an edit).
 
     Sandbox directories are reused by the next action of the same worker,
-    and nothing a later action can reuse is deleted: on a file system
+    and nothing of mb's that a later action can reuse is deleted: on a file system
     without a journal (ext4 here), allocating an inode scans past every
     inode freed in the last minutes, so deleting and re-creating a symlink
     per action makes a build quadratic. A staged symlink the next action
     does not need is moved into `<root>.stash/` instead, and moved back when
-    an action needs the same input again. The stash is flat (`_stash_name`):
-    a path through a stashed symlink to a directory would lead out of it.
-    Every other file a previous action
-    left is removed, and so is every directory this action does not need,
+    an action needs the same input again. Only the symlinks this function
+    staged are stashed (`_STAGED_LINKS`); one the action made is removed.
+    The stash is flat (`_stash_name`): a path through a stashed symlink to a
+    directory would lead out of it. Every other file a previous action left
+    is removed, and so is every directory this action does not need,
     so what the action sees is the same as in a fresh directory.
     """
     # Paths are built with string operations, not os.path: the relative
@@ -341,6 +342,7 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
         if not link or not cache_dir or not source.startswith(cache_dir)
     }
     in_place: set[str] = set()
+    staged_before = _STAGED_LINKS.get(root, {})
     found_dirs: list[str] = []  # relative; parents before their children
     pending = [root]
     while pending:
@@ -351,10 +353,14 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
                 pending.append(path)
             elif not entry.is_symlink():
                 os.unlink(path)  # a hard-linked blob (its inode stays) or an action's file
-            elif symlinked.get(path) == os.readlink(path):
-                in_place.add(path)
             else:
-                _stash_link(path, stash + "/" + _stash_name(path[len(prefix):]))
+                target = os.readlink(path)
+                if symlinked.get(path) == target:
+                    in_place.add(path)
+                elif staged_before.get(path[len(prefix):]) == target:
+                    _stash_link(path, stash + "/" + _stash_name(path[len(prefix):]))
+                else:  # the action's own: dropped, name and target (SPEC §5)
+                    os.unlink(path)
     for rel in reversed(found_dirs):
         if rel not in needed:
             os.chmod(prefix + rel, 0o755)
@@ -373,6 +379,15 @@ def prepare_root(root: str, inputs: Mapping[str, str], outputs: Sequence[str],
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
+    _STAGED_LINKS[root] = {rel: source for rel, source in inputs.items()
+                           if prefix + rel in symlinked}
+
+
+#: root -> the symlinks `prepare_root` staged there last (relative path -> target).
+#: Only those are stashed for reuse: a symlink an action made is its own output,
+#: dropped like any other file it wrote (its name or target may hold anything).
+#: One thread uses a root at a time.
+_STAGED_LINKS: dict[str, dict[str, str]] = {}
 
 
 def _entries(directory: str) -> list[os.DirEntry[str]]:
@@ -447,6 +462,21 @@ def forget_programs() -> None:
 _DEVNULL_FD = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 
 
+def _whole_lines(data: bytes, cut: bool) -> list[str]:
+    """The lines of the end of a stderr file; when the start was `cut` off, without the
+    piece of a line it begins with. A piece of a line may be a piece of a secret,
+    which the executor's mask (whole values) would not recognise; a window with no
+    line break at all loses its first SECRET_CUT_CHARS characters instead."""
+    if cut:
+        newline = data.find(b"\n")
+        data = data[newline + 1:] if newline >= 0 else b"..." + data[SECRET_CUT_CHARS:]
+    return data.decode("utf-8", "replace").splitlines()
+
+
+#: What a stderr tail without line breaks loses at its start (`_whole_lines`).
+SECRET_CUT_CHARS = 512
+
+
 def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
                 registry: ProcessRegistry) -> SandboxResult:
     """Run argv in its own process group; kill the whole group on timeout.
@@ -459,8 +489,10 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
     start = time.monotonic()
     # Beside the root, not in it: the action cannot see it, and the same inode
     # is truncated for every action (see prepare_root on inode churn).
+    # Owner-only: until it is read and (for a secret-holding action) emptied, it holds
+    # what the process wrote, unmasked, and a killed build leaves it behind.
     stderr = os.open(request.root + ".stderr",
-                     os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                     os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         redirected: list[int] = []  # closed once the child has its copies
         stdin, stdout = _DEVNULL_FD, stderr
@@ -513,7 +545,7 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
             os.ftruncate(stderr, 0)
     finally:
         os.close(stderr)
-    tail = end.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
+    tail = _whole_lines(end, cut=size > STDERR_TAIL_BYTES)[-STDERR_TAIL_LINES:]
     missing = tuple(
         rel for rel in request.outputs if not os.path.isfile(cwd + os.sep + rel)
     )

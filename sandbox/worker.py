@@ -14,6 +14,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -30,6 +31,7 @@ def main(spec_path: str) -> int:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     from mb.actionio import ActionIO
+    from mb.environment import providers_with_environment
     from mb.errors import ActionError
 
     sys.meta_path.insert(0, _SourceOnlyFinder(frozenset(spec.get("fresh_modules", []))))
@@ -38,14 +40,16 @@ def main(spec_path: str) -> int:
     fn: Any = importlib.import_module(spec["module"])
     for part in spec["qualname"].split("."):
         fn = getattr(fn, part)
-    with open(spec["channel"], "w", encoding="utf-8") as channel:
+    # Owner-only: the executor masks secrets when it reads the channel, not before.
+    channel_fd = os.open(spec["channel"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(channel_fd, "w", encoding="utf-8") as channel:
         io = ActionIO(
             root=root,
             inputs=[root / p for p in spec["inputs"]],
             outputs=[root / p for p in spec["outputs"]],
             tools=[Path(p) for p in spec["tools"]],
             params=spec["params"],
-            providers=spec["providers"],
+            providers=providers_with_environment(spec["providers"], os.environ),
             channel=channel,
             label=spec["label"],
             state_dir=Path(spec["state_dir"]) if spec.get("state_dir") else None,

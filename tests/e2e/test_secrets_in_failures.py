@@ -122,3 +122,58 @@ def test_a_secret_deep_in_an_event_or_in_metadata_is_replaced(mb_workspace):
     (note,) = [e for e in ws.last_build_events() if e["type"] == "leaky.note"]
     assert note["data"]["request"] == {"headers": {"Authorization": "Bearer ***"},
                                        "args": ["--key", "***"]}
+
+
+URL_READER = Path(__file__).resolve().parent / "plugin_modules" / "url_reader.py"
+PASSWORD = "PWSEKRIT-9999-lion"
+
+
+def url_reader_workspace(mb_workspace, fail: bool):
+    ws = mb_workspace({"plug/url_reader.py": URL_READER.read_text(),
+                       "MB.toml": '[providers.comfy]\nurl = "http://127.0.0.1:1"\n',
+                       "p/BUILD.toml": f'[t]\nrule = "url_reader"\nfail = {str(fail).lower()}\n'})
+    ws.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ws.path / "plug"),
+                                                         ws.env.get("PYTHONPATH")]))
+    return ws
+
+
+def test_a_password_in_mb_comfy_url_reaches_the_action_and_nothing_on_disk(mb_workspace):
+    """The worker gets MB_COMFY_URL in its environment, not in the spec file it
+    reads (which used to stay in .mb/tmp/ with the password in it)."""
+    ws = url_reader_workspace(mb_workspace, fail=False)
+    url = f"http://comfyuser:{PASSWORD}@127.0.0.2:8188"
+    result = ws.run("-p", "url_reader", "build", env={"MB_COMFY_URL": url})
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("p/t.txt").read_text() == "host=127.0.0.2 has_password=True\n"
+    assert PASSWORD not in everything_written(ws, result)
+    assert not list((ws.path / ".mb").glob("tmp/call-*")), "the spec file is removed"
+    note = [e for e in ws.last_build_events() if e["type"].startswith("reader.")]
+    assert [(e["type"], e["level"], e["data"]) for e in note] == [
+        ("reader.***", "info", {"note": "pw=***"})]
+
+
+def test_a_password_in_mb_comfy_url_is_hidden_in_a_failure(mb_workspace):
+    ws = url_reader_workspace(mb_workspace, fail=True)
+    url = f"http://comfyuser:{PASSWORD}@127.0.0.2:8188"
+    result = ws.run("-p", "url_reader", "build", env={"MB_COMFY_URL": url})
+    assert result.exit_code == 1
+    assert "FAILED //p:t: the server refused password ***" in result.stderr
+    assert PASSWORD not in everything_written(ws, result)
+
+
+def test_the_none_sandbox_hides_provider_keys_from_every_action(mb_workspace):
+    """`none` hands every action the host's environment, commands included, so the
+    keys MB.toml names (`api_key_env`) are hidden in every action's messages and
+    no action's stderr stays on disk (under `dir` a command never sees them)."""
+    ws = mb_workspace({
+        "MB.toml": '[providers.tts]\nengine = "openai"\napi_key_env = "LEAKY_KEY"\n',
+        "p/BUILD.toml": '[bad]\nrule = "genrule"\nouts = ["bad.txt"]\n'
+                        'cmd = "echo key=$$LEAKY_KEY >&2; exit 1"\n'
+                        '[good]\nrule = "genrule"\nouts = ["good.txt"]\n'
+                        'cmd = "echo key=$$LEAKY_KEY >&2; touch $@"\n'})
+    result = ws.run("build", "-k", "--sandbox", "none", env={"LEAKY_KEY": SECRET})
+    assert result.exit_code == 1
+    assert "    key=***" in result.stderr
+    assert SECRET not in everything_written(ws, result)
+    under_dir = ws.run("build", "-k", "//p:bad", env={"LEAKY_KEY": SECRET})
+    assert "    key=\n" in under_dir.stderr or under_dir.stderr.rstrip().endswith("key=")

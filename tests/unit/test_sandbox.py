@@ -588,3 +588,41 @@ def wait_for_file(path: Path, within: float = 10.0) -> None:
     while not (path.exists() and path.read_text().strip()):
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.01)
+
+
+def test_a_stderr_tail_cut_mid_line_starts_at_a_whole_line(tmp_path: Path) -> None:
+    """The last 8 KiB may begin inside a line, and that piece may be a piece of a
+    secret the executor's mask (whole values) would not recognise: it is dropped."""
+    root = tmp_path / "sandbox"
+    script = ("printf 'SEKRIT-4242-zebra%08190d\\nlast line\\n' 0 >&2; exit 1")
+    result = run(request(root, ("sh", "-c", script)))
+    assert result.stderr_tail == "last line"
+    one_line = run(request(root, ("sh", "-c", "printf 'SEKRIT-4242-zebra%09000d' 0 >&2; exit 1")))
+    assert "4242" not in one_line.stderr_tail and "zebra" not in one_line.stderr_tail
+    assert one_line.stderr_tail.startswith("...0")
+
+
+def test_a_symlink_the_action_made_is_dropped_not_stashed(tmp_path: Path) -> None:
+    """Only the symlinks mb staged are kept in the stash for reuse (inode churn); one
+    the action made is its own file, dropped like any other (SPEC §5): its name
+    or target may hold anything, a secret included."""
+    workspace = tmp_path / "ws"
+    (workspace / "pkg").mkdir(parents=True)
+    (workspace / "pkg" / "a.txt").write_text("a")
+    root = str(tmp_path / "sandbox" / "slot")
+    prepare_root(root, {"pkg/a.txt": str(workspace / "pkg/a.txt")}, ())
+    os.symlink("SEKRIT-target", os.path.join(root, "pkg", "made-by-action"))
+    os.symlink("/etc/hostname", os.path.join(root, "leak-SEKRIT-name"))
+    os.unlink(os.path.join(root, "pkg", "a.txt"))  # replaced by one of its own
+    os.symlink("SEKRIT-2", os.path.join(root, "pkg", "a.txt"))
+    prepare_root(root, {}, ())
+    left = [os.path.join(d, n) for d, dirs, files in os.walk(tmp_path / "sandbox")
+            for n in dirs + files]
+    assert not [p for p in left if "SEKRIT" in p or (
+        os.path.islink(p) and "SEKRIT" in os.readlink(p))], left
+    # mb's own staged link is kept for the next action that needs it.
+    prepare_root(root, {"pkg/b.txt": str(workspace / "pkg/a.txt")}, ())
+    prepare_root(root, {}, ())
+    assert any(os.readlink(p) == str(workspace / "pkg/a.txt")
+               for p in left + [os.path.join(root + ".stash", n)
+                                for n in os.listdir(root + ".stash")] if os.path.islink(p))
