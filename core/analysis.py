@@ -168,6 +168,9 @@ class Analysis:
         parts = package.split("/")
         for depth in range(1, len(parts) + 1):
             folder = "/".join(parts[:depth])
+            # Observed: an MB.toml added there later makes the package another
+            # workspace, which the no-op fast path must not miss.
+            self._observe_folder(os.path.join(self.workspace.root, folder))
             if os.path.exists(os.path.join(self.workspace.root, folder, "MB.toml")):
                 return folder
         return None
@@ -529,7 +532,7 @@ class Analysis:
 
         parts = []
         for name in sorted(_sibling_closure(module)):
-            source = _module_file(name)
+            source = module_source(name)
             if source is not None:
                 parts.append([name, self._digest_source(source)])
         value = (digest_value(parts), tuple(name for name, _digest in parts))
@@ -743,7 +746,7 @@ class Analysis:
         return order
 
 
-def _module_file(name: str) -> str | None:
+def module_source(name: str) -> str | None:
     """The source file of a module, imported or not (helpers may be imported lazily)."""
     module = sys.modules.get(name)
     if module is not None:
@@ -873,7 +876,7 @@ def _sibling_closure(module: str) -> set[str]:
         name = pending.pop()
         if name in found:
             continue
-        source = _module_file(name)
+        source = module_source(name)
         if source is None:
             continue
         found.add(name)

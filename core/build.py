@@ -15,11 +15,12 @@ from typing import Any
 import attrs
 from mb.locks import WorkspaceLock  # noqa: F401  (re-exported for mb.watch)
 
-from mb.analysis import Analysis, AnalyzedTarget, combined
+from mb.analysis import Analysis, AnalyzedTarget, combined, module_source
 from mb.cache import ActionResult, Cache
+from mb.digest import EXECUTABLE_MARK
 from mb.events import EventLog, utc_timestamp
 from mb.errors import UserError
-from mb.executor import Executor, ExecutorOptions, Outcome, report_outcome
+from mb.executor import Executor, ExecutorOptions, Outcome, contents_keyed, report_outcome
 from mb.history import TargetRecord, action_record, write_manifest
 from mb.labels import Label, parse_pattern
 from mb.plugins import Plugins
@@ -221,6 +222,9 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
     from mb.environment import providers_without_environment
 
     actions = [a for t in closure for a in t.actions]
+    seen = contents_keyed(outcomes.values())
+    if seen is None:
+        return  # a source changed while the build ran: the next build must look again
     files: dict[str, Any] = {}
     digests: dict[str, str] = {}
     for action in actions:
@@ -228,6 +232,9 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
             if path not in analysis.producers:
                 absolute = os.path.join(workspace.root, path)
                 digest = statcache.known_digest(absolute)
+                content = digest and digest.removeprefix(EXECUTABLE_MARK)
+                if content and seen.get(path, content) != content:
+                    return  # hashed again after an action keyed older bytes: edited meanwhile
                 # A racily clean source gets a signature that never matches, so the
                 # fast path re-hashes it every time and trusts only its bytes.
                 files[absolute] = statcache.signature(absolute) or (
@@ -239,6 +246,10 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
         if action.spec.function is not None and action.spec.function.source_path:
             source = action.spec.function.source_path
             files[source] = statcache.signature(source)
+        for module in action.function_modules:  # helpers it may import only when it runs
+            module_file = module_source(module)
+            if module_file is not None:
+                files.setdefault(module_file, fastpath.file_sig(module_file))
     files.update(analysis.build_file_signatures)
     for path in analysis.read_sources:  # read by a rule: an edit is a new analysis, so
         digests.pop(path, None)         # a full build, never an incremental one

@@ -232,9 +232,12 @@ class Cache:
             except FileNotFoundError:
                 return None  # a blob was collected: a miss
             expected = stored_stats.get(name)
-            if expected is not None and [st.st_size, st.st_mtime_ns] != expected:
-                # Written to since it was stored (e.g. through its hard link in
-                # mb-out/ after a chmod): its bytes no longer match its name.
+            mode = 0o555 if name.endswith(EXECUTABLE_SUFFIX) else 0o444
+            if (expected is not None and [st.st_size, st.st_mtime_ns] != expected
+                    or st.st_mode & 0o777 != mode):
+                # Written to or chmod-ed since it was stored, e.g. through its hard
+                # link in mb-out/: its bytes or its mode no longer match its name
+                # (a chmod +x would make every later output linked to it executable).
                 discard(blob)
                 return None
         if own is None:

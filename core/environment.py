@@ -39,32 +39,36 @@ def providers_without_environment(providers: Mapping[str, Any],
 
 
 def environment_url_secrets(environ: Mapping[str, str]) -> list[str]:
-    """The credentials in the URLs of `ENVIRONMENT_SETTINGS` (`http://user:pw@host`):
-    the password, the user name when it stands alone (a token), and the
-    `user:password` pair as HTTP Basic auth sends it (base64). Messages of the
-    actions that receive the URL hide them (`executor.secret_values`)."""
+    """The credentials in the URLs of `ENVIRONMENT_SETTINGS` (`http://user:pw@host`),
+    as `userinfo_secrets` gives them. Messages of the actions that receive the URL
+    hide them (`executor.secret_values`)."""
+    found: list[str] = []
+    for name in ENVIRONMENT_SETTINGS:
+        # By hand, not urlsplit: a '#' or '?' in a password, or a forgotten scheme,
+        # must not hide the credentials from the mask.
+        authority = environ.get(name, "").split("://", 1)[-1].split("/", 1)[0]
+        userinfo = authority.rpartition("@")[0]
+        if userinfo:
+            found.extend(userinfo_secrets(userinfo))
+    return list(dict.fromkeys(found))
+
+
+def userinfo_secrets(userinfo: str) -> list[str]:
+    """What to mask for a URL's `user:password`: the password, else the user name (a
+    token), as written and decoded, and the base64 pair HTTP Basic auth sends.
+
+    A credential of a few characters is left out: it would mask every such run
+    of letters in every message, and protects nothing anyway.
+    """
     import base64
     from urllib.parse import unquote
 
-    found: list[str] = []
-    for name in ENVIRONMENT_SETTINGS:
-        url = environ.get(name, "")
-        # By hand, not urlsplit: a '#' or '?' in a password, or a forgotten scheme,
-        # must not hide the credentials from the mask.
-        authority = url.split("://", 1)[-1].split("/", 1)[0]
-        userinfo = authority.rpartition("@")[0]
-        if not userinfo:
-            continue
-        user, has_password, password = userinfo.partition(":")
-        if has_password and password:
-            found.extend([password, unquote(password), base64.b64encode(
-                f"{unquote(user)}:{unquote(password)}".encode()).decode()])
-        else:
-            found.extend([user, unquote(user)])
-    # A credential of a few characters would mask every such run of letters in every
-    # message, and protects nothing anyway.
-    return list(dict.fromkeys(secret for secret in found if len(secret) >= MIN_MASKED_CHARS))
+    user, _, password = userinfo.partition(":")
+    secret = password or user
+    found = [secret, unquote(secret)] if secret else []
+    pair = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return [s for s in dict.fromkeys(found) if len(s) >= MIN_MASKED_CHARS] + [pair]
 
 
-#: The shortest credential from a URL that messages hide (`environment_url_secrets`).
+#: The shortest credential from a URL that messages hide (`userinfo_secrets`).
 MIN_MASKED_CHARS = 4

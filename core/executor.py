@@ -33,7 +33,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -45,14 +45,13 @@ from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_and_stat, split_k
 from mb.environment import ENVIRONMENT_SETTINGS, providers_without_environment
 from mb.events import EventLog
 from mb.fsutil import discard, move_into_place, place_file
+from mb.masking import masked_forms, redact, redact_value
 from mb.statcache import StatCache
 
 EXIT_PERMANENT = 3  # mb.sandbox.worker: a failure that a retry cannot fix
 #: Shown instead of a secret's value (as mb.providers does).
-REDACTED = "***"
 #: A whitespace-separated part of a secret at least this long is a secret too
 #: ("Bearer <key>" as a header echoes it), as in mb.providers.
-_SECRET_PART_CHARS = 8
 #: The levels of the event log (SPEC §9); a plugin's event with another is logged as info.
 EVENT_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
@@ -410,7 +409,7 @@ class Executor:
                            stderr_tail=result.stderr_tail,
                            retryable=not (spec.kind == "call"
                                           and result.exit_code == EXIT_PERMANENT))
-        modified = self._modified_sources(staged, blob_stats, root)
+        modified = self._modified_sources(staged, blob_stats, root, inputs)
         if modified:
             return Outcome(action, "failed", key, error=(
                 f"input {', '.join(modified)} changed while the action ran (the action "
@@ -464,10 +463,13 @@ class Executor:
         return source
 
     def _modified_sources(self, staged: Mapping[str, str],
-                          blob_stats: Mapping[str, tuple[int, int]], root: str) -> list[str]:
+                          blob_stats: Mapping[str, tuple[int, int]], root: str,
+                          keyed: Mapping[str, str]) -> list[str]:
         """Inputs whose stat changed while the action ran.
 
-        Sources are compared with the stat they were hashed at. Blobs are
+        Sources are compared with the whole stat they were hashed at (staging
+        links to them, which changes nothing of theirs), and with the bytes the
+        action was keyed with (another action may have hashed an edit since). Blobs are
         hard-linked into the sandbox, and 0444 does not stop root: a blob
         written to no longer matches its name, so it is removed from the cache.
         An output placed in mb-out/ only is compared with its stat when it
@@ -497,8 +499,19 @@ class Executor:
                     if source.startswith(cache_prefix):
                         discard(source)  # (gone already if gc removed it)
                 continue
+            # The whole signature: a replacement that keeps size and mtime (`mv` of
+            # a new file, `cp -p`, `rsync -a`, an edit then `touch -d`) moves the
+            # inode or the ctime, and would otherwise be cached under the old key.
             before = self.statcache.hashed_signature(source)
-            if before is not None and before[:2] != (st.st_size, st.st_mtime_ns):
+            if before is not None and before != (st.st_size, st.st_mtime_ns, st.st_ino,
+                                                 st.st_ctime_ns):
+                changed.append(rel)
+                continue
+            # Another action hashed it again after an edit: the stat matches the new
+            # entry, but this action was keyed with the old bytes.
+            known = self.statcache.known_digest(source)
+            if known is not None and (known.removeprefix(EXECUTABLE_MARK)
+                                      != keyed[rel].removeprefix(EXECUTABLE_MARK)):
                 changed.append(rel)
         return changed
 
@@ -599,43 +612,28 @@ class Executor:
         return metadata, cost
 
 
-def secret_values(names: tuple[str, ...] | list[str], texts: Sequence[str] = ()) -> list[str]:
-    """The texts to hide for secrets named `names` (variables of this process) and for
-    the secret `texts` themselves: each non-empty value and each whitespace-separated
-    part of it of 8 or more characters, and the forms a program most often writes
-    it in besides (URL-encoded, as in a query string a server echoes; JSON-escaped),
-    longest first (so a part never leaves pieces of a longer match)."""
-    from urllib.parse import quote, quote_plus
+def contents_keyed(outcomes: Iterable[Outcome]) -> dict[str, str] | None:
+    """Path -> the content digest the actions' keys used for it; None when two actions
+    used different bytes of one file (it was edited while the build ran).
 
-    values: set[str] = set()
-    for value in [os.environ.get(name, "") for name in names] + list(texts):
-        if not value:
-            continue
-        for form in (value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]):
-            values.add(form)
-            values.update(part for part in form.split() if len(part) >= _SECRET_PART_CHARS)
-    return sorted(values, key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """`text` with every occurrence of each of `secrets` (see `secret_values`) as `***`."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    The snapshot must describe what the outputs were built from, not the last
+    hash of each file: recorded from the statcache alone, an edit between two
+    actions reading one file was taken for the state both were built from,
+    and every later build was a no-op with one output stale.
+    """
+    seen: dict[str, str] = {}
+    for outcome in outcomes:
+        for path, key_digest in outcome.input_digests.items():
+            content = key_digest.removeprefix(EXECUTABLE_MARK)
+            if seen.setdefault(path, content) != content:
+                return None
+    return seen
 
 
-def redact_value(value: Any, secrets: list[str]) -> Any:
-    """A JSON value with `redact` applied to every string in it, keys included."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, list):
-        return [redact_value(item, secrets) for item in value]
-    if isinstance(value, dict):
-        return {redact(str(k), secrets): redact_value(v, secrets) for k, v in value.items()}
-    return value
+def secret_values(names: Sequence[str], texts: Sequence[str] = ()) -> list[str]:
+    """The texts to hide for the secrets named `names` (variables of this process) and
+    for the secret `texts` themselves (`mb.masking.masked_forms`)."""
+    return masked_forms([os.environ.get(name, "") for name in names] + list(texts))
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:

@@ -46,8 +46,11 @@ def request_key(patterns: Sequence[str], cwd_package: str | None,
     # another PATH may mean another binary even when the old one is unchanged.
     env = {k: environ.get(k, "") for k in
            ("MB_CACHE_DIR", "MB_REMOTE_CACHE", "MB_COMFY_URL", "PATH")}
+    # sys.path: a folder put before the others (PYTHONPATH) may shadow a plugin or a
+    # rule's module with another version, which no recorded file shows.
     return digest_value({"v": SNAPSHOT_VERSION, "patterns": list(patterns),
-                         "cwd": cwd_package, "env": env, "python": sys.executable})
+                         "cwd": cwd_package, "env": env, "python": sys.executable,
+                         "path": [entry for entry in sys.path if entry]})
 
 
 def snapshot_path(state_dir: str, key: str) -> str:

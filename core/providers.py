@@ -14,6 +14,7 @@ dir (an action called directly, as in tests) it lives in this process.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -23,7 +24,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -33,6 +34,9 @@ from filelock import FileLock
 
 from websockets.exceptions import InvalidHandshake
 
+from mb.config import redact_url
+from mb.environment import userinfo_secrets
+from mb.masking import masked_forms, redact, redact_value
 from mb.errors import ActionError
 
 if TYPE_CHECKING:
@@ -225,19 +229,30 @@ class ProviderClient:
                  *, headers: Mapping[str, str] | None = None, backoff: float = 0.5,
                  backoff_max: float = 10.0, clock: Callable[[], float] = time.time) -> None:
         parsed = urllib.parse.urlsplit(base_url or "")
+        shown = _shown_url(base_url or "")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ActionError(
-                f"provider {provider!r} needs an http:// or https:// url, got {base_url!r}; set "
+                f"provider {provider!r} needs an http:// or https:// url, got {shown!r}; set "
                 f"[providers.{provider}] url in MB.toml", retryable=False)
+        problem = _authority_problem(parsed)
+        if problem:
+            raise ActionError(f"provider {provider!r} url {shown!r} {problem}; set "
+                              f"[providers.{provider}] url in MB.toml", retryable=False)
         self.io, self.provider = io, provider
         self.timeout, self.retries = timeout, max(0, retries)
         self.backoff, self.backoff_max = backoff, backoff_max
         self._headers = dict(headers or {})
-        self._secrets = _secret_values(self._headers)
+        userinfo, _, hostport = parsed.netloc.rpartition("@")
+        basic = _basic_auth(userinfo) if "@" in parsed.netloc else None
+        if basic and not any(name.lower() == "authorization" for name in self._headers):
+            self._headers["Authorization"] = basic
+        self._secrets = _secret_values(
+            self._headers, userinfo_secrets(userinfo) if basic else [])
         # The host alone names the server in messages: a URL may carry user:password.
         port = f":{parsed.port}" if parsed.port else ""
         self.server = f"{parsed.scheme}://{parsed.hostname}{port}"
-        self.base_url = base_url.rstrip("/")
+        # Without its user:password, sent as the Authorization header above instead.
+        self.base_url = urllib.parse.urlunsplit(parsed._replace(netloc=hostport)).rstrip("/")
         self.breaker = CircuitBreaker(io, provider, self.server + parsed.path, breaker_threshold,
                                       breaker_cooldown, trial_timeout=timeout * 2, clock=clock)
         self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout),
@@ -267,7 +282,7 @@ class ProviderClient:
                 response = self._http.send(request)
             except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
                 raise ActionError(f"provider {self.provider!r}: {method} {shown}: "
-                                  f"{_redact(str(exc), secrets)}", retryable=False) from None
+                                  f"{redact(str(exc), secrets)}", retryable=False) from None
             response.read()
             return response, response.status_code, len(response.content)
 
@@ -282,7 +297,7 @@ class ProviderClient:
 
         The caller closes it (`with client.websocket(...) as ws:`).
         """
-        from websockets.exceptions import InvalidStatus
+        from websockets.exceptions import InvalidStatus, InvalidURI
         from websockets.sync.client import connect
 
         query = ("?" + urllib.parse.urlencode(params)) if params else ""
@@ -295,6 +310,10 @@ class ProviderClient:
                                max_size=64 * 2**20).__enter__(), 101, 0
             except InvalidStatus as exc:  # answered, but not with 101 Switching Protocols
                 return exc.response, exc.response.status_code, len(exc.response.body or b"")
+            except InvalidURI as exc:  # str(exc) is the whole URL: name the server only
+                raise ActionError(
+                    f"provider {self.provider!r}: cannot open a websocket to {self.server}: "
+                    f"{exc.msg} (check [providers.{self.provider}] url)", retryable=False) from None
 
         def attempt(number: int) -> ClientConnection:
             conn = self._exchange("GET", path, number, 0, self._secrets, send, websocket=True)
@@ -305,7 +324,7 @@ class ProviderClient:
                 raise ProviderHTTPError(
                     f"provider {self.provider!r}: websocket GET {path} answered {status}",
                     provider=self.provider, method="GET", path=path, status=status,
-                    body=_redact((conn.body or b"").decode(errors="replace"), self._secrets))
+                    body=redact((conn.body or b"").decode(errors="replace"), self._secrets))
             self.breaker.record_success()
             return conn  # type: ignore[no-any-return]
 
@@ -353,9 +372,10 @@ class ProviderClient:
         if status < 400:
             self.breaker.record_success()
             return response
-        message = _redact(_server_message(response), secrets)
+        message = _server_message(response, secrets)
+        reason = redact(response.reason_phrase, secrets)
         if status >= 500 or status in _RETRY_STATUSES:
-            raise _Transient(f"status {status} {response.reason_phrase}: {message}".rstrip(": "),
+            raise _Transient(f"status {status} {reason}: {message}".rstrip(": "),
                              retry_after=_retry_after(response), breaker=status >= 500)
         self.breaker.record_success()  # it answered: the server is up, the request is wrong
         try:
@@ -364,8 +384,9 @@ class ProviderClient:
             body = response.text
         raise ProviderHTTPError(
             f"provider {self.provider!r}: {method} {path} answered {status} "
-            f"{response.reason_phrase}: {message}".rstrip(": "),
-            provider=self.provider, method=method, path=path, status=status, body=body)
+            f"{reason}: {message}".rstrip(": "),
+            provider=self.provider, method=method, path=path, status=status,
+            body=redact_value(body, secrets))
 
     def _exchange(self, method: str, path: str, attempt: int, sent: int, secrets: list[str],
                   send: Callable[[], tuple[T, int, int]], **extra: Any) -> T:
@@ -382,7 +403,7 @@ class ProviderClient:
             result, status, received = send()
             return result
         except (httpx.TransportError, OSError, TimeoutError, InvalidHandshake) as exc:
-            error = _describe_transport(exc)
+            error = redact(_describe_transport(exc), secrets)
             raise _Transient(error) from None
         finally:
             if error is not None:
@@ -394,39 +415,87 @@ class ProviderClient:
     def _emit(self, type: str, secrets: list[str], **data: Any) -> None:
         for key, value in data.items():
             if isinstance(value, str):
-                data[key] = _redact(value, secrets)
+                data[key] = redact(value, secrets)
         self.io.emit(type, provider=self.provider, **data)
 
 
-def _secret_values(headers: Mapping[str, str]) -> list[str]:
-    values: list[str] = []
-    for name, value in headers.items():
-        if _SECRET_HEADER.search(name) and value:
-            values.append(value)
-            values.extend(part for part in value.split() if len(part) >= 8)  # "Bearer <key>"
-    return values
+def _secret_values(headers: Mapping[str, str], extra: Iterable[str] = ()) -> list[str]:
+    """What to mask for the values of secret-looking `headers` and for the `extra`
+    secrets (`mb.masking.masked_forms`)."""
+    raw = [value for name, value in headers.items() if _SECRET_HEADER.search(name) and value]
+    return masked_forms([*raw, *extra])
 
 
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+def _shown_url(url: str) -> str:
+    """`url` as a message may show it: `redact_url`, and then anything up to a later `@`.
+
+    `redact_url` looks for `user:password@` before the first `/`; a password
+    holding a `/` would slip past it, so any `@` left after the scheme is
+    taken to end a user:password too.
+    """
+    shown = redact_url(url)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        scheme, rest = "", shown
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
 
 
-def _server_message(response: httpx.Response) -> str:
-    """The server's own error sentence: OpenAI/FastAPI/ComfyUI JSON shapes, else the text."""
+def _authority_problem(parsed: urllib.parse.SplitResult) -> str | None:
+    """Why the host part of a URL cannot be used, if it cannot: said without quoting it.
+
+    A port that is not a number is most often a password with `#`, `?` or `/`
+    cut short by the parser, so `urllib`'s own error, which quotes it, must not
+    be shown. An `@` after the host means the same and would send the request to
+    a host made of part of the user name.
+    """
+    try:
+        parsed.port
+    except ValueError:
+        return ("has a port that is not a number from 0 to 65535 (a '#', '?' or '/' in a "
+                "password must be written %23, %3F, %2F)")
+    if "@" in parsed.path + parsed.query + parsed.fragment:
+        return ("has an '@' after its host (a '#', '?' or '/' in a user name or password must "
+                "be written %23, %3F, %2F)")
+    return None
+
+
+def _basic_auth(userinfo: str) -> str:
+    """The `Authorization` value for a URL's `user:password`, as httpx would derive it.
+
+    mb sends it itself rather than leaving the credentials in the URL: httpx's
+    URL-derived Basic auth replaces an explicit `Authorization` header (the
+    rule's API key would silently not be sent), and websockets refuses a user
+    name without a password.
+    """
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def _server_message(response: httpx.Response, secrets: list[str]) -> str:
+    """The server's own error sentence (OpenAI/FastAPI/ComfyUI JSON shapes, else the text),
+    on one line, masked and then cut to `_MAX_MESSAGE` characters.
+
+    Masked before the cut: a secret straddling the cut would otherwise leave
+    its start, which no longer matches, in the message.
+    """
     try:
         body = response.json()
     except ValueError:
-        return " ".join(response.text.split())[:_MAX_MESSAGE]
-    if isinstance(body, dict):
-        for key in ("error", "detail", "message"):
+        text = response.text
+    else:
+        text = json.dumps(body)
+        for key in ("error", "detail", "message") if isinstance(body, dict) else ():
             value = body.get(key)
             if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return value["message"][:_MAX_MESSAGE]
+                text = value["message"]
+                break
             if isinstance(value, str):
-                return value[:_MAX_MESSAGE]
-    return json.dumps(body)[:_MAX_MESSAGE]
+                text = value
+                break
+    return " ".join(redact(text, secrets).split())[:_MAX_MESSAGE]
 
 
 def _retry_after(response: httpx.Response) -> float | None:

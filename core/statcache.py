@@ -123,8 +123,8 @@ class StatCache:
         with the bytes' plain digest (`fastpath.changed_sources`): a source that
         is executable is therefore never proven unchanged there once its stat
         moved (a chmod moves ctime) and goes to the incremental build, which
-        keys it with its mode. That check does not compare modes itself (yet),
-        so a chmod +x of a plain file with unchanged bytes still passes as a no-op.
+        keys it with its mode. That check compares the mode too (`_key_digest`),
+        so a chmod +x of a plain file with unchanged bytes is a change as well.
         """
         entry = self._entries.get(path) or self._racy.get(path)
         if entry is None:

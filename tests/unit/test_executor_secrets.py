@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mb.executor import REDACTED, redact, secret_values
+from mb.executor import secret_values
+from mb.masking import REDACTED, redact
 
 
 def test_each_value_and_each_long_part_is_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
