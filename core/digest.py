@@ -8,8 +8,10 @@ same digest on every machine.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from typing import Any, Final
 
 from blake3 import blake3
@@ -51,9 +53,14 @@ def digest_and_stat(path: str) -> tuple[str, os.stat_result]:
     (docs/performance.md). The stat is that fstat, so a caller that needs
     the file's mode (is an output executable?) gets it without another call.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, a device (/dev/zero never ends)
+            raise NotRegularFile(errno.EINVAL, "not a regular file", path)
         size = st.st_size
         if size < _LARGE_FILE:
             return blake3(_read_to_end(fd, size)).hexdigest(), st
@@ -62,6 +69,10 @@ def digest_and_stat(path: str) -> tuple[str, os.stat_result]:
     hasher = blake3(max_threads=blake3.AUTO if size >= _THREADED_FILE else 1)
     hasher.update_mmap(path)
     return hasher.hexdigest(), st
+
+
+class NotRegularFile(OSError):
+    """A path to hash is a FIFO, a device or a socket: its bytes are no content."""
 
 
 def key_digest(digest: str, mode: int) -> str:

@@ -185,7 +185,7 @@ class Executor:
             try:
                 digests[path] = self.statcache.key_digest(self._root_prefix + path,
                                                           before_hashing=before_hashing)
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            except OSError:  # absent, a folder, a FIFO, a symlink loop: named by the scheduler
                 missing.append(path)
         if missing:
             raise MissingInputs(missing)

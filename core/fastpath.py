@@ -48,9 +48,17 @@ def request_key(patterns: Sequence[str], cwd_package: str | None,
            ("MB_CACHE_DIR", "MB_REMOTE_CACHE", "MB_COMFY_URL", "PATH")}
     # sys.path: a folder put before the others (PYTHONPATH) may shadow a plugin or a
     # rule's module with another version, which no recorded file shows.
-    return digest_value({"v": SNAPSHOT_VERSION, "patterns": list(patterns),
-                         "cwd": cwd_package, "env": env, "python": sys.executable,
-                         "path": [entry for entry in sys.path if entry]})
+    return digest_value({"v": SNAPSHOT_VERSION, "patterns": [_text(p) for p in patterns],
+                         "cwd": cwd_package and _text(cwd_package),
+                         "env": {k: _text(v) for k, v in env.items()},
+                         "python": _text(sys.executable),
+                         "path": [_text(entry) for entry in sys.path if entry]})
+
+
+def _text(name: str) -> str:
+    """A path or argument as text a digest can encode: bytes that are not UTF-8 (a
+    folder from an old drive) arrive as lone surrogates, which UTF-8 refuses."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def snapshot_path(state_dir: str, key: str) -> str:

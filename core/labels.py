@@ -7,6 +7,7 @@ sentence; callers attach the location.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Final
 
@@ -14,8 +15,13 @@ import attrs
 
 from mb.errors import LabelError
 
-_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_\-.+]+$")
-_PACKAGE_RE: Final = re.compile(r"^[A-Za-z0-9_\-.+/]*$")
+_PACKAGE_RE: Final = re.compile(r"[A-Za-z0-9_\-.+/]*")  # fullmatch: `$` lets a final newline in
+
+
+def quoted(text: str) -> str:
+    """`text` in quotes for a one-line message: a newline or a tab in a name shows as
+    `\\n`, `\\t` (the message stays one line); accents stay as they are."""
+    return "'" + json.dumps(text, ensure_ascii=False)[1:-1].replace('\\"', '"') + "'"
 
 
 def check_relative_path(path: str, what: str) -> None:
@@ -37,27 +43,30 @@ def check_package_name(package: str) -> None:
     if package == "":
         return
     check_relative_path(package, "package path")
-    if not _PACKAGE_RE.match(package):
+    if not _PACKAGE_RE.fullmatch(package):
         raise LabelError(
-            f"package path '{package}' has a character outside letters, digits, '_-.+/'"
+            f"package path {quoted(package)} has a character outside ASCII letters, digits, "
+            "'_-.+/'"
         )
 
 
 def check_file_name(name: str, what: str) -> None:
     """A file of a package that labels must be able to name (`//pkg:dir/file.png`)."""
     check_relative_path(name, what)
-    if not _PACKAGE_RE.match(name):
+    if not _PACKAGE_RE.fullmatch(name):
         hint = ("; write a file name, not a label" if name.startswith((":", "//"))
                 else " (a label could not name it)")
         raise LabelError(
-            f"{what} '{name}' has a character outside letters, digits, '_-.+/'{hint}")
+            f"{what} {quoted(name)} has a character outside ASCII letters, digits, "
+            f"'_-.+/'{hint}")
 
 
 def check_target_name(name: str) -> None:
     """Target names and file names inside a package (which may contain '/')."""
     check_relative_path(name, "target name")
-    if not _PACKAGE_RE.match(name):
-        raise LabelError(f"target name '{name}' has a character outside letters, digits, '_-.+'")
+    if not _PACKAGE_RE.fullmatch(name):
+        raise LabelError(f"target name {quoted(name)} has a character outside ASCII letters, "
+                         "digits, '_-.+'")
 
 
 @attrs.frozen(order=True)

@@ -10,6 +10,7 @@ and a small read) and run only the misses.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 from collections import deque
@@ -179,9 +180,21 @@ class Scheduler:
                          producers: Mapping[str, Action]) -> str:
         if path in producers:
             return f"missing output of {producers[path].owner} {path} (needed by {action.owner})"
-        if os.path.isdir(os.path.join(self.executor.root, path)):
+        try:
+            st = os.stat(os.path.join(self.executor.root, path))
+        except FileNotFoundError:
+            return f"missing source file {path} (needed by {action.owner})"
+        except OSError as exc:  # a symlink loop, a name too long, no permission
+            return f"cannot read source file {path}: {exc.strerror} (needed by {action.owner})"
+        if stat.S_ISDIR(st.st_mode):
             return (f"{path} is a directory, not a file (needed by {action.owner}); "
                     "list the files it holds")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            return (f"source file {path} is {kind}, not a regular file (needed by "
+                    f"{action.owner}); replace it with a file")
         return f"missing source file {path} (needed by {action.owner})"
 
     def _prepare(self, action: Action, produced: dict[str, str], provisional_paths: set[str],

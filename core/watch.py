@@ -134,6 +134,20 @@ class MbFilter(BaseFilter):
         return False
 
 
+def _watcher_failure(exc: Exception) -> str:
+    """One line saying why watching stopped: the watcher's own error, and what to do
+    about the causes that can be named (a file name that is not UTF-8, a full
+    inotify table)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "decode path" in text:
+        hint = "a file or folder name that is not UTF-8 cannot be watched: rename it"
+    elif "inotify" in text.lower() or "watch limit" in text.lower():
+        hint = "raise fs.inotify.max_user_watches, or watch fewer folders"
+    else:
+        hint = "see -v for more"
+    return f"mb watch stopped: the file watcher failed: {text} ({hint}); start mb watch again"
+
+
 def _under(path: str, folders: tuple[str, ...]) -> bool:
     return any(path == f or path.startswith(f + os.sep) for f in folders)
 
@@ -142,6 +156,12 @@ class ChangeFeed:
     """watchfiles in a daemon thread; batches of changed paths wait in a queue."""
 
     def __init__(self, root: str, mb_filter: MbFilter) -> None:
+        try:
+            root.encode("utf-8")
+        except UnicodeEncodeError:  # watchfiles (Rust) takes paths as UTF-8 strings only
+            shown = os.fsencode(root).decode("utf-8", "backslashreplace")
+            raise UserError(f"mb watch cannot watch {shown}: its path is not valid UTF-8; "
+                            "rename the folder (mb build works there)") from None
         self.root = root
         self.filter = mb_filter
         self.stop = threading.Event()
@@ -166,7 +186,7 @@ class ChangeFeed:
                                  debounce=DEBOUNCE_MS, step=STEP_MS, raise_interrupt=False):
                 self._batches.put({path for _change, path in changes})
         except Exception as exc:  # noqa: BLE001  (e.g. out of inotify watches: end, not hang)
-            self._batches.put(exc)
+            self._batches.put(UserError(_watcher_failure(exc)))
 
     def wait(self) -> set[str]:
         """Block until a wanted change arrives; return every wanted path waiting by then."""

@@ -31,7 +31,7 @@ Workflow = dict[str, dict[str, Any]]
 
 def parse_param_key(key: str) -> tuple[str, str] | None:
     """`"3.inputs.seed"` -> `("3", "seed")`; None if the key has another shape."""
-    match = _PARAM_KEY.match(key)
+    match = _PARAM_KEY.fullmatch(key)
     return (match.group(1), match.group(2)) if match else None
 
 

@@ -72,3 +72,32 @@ cmd = "cat $(SRCS) > $@"
             "FAILED //p:b: missing source file p/missing.txt (needed by //p:b)",
             "FAILED //p:c: missing source file p/other_missing.txt (needed by //p:c)",
         ], result.stderr
+
+
+def test_a_source_that_cannot_be_read_as_a_file_fails_its_action_only(mb_workspace):
+    """A FIFO made the build wait for a writer forever, a symlink to /dev/zero hashed
+    without end (and SIGTERM could not stop either), and a symlink loop ended the
+    whole build with advice about disk space. Each now fails its own action, named,
+    and -k goes on with the rest."""
+    import os
+
+    ws = mb_workspace({"p/in.txt": "x\n", "p/BUILD.toml": "".join(
+        f'[{name}]\nrule = "genrule"\nsrcs = ["{src}"]\nouts = ["{name}.out"]\n'
+        f'cmd = "head -c 3 $< > $@"\n'
+        for name, src in (("fifo", "fifo.txt"), ("dev", "zero.txt"), ("loop", "loop1"),
+                          ("ok", "in.txt")))})
+    os.mkfifo(ws.path / "p/fifo.txt")
+    os.symlink("/dev/zero", ws.path / "p/zero.txt")
+    os.symlink("loop2", ws.path / "p/loop1")
+    os.symlink("loop1", ws.path / "p/loop2")
+    result = ws.run("build", "-k", timeout=60)
+    assert result.exit_code == 1
+    failed = sorted(line for line in result.stderr.splitlines() if line.startswith("FAILED"))
+    assert failed == [
+        "FAILED //p:dev: source file p/zero.txt is a device, not a regular file (needed by "
+        "//p:dev); replace it with a file",
+        "FAILED //p:fifo: source file p/fifo.txt is a FIFO (named pipe), not a regular file "
+        "(needed by //p:fifo); replace it with a file",
+        "FAILED //p:loop: cannot read source file p/loop1: Too many levels of symbolic links "
+        "(needed by //p:loop)"]
+    assert ws.out("p/ok.out").read_text() == "x\n"

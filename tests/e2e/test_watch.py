@@ -499,3 +499,44 @@ def test_a_source_read_during_analysis_analyses_again_when_it_appears(mb_workspa
         if watch.proc.poll() is None:
             watch.proc.kill()
             watch.proc.wait(timeout=30)
+
+
+def test_a_file_name_that_is_not_utf8_stops_the_watch_with_one_line(mb_workspace):
+    """The file watcher (Rust) cannot name such a file and gives up; mb says so in one
+    line, exit 2, instead of a Python traceback."""
+    ws = mb_workspace({"a/in.txt": "x\n", "a/BUILD.toml": '[t]\nrule = "genrule"\n'
+                       'srcs = ["in.txt"]\nouts = ["t.txt"]\ncmd = "cp $< $@"\n'})
+    with watching(ws) as watch:
+        watch.wait_reports(1)
+        with open(os.fsencode(str(ws.path)) + b"/file\xfc.txt", "wb") as f:
+            f.write(b"x")
+        code = watch.proc.wait(timeout=30)
+        for reader in watch._readers:
+            reader.join(timeout=10)
+    assert code == 2
+    assert "Traceback" not in watch.stderr
+    [line] = watch.stderr.strip().splitlines()
+    assert line.startswith("mb watch stopped: the file watcher failed: ")
+    assert "a file or folder name that is not UTF-8 cannot be watched: rename it" in line
+
+
+def test_a_workspace_whose_path_is_not_utf8_is_refused_by_watch_only(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.fsencode(str(tmp_path)) + b"/bad\xffname"
+    os.makedirs(root + b"/a")
+    for name, text in ((b"/MB.toml", b""), (b"/a/BUILD.toml",
+                                           b'[t]\nrule = "genrule"\nouts = ["t.txt"]\n'
+                                           b'cmd = "echo t > $@"\n')):
+        with open(root + name, "wb") as f:
+            f.write(text)
+    built = subprocess.run([sys.executable, "-m", "mb", "build", "-q"], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    watched = subprocess.run([sys.executable, "-m", "mb", "watch"], cwd=root,
+                             capture_output=True, text=True, timeout=120)
+    assert watched.returncode == 2
+    assert watched.stderr.strip().splitlines() == [
+        f"mb watch cannot watch {str(tmp_path)}/bad\\xffname: its path is not valid UTF-8; "
+        "rename the folder (mb build works there)"]

@@ -205,7 +205,7 @@ cmd = "true"
 """)
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "a/BUILD.toml:4:1: output name ':up1' has a character outside letters, digits, "
+        "a/BUILD.toml:4:1: output name ':up1' has a character outside ASCII letters, digits, "
         "'_-.+/'; write a file name, not a label"]
 
 
@@ -256,7 +256,7 @@ def test_bad_names_and_rules_do_not_hide_other_targets_mistakes(mb_workspace):
     assert result.exit_code == 2
     lines = errors_of(result)
     assert lines[0] == ("a/BUILD.toml:1:1: target name 'q z' has a character outside "
-                        "letters, digits, '_-.+'")
+                        "ASCII letters, digits, '_-.+'")
     assert lines[1].startswith("a/BUILD.toml:7:1: unknown rule 'genrul'; did you mean")
     assert lines[2] == ("a/BUILD.toml:12:1: 'rule' must be a string naming a rule "
                         "(see `mb rules`), got the integer 3")
@@ -406,7 +406,7 @@ def test_a_package_directory_labels_cannot_name(mb_workspace):
     result = ws.run("build")
     assert result.exit_code == 2
     assert errors_of(result) == [
-        "a/my dir/BUILD.toml: package path 'a/my dir' has a character outside letters, digits, "
+        "a/my dir/BUILD.toml: package path 'a/my dir' has a character outside ASCII letters, digits, "
         "'_-.+/'; rename the directory so labels can name it"]
 
 
@@ -545,3 +545,17 @@ def test_building_a_workspace_without_packages_says_what_is_missing(mb_workspace
     assert errors_of(result) == [
         "pattern '//...' matches no package; the workspace has no BUILD.toml yet (a folder "
         "holding one is a package)"]
+
+
+def test_a_name_ending_in_a_newline_is_refused(mb_workspace):
+    """Python's `$` matches before a final newline: `"in.txt\\n"` passed every name check,
+    and bash then ran `cat in.txt` and `> out.txt` as two commands (an empty output,
+    "build ok")."""
+    ws = mb_workspace({"in.txt": "real\n", "BUILD.toml":
+                       '[t]\nrule = "genrule"\nsrcs = ["in.txt\\n"]\nouts = ["out.txt"]\n'
+                       'cmd = "cat $(SRCS) > $(OUTS)"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    [line] = errors_of(result)
+    assert line.startswith("BUILD.toml:3:9: 'srcs' item 1 ")
+    assert "has a character outside" in line

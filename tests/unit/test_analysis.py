@@ -359,7 +359,7 @@ def test_common_attributes_reach_the_actions(make) -> None:  # type: ignore[no-u
                         "(see `mb rules`), got the integer 3"),
     ('["a/b"]\nrule = "genrule"\n', "p/BUILD.toml:1:1: target name 'a/b' may not contain '/'"),
     ('["a b"]\nrule = "genrule"\n', "p/BUILD.toml:1:1: target name 'a b' has a character "
-                                    "outside letters, digits, '_-.+'"),
+                                    "outside ASCII letters, digits, '_-.+'"),
     ('[".."]\nrule = "genrule"\n', "p/BUILD.toml:1:1: target name '..' contains '..'; "
                                    "paths may not leave their package"),
     ('["all"]\nrule = "genrule"\n',

@@ -171,7 +171,7 @@ def test_no_silent_conversions(raw: dict[str, Any], expected: list[tuple]) -> No
     ({"tsrcs": ["a", 2]}, [(("tsrcs", 1), "must be a file path or label, got the integer 2")]),
     ({"label": 3}, [(("label",), "must be a label, got the integer 3")]),
     ({"label": "//a b:c"}, [(("label",), "is not a valid label: package path 'a b' has a "
-                                         "character outside letters, digits, '_-.+/'")]),
+                                         "character outside ASCII letters, digits, '_-.+/'")]),
 ])
 def test_file_and_label_errors(raw: dict[str, Any], expected: list[tuple]) -> None:
     assert errors(raw) == expected

@@ -64,13 +64,13 @@ def test_labels_are_ordered_and_hashable() -> None:
     ("//a:b/", None, "target name 'b/' has an empty path segment"),
     ("//a\\b:c", None, "package path 'a\\b' contains a backslash; use '/'"),
     ("//a:b\\c", None, "target name 'b\\c' contains a backslash; use '/'"),
-    ("//a b:c", None, "package path 'a b' has a character outside letters, digits, '_-.+/'"),
-    ("//a$:c", None, "package path 'a$' has a character outside letters, digits, '_-.+/'"),
-    ("//a:b c", None, "target name 'b c' has a character outside letters, digits, '_-.+'"),
-    ("//a:b:c", None, "target name 'b:c' has a character outside letters, digits, '_-.+'"),
+    ("//a b:c", None, "package path 'a b' has a character outside ASCII letters, digits, '_-.+/'"),
+    ("//a$:c", None, "package path 'a$' has a character outside ASCII letters, digits, '_-.+/'"),
+    ("//a:b c", None, "target name 'b c' has a character outside ASCII letters, digits, '_-.+'"),
+    ("//a:b:c", None, "target name 'b:c' has a character outside ASCII letters, digits, '_-.+'"),
     ("//a:caf\u00e9", None,
-     "target name 'caf\u00e9' has a character outside letters, digits, '_-.+'"),
-    ("x*", "pkg", "target name 'x*' has a character outside letters, digits, '_-.+'"),
+     "target name 'caf\u00e9' has a character outside ASCII letters, digits, '_-.+'"),
+    ("x*", "pkg", "target name 'x*' has a character outside ASCII letters, digits, '_-.+'"),
 ])
 def test_parse_label_rejects(text: str, package: str | None, message: str) -> None:
     with pytest.raises(LabelError) as info:
@@ -105,9 +105,9 @@ def test_check_relative_path_accepts(path: str) -> None:
 
 
 @pytest.mark.parametrize("name, message", [
-    (":up1", "output name ':up1' has a character outside letters, digits, '_-.+/'; "
+    (":up1", "output name ':up1' has a character outside ASCII letters, digits, '_-.+/'; "
              "write a file name, not a label"),
-    ("final cut.mp4", "output name 'final cut.mp4' has a character outside letters, digits, "
+    ("final cut.mp4", "output name 'final cut.mp4' has a character outside ASCII letters, digits, "
                       "'_-.+/' (a label could not name it)"),
     ("../x", "output name '../x' contains '..'; paths may not leave their package"),
 ])
@@ -163,7 +163,7 @@ def test_bare_dots_inside_a_package_are_relative_to_it() -> None:
     ("//a/../...", None, "package path 'a/..' contains '..'; paths may not leave their package"),
     ("//a//b/...", None, "package path 'a//b' has an empty path segment"),
     ("//a\\b:all", None, "package path 'a\\b' contains a backslash; use '/'"),
-    ("//a b:all", None, "package path 'a b' has a character outside letters, digits, '_-.+/'"),
+    ("//a b:all", None, "package path 'a b' has a character outside ASCII letters, digits, '_-.+/'"),
     ("///abs/...", None, "package path '/abs' is absolute; give a path relative to the package"),
     ("//a:../b", None, "target name '../b' contains '..'; paths may not leave their package"),
 ])
