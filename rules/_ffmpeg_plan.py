@@ -134,12 +134,18 @@ def input_args(plan: Plan) -> list[str]:
     args: list[str] = []
     for seg in plan.segments:
         if seg.kind == "image":
-            args += ["-framerate", str(plan.fps), "-i", seg.path]
+            args += ["-framerate", str(plan.fps), "-i", _input(seg.path)]
         else:
-            args += ["-i", seg.path]
+            args += ["-i", _input(seg.path)]
     for path in plan.audio:
-        args += ["-i", path]
+        args += ["-i", _input(path)]
     return args
+
+
+def _input(path: str) -> str:
+    """`./-` for a file named `-`, which ffmpeg would read as stdin (and `./-x` for any
+    name starting with `-`, for the same reason as in genrule commands)."""
+    return "./" + path if path.startswith("-") else path
 
 
 def filter_graph(plan: Plan) -> str:

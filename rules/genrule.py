@@ -45,8 +45,17 @@ class GenruleAttrs:
     env: dict[str, str] = attrs.field(factory=dict)
 
 
+def command_path(path: str) -> str:
+    """A workspace path as a command's argument: `./-n` for a name starting with `-`
+    (valid in labels), which a program would otherwise take for an option (`cat -`
+    reads stdin, `echo -n` prints nothing)."""
+    return "./" + path if path.startswith("-") else path
+
+
 def expand_command(cmd: str, srcs: list[str], outs: list[str], locate: object) -> str:
     """Substitute make-style variables; an unknown one is a user error."""
+    srcs = [command_path(p) for p in srcs]
+    outs = [command_path(p) for p in outs]
 
     def replace(match: re.Match[str]) -> str:
         text = match.group(0)
@@ -67,7 +76,8 @@ def expand_command(cmd: str, srcs: list[str], outs: list[str], locate: object) -
         if text == "$(OUTS)":
             return " ".join(outs)
         if text.startswith("$(location"):
-            return locate(text[len("$(location"):-1].strip())  # type: ignore[operator]
+            located = locate(text[len("$(location"):-1].strip())  # type: ignore[operator]
+            return command_path(located)
         if text == "$":
             raise mb.RuleError(
                 "a lone '$' in cmd; write '$$' for a literal '$' or use $(SRCS), $(OUTS), $<, $@",

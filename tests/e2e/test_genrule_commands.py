@@ -53,3 +53,33 @@ def test_a_program_that_cannot_be_run_fails_with_the_status_bash_gives(
     for name in ("direct", "in_bash"):
         assert f"FAILED //a:{name}: command exited with status {status}\n" in result.stderr
     assert f"    {reason}\n" in result.stderr
+
+
+def test_paths_named_like_options_reach_the_command_as_paths(mb_workspace):
+    """SPEC §1 allows `-` at the start of a name. In the root package such a path went
+    bare into the command: `cat -` read stdin (an empty output, "build ok"), `echo -n`
+    printed nothing, `cp` took `-rf.txt` for options."""
+    ws = mb_workspace({"-": "dash\n", "-n": "en\n", "-rf.txt": "rf\n", "BUILD.toml": """
+[cat]
+rule = "genrule"
+srcs = ["-"]
+outs = ["cat.txt"]
+cmd = "cat $(SRCS) > $(OUTS)"
+
+[echo]
+rule = "genrule"
+srcs = ["-n"]
+outs = ["echo.txt"]
+cmd = "echo $< > $@"
+
+[copy]
+rule = "genrule"
+srcs = ["-rf.txt"]
+outs = ["-out.txt"]
+cmd = "cp $< $@ && cat $(location :-rf.txt) >> $@"
+"""})
+    result = ws.run("build")
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("cat.txt").read_text() == "dash\n"
+    assert ws.out("echo.txt").read_text() == "./-n\n"
+    assert ws.out("-out.txt").read_text() == "rf\nrf\n"

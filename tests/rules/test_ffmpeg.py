@@ -279,3 +279,18 @@ def test_provider_binary_runs_the_ffmpeg_on_path(mb_workspace, tmp_path: Path) -
     assert result.exit_code == 0, result.stderr
     assert calls.read_text().count("called") >= 1
     assert len(frames_rgb(ws.out("v/final.mp4"))) == 5
+
+
+def test_an_input_named_like_an_option_is_passed_as_a_path():
+    """A file named `-` (a valid name) was `-i -`, which ffmpeg reads as stdin."""
+    import attrs
+
+    from mb.rules._ffmpeg_plan import Plan, Segment, input_args
+
+    fields = {f.name for f in attrs.fields(Plan)}
+    extra = {name: "" for name in fields - {"segments", "audio", "width", "height", "fps"}}
+    plan = Plan(segments=(Segment("p/-x.png", "image", 24), Segment("p/a.png", "image", 24)),
+                audio=("-",), width=64, height=64, fps=24, **extra)
+    args = input_args(plan)
+    assert args[args.index("-i") + 1] == "p/-x.png"
+    assert args[-2:] == ["-i", "./-"]
