@@ -31,7 +31,7 @@ from mb.plugins import Plugins
 from mb.statcache import trusted_signature
 from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
 from mb.toml_text import toml_repr
-from mb.workspace import Workspace
+from mb.workspace import OUTPUT_DIR, STATE_DIR, Workspace
 
 
 @attrs.frozen
@@ -597,6 +597,11 @@ class Analysis:
 
     def _check_inside_package(self, label: Label) -> None:
         """A file label names a file of its own package, not one of a package below it."""
+        if not label.package and label.name.split("/", 1)[0] in (OUTPUT_DIR, STATE_DIR):
+            # What mb writes there is no source: reading it directly hides the
+            # dependency on the target that makes it, so it would not be rebuilt first.
+            raise LabelError(f"{label} is inside {label.name.split('/', 1)[0]}/, which mb "
+                             "writes; name the target that makes the file instead")
         if self._package_set is None:
             self._package_set = frozenset(self.workspace.packages)
         folder = label.name.rpartition("/")[0]

@@ -85,11 +85,13 @@ def test_a_full_disk_fails_the_action_and_the_build_is_still_recorded(small_disk
     (root / "MB.toml").write_text("")
     (root / "p/BUILD.toml").write_text(
         '[ok]\nrule = "genrule"\nouts = ["ok.txt"]\ncmd = "echo fine > $@"\n\n'
-        '[big]\nrule = "genrule"\nouts = ["big.bin"]\ncmd = "head -c 8000000 /dev/zero > $@"\n')
+        # After :ok (it reads it): run side by side, the disk could fill before ok wrote.
+        '[big]\nrule = "genrule"\nsrcs = [":ok"]\nouts = ["big.bin"]\n'
+        'cmd = "head -c 8000000 /dev/zero > $@"\n')
     ws = Workspace(root, clean_env())
     result = ws.run("build")
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr
-    assert "FAILED //p:big" in result.stderr
+    assert "FAILED //p:big" in result.stderr, result.stderr
     assert (root / ".mb/builds/current").exists(), "the build is recorded"
     assert (root / "mb-out/p/ok.txt").read_text() == "fine\n"

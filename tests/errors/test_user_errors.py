@@ -559,3 +559,22 @@ def test_a_name_ending_in_a_newline_is_refused(mb_workspace):
     [line] = errors_of(result)
     assert line.startswith("BUILD.toml:3:9: 'srcs' item 1 ")
     assert "has a character outside" in line
+
+
+def test_a_source_inside_mb_out_or_dot_mb_is_refused(mb_workspace):
+    """Reading mb-out/x directly hid the dependency on the target that makes it: the
+    reader could run first, or stay cached with the old bytes after an edit."""
+    ws = mb_workspace({"in.txt": "one\n", "BUILD.toml":
+                       '[a]\nrule = "genrule"\nsrcs = ["in.txt"]\nouts = ["out.txt"]\n'
+                       'cmd = "cp $< $@"\n'
+                       '[b]\nrule = "genrule"\nsrcs = ["mb-out/out.txt"]\nouts = ["b.txt"]\n'
+                       'cmd = "cp $< $@"\n'
+                       '[c]\nrule = "filegroup"\nsrcs = [".mb/events.jsonl"]\n'})
+    assert ws.run("build", "//:a").exit_code == 0
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "BUILD.toml:6:1: //:mb-out/out.txt is inside mb-out/, which mb writes; name the "
+        "target that makes the file instead",
+        "BUILD.toml:11:1: //:.mb/events.jsonl is inside .mb/, which mb writes; name the "
+        "target that makes the file instead"]
