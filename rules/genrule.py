@@ -75,9 +75,13 @@ def expand_command(cmd: str, srcs: list[str], outs: list[str], locate: object) -
             return " ".join(srcs)
         if text == "$(OUTS)":
             return " ".join(outs)
-        if text.startswith("$(location"):
-            located = locate(text[len("$(location"):-1].strip())  # type: ignore[operator]
-            return command_path(located)
+        if (match.group(1) or "").startswith("location"):  # not `$(locations X)`
+            label = text[len("$(location"):-1].strip()
+            if "$" in label:
+                raise mb.RuleError(f"$(location ...) takes a label, got {label!r}; write "
+                                   "$(location LABEL) for one file, or use $(SRCS)",
+                                   attribute="cmd")
+            return command_path(locate(label))  # type: ignore[operator]
         if text == "$":
             raise mb.RuleError(
                 "a lone '$' in cmd; write '$$' for a literal '$' or use $(SRCS), $(OUTS), $<, $@",

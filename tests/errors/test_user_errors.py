@@ -216,6 +216,22 @@ def test_unknown_make_variable_in_cmd(mb_workspace):
         "a/BUILD.toml:4:1: unknown variable '$(FOO)' in cmd; known: $(SRCS) $(OUTS) $< $@ $(location LABEL) $$"]
 
 
+def test_location_spelt_wrong_or_given_a_variable(mb_workspace):
+    """`$(locations X)` was read as `$(location s X)`, and `$(location $(SRCS))` lost
+    its parentheses in the message."""
+    ws = mb_workspace({"a/in.txt": "x\n", "a/BUILD.toml":
+                       '[t]\nrule = "genrule"\nouts = ["x"]\ncmd = "cat $(locations in.txt) > $@"\n'
+                       '[u]\nrule = "genrule"\nsrcs = ["in.txt"]\nouts = ["y"]\n'
+                       'cmd = "cat $(location $(SRCS)) > $@"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "a/BUILD.toml:4:1: unknown variable '$(locations in.txt)' in cmd; known: $(SRCS) $(OUTS) "
+        "$< $@ $(location LABEL) $$",
+        "a/BUILD.toml:8:1: $(location ...) takes a label, got '$(SRCS'; write $(location LABEL) "
+        "for one file, or use $(SRCS)"]
+
+
 def test_bad_mb_toml(mb_workspace):
     ws = mb_workspace({"MB.toml": "[build]\njobs = \"4\"\nsandbx = 1\n"})
     result = ws.run("build")
