@@ -228,7 +228,7 @@ def test_location_spelt_wrong_or_given_a_variable(mb_workspace):
     assert errors_of(result) == [
         "a/BUILD.toml:4:1: unknown variable '$(locations in.txt)' in cmd; known: $(SRCS) $(OUTS) "
         "$< $@ $(location LABEL) $$",
-        "a/BUILD.toml:8:1: $(location ...) takes a label, got '$(SRCS'; write $(location LABEL) "
+        "a/BUILD.toml:9:1: $(location ...) takes a label, got '$(SRCS'; write $(location LABEL) "
         "for one file, or use $(SRCS)"]
 
 
