@@ -144,9 +144,17 @@ class Analysis:
                 data = f.read()
             self.build_file_signatures[path] = trusted_signature(st)
         except FileNotFoundError:
+            if os.path.islink(path):
+                raise BuildFileError(f"a symlink to {os.readlink(path)!r}, which does not "
+                                     "exist; fix or remove the link",
+                                     Location(display)) from None
             hint = closest(package, self.workspace.packages)
             raise LabelError(f"no package '{package}': {display} does not exist"
-                             + (f"; did you mean '//{hint}'?" if hint else "")) from None
+                             + (f"; did you mean '//{hint}'?" if hint and hint != package
+                                else "")) from None
+        except OSError as exc:  # a symlink loop, no permission: say so, not a traceback
+            raise BuildFileError(f"cannot be read: {exc.strerror}",
+                                 Location(display)) from None
         source = SourceFile(display, decode_utf8(display, data))
         targets: dict[str, Target] = {}
         raws, errors = parse_build_file(source)

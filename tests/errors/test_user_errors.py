@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -594,3 +596,17 @@ def test_a_source_inside_mb_out_or_dot_mb_is_refused(mb_workspace):
         "target that makes the file instead",
         "BUILD.toml:11:1: //:.mb/events.jsonl is inside .mb/, which mb writes; name the "
         "target that makes the file instead"]
+
+
+def test_a_build_file_that_is_a_broken_symlink_says_so(mb_workspace):
+    ws = mb_workspace({})
+    (ws.path / "p").mkdir()
+    os.symlink("nowhere.toml", ws.path / "p/BUILD.toml")
+    (ws.path / "q").mkdir()
+    os.symlink("loop", ws.path / "q/BUILD.toml")
+    os.symlink("BUILD.toml", ws.path / "q/loop")
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "p/BUILD.toml: a symlink to 'nowhere.toml', which does not exist; fix or remove the link",
+        "q/BUILD.toml: cannot be read: Too many levels of symbolic links"]
