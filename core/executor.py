@@ -49,9 +49,6 @@ from mb.masking import masked_forms, redact, redact_value
 from mb.statcache import StatCache
 
 EXIT_PERMANENT = 3  # mb.sandbox.worker: a failure that a retry cannot fix
-#: Shown instead of a secret's value (as mb.providers does).
-#: A whitespace-separated part of a secret at least this long is a secret too
-#: ("Bearer <key>" as a header echoes it), as in mb.providers.
 #: The levels of the event log (SPEC §9); a plugin's event with another is logged as info.
 EVENT_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
@@ -469,8 +466,8 @@ class Executor:
 
         Sources are compared with the whole stat they were hashed at (staging
         links to them, which changes nothing of theirs), and with the bytes the
-        action was keyed with (another action may have hashed an edit since). Blobs are
-        hard-linked into the sandbox, and 0444 does not stop root: a blob
+        action was keyed with (another action may have hashed an edit since).
+        Blobs are hard-linked into the sandbox, and 0444 does not stop root: a blob
         written to no longer matches its name, so it is removed from the cache.
         An output placed in mb-out/ only is compared with its stat when it
         was hashed (and left there: the action that made it runs again next
