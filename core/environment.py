@@ -60,14 +60,22 @@ def userinfo_secrets(userinfo: str) -> list[str]:
     A credential of a few characters is left out: it would mask every such run
     of letters in every message, and protects nothing anyway.
     """
-    import base64
     from urllib.parse import unquote
 
     user, _, password = userinfo.partition(":")
     secret = password or user
     found = [secret, unquote(secret)] if secret else []
-    pair = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
-    return [s for s in dict.fromkeys(found) if len(s) >= MIN_MASKED_CHARS] + [pair]
+    return ([s for s in dict.fromkeys(found) if len(s) >= MIN_MASKED_CHARS]
+            + [basic_credentials(userinfo)])
+
+
+def basic_credentials(userinfo: str) -> str:
+    """A URL's `user:password` as HTTP Basic auth sends it: base64 of the decoded pair."""
+    import base64
+    from urllib.parse import unquote
+
+    user, _, password = userinfo.partition(":")
+    return base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
 
 
 #: The shortest credential from a URL that messages hide (`userinfo_secrets`).

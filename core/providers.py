@@ -14,7 +14,6 @@ dir (an action called directly, as in tests) it lives in this process.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import math
@@ -35,7 +34,7 @@ from filelock import FileLock
 from websockets.exceptions import InvalidHandshake
 
 from mb.config import redact_url
-from mb.environment import userinfo_secrets
+from mb.environment import basic_credentials, userinfo_secrets
 from mb.masking import masked_forms, redact, redact_value
 from mb.errors import ActionError
 
@@ -469,9 +468,7 @@ def _basic_auth(userinfo: str) -> str:
     rule's API key would silently not be sent), and websockets refuses a user
     name without a password.
     """
-    user, _, password = userinfo.partition(":")
-    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
-    return "Basic " + base64.b64encode(pair.encode()).decode()
+    return "Basic " + basic_credentials(userinfo)
 
 
 def _server_message(response: httpx.Response, secrets: list[str]) -> str:
