@@ -127,9 +127,10 @@ class Executor:
         self._generated: dict[str, _Generated] = {}
         #: Digest -> file, for placeholders kept out of the cache (`store_placeholder`).
         self._placeholder_files: dict[str, str] = {}
-        from mb.sandbox.base import forget_programs, sandbox_folder
+        from mb.sandbox.base import adopt_orphans, forget_programs, sandbox_folder
 
         forget_programs()  # a program installed since the last build is found
+        adopt_orphans()  # what an action detaches is found when it ends (run_process)
         self._sandbox_base = sandbox_folder(os.path.join(state_dir, "sandbox"))
 
     def close(self) -> None:

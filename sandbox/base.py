@@ -214,10 +214,10 @@ def _retire(parent: str, names: Sequence[str]) -> None:
         kill_processes_in(retired)
 
 
-def kill_processes_in(folders: Sequence[str]) -> list[int]:
-    """SIGKILL the process group of every process whose cwd is inside `folders`; returns
-    the pids found. Best effort, Linux only (`/proc`), and waits up to RETIRE_WAIT_S
-    for them to exit.
+def kill_processes_in(folders: Sequence[str], among: Sequence[int] | None = None) -> list[int]:
+    """SIGKILL the process group of every process whose cwd is inside `folders` (of the
+    processes `among`, or of all); returns the pids found. Best effort, Linux
+    only (`/proc`), and waits up to RETIRE_WAIT_S for them to exit.
 
     Actions run in a session of their own (`start_new_session`), so they have
     no controlling terminal and their group is theirs alone. A process with a
@@ -226,10 +226,13 @@ def kill_processes_in(folders: Sequence[str]) -> list[int]:
     """
     prefixes = tuple(folder + os.sep for folder in folders)
     own_group, own_session = os.getpgrp(), os.getsid(0)
-    try:
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return []
+    if among is not None:  # only these (`orphans`): no scan of every process
+        pids = [str(pid) for pid in among]
+    else:
+        try:
+            pids = [name for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return []
     found: list[int] = []
     groups: set[int] = set()
     for pid in pids:
@@ -252,6 +255,57 @@ def kill_processes_in(folders: Sequence[str]) -> list[int]:
             pass
     _wait_for_exit(found, RETIRE_WAIT_S)
     return found
+
+
+def adopt_orphans() -> None:
+    """Make this process the reaper of its descendants' orphans (Linux `prctl`).
+
+    A process an action detaches from its group (`setsid cmd &`) outlives the
+    action; reparented to init, mb could only find it by scanning every
+    process. Adopted, it is a child of mb's main thread, so after each action
+    one small file (`orphans`) says whether there is anything to look at.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def orphans() -> list[int]:
+    """Processes mb adopted (`adopt_orphans`): children of its main thread, which
+    starts no process of its own while actions run. Zombies among them are reaped."""
+    try:
+        with open(f"/proc/self/task/{threading.main_thread().native_id}/children",
+                  "rb") as f:
+            pids = [int(pid) for pid in f.read().split()]
+    except (OSError, ValueError):
+        return []
+    alive = []
+    for pid in pids:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                alive.append(pid)
+        except ChildProcessError:
+            pass
+    return alive
+
+
+def stop_orphans_in(root: str) -> None:
+    """Kill what an ended action detached but left running in its directory `root`
+    (and reap it): it would write into the next action's files there."""
+    left = orphans()
+    if left:
+        for pid in kill_processes_in([root], among=left):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+#: prctl(2) option: orphaned descendants are reparented to this process, not init.
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def _wait_for_exit(pids: Sequence[int], timeout: float) -> None:
@@ -537,8 +591,11 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
             proc.wait()
         finally:
             registry.discard(proc)
-        # The leader is gone; stop anything it left behind in its group.
+        # The leader is gone; stop anything it left behind in its group, and what it
+        # detached from the group (`setsid ... &`) but left in its directory, which
+        # the next action of this slot would otherwise share with it.
         kill_group(proc)
+        stop_orphans_in(request.root)
         size = os.fstat(stderr).st_size
         end = os.pread(stderr, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
         if request.secret:

@@ -38,3 +38,28 @@ cmd = "setsid sleep 143.5 & echo > $@"
     result = ws.run("build")
     assert result.exit_code == 0, result.stderr
     assert not _running("143.5")
+
+
+def test_a_detached_child_is_stopped_when_its_action_ends(mb_workspace, tmp_path):
+    """With -j1 both actions use one sandbox directory: //:a's `setsid` child outlived
+    //:a, and a write of it into that directory landed in //:b's output, which was
+    then cached under //:b's key. mb now adopts orphans (a child subreaper) and,
+    when an action ends, kills what it left running in its directory: the child
+    here never gets to write its marker, one second into //:b's two."""
+    marker = tmp_path / "still-running"
+    ws = mb_workspace({"BUILD.toml": f"""
+[a]
+rule = "genrule"
+outs = ["a.txt"]
+cmd = "setsid sh -c 'sleep 1; touch {marker}' > /dev/null 2>&1 & sleep 0.3; echo a > $@"
+
+[b]
+rule = "genrule"
+srcs = [":a"]
+outs = ["b.txt"]
+cmd = "echo good > $@; sleep 2"
+"""})
+    result = ws.run("build", "-j", "1")
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("b.txt").read_text() == "good\n"
+    assert not marker.exists(), "the detached child ran on into //:b"
