@@ -489,6 +489,14 @@ class Analysis:
             raise PluginError(
                 f"rule {target.rule.name!r} (plugin {target.rule.plugin!r}) declared an action "
                 f"for {target.label} whose params are not JSON values: {exc}") from None
+        pools = self.workspace.config.resources
+        for name, units in spec.resources:  # the rule's own (the target's are checked above)
+            if units > pools.get(name, 1):
+                raise target.source.error((target.label.name,), (
+                    f"rule {target.rule.name!r} asks for {units} units of resource '{name}' "
+                    f"for {target.label} but the pool has {pools.get(name, 1)}"
+                    + ("" if name in pools else " (pools not in MB.toml [resources] have 1)")
+                    + f"; raise it in MB.toml: [resources] {name} = {units}"))
         for path in spec.outputs:
             self._check_output_path(target, path)
             self.producers[path] = action

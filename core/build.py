@@ -25,7 +25,7 @@ from mb.history import TargetRecord, action_record, write_manifest
 from mb.labels import Label, parse_pattern
 from mb.plugins import Plugins
 from mb.profile import NullProfiler, Profiler
-from mb.scheduler import Scheduler, SchedulerOptions
+from mb.scheduler import Scheduler, SchedulerOptions, usable_cpus
 from mb.sandbox import make_sandbox
 from mb.statcache import StatCache
 from mb.workspace import Workspace
@@ -131,7 +131,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     scheduler = Scheduler(
         executor,
         SchedulerOptions(
-            jobs=options.jobs or config.build.jobs or os.cpu_count() or 1,
+            jobs=options.jobs or config.build.jobs or usable_cpus(),
             # With placeholders a failure never stops the build: dependents get one.
             keep_going=options.placeholders or (
                 options.keep_going if options.keep_going is not None

@@ -324,7 +324,9 @@ class Executor:
                 # secret (a server echoing the Authorization header back).
                 last = attrs.evolve(last, error=redact(last.error, secrets),
                                     stderr_tail=redact(last.stderr_tail, secrets))
-            if last.ok or attempt == attempts or not last.retryable:
+            # Not after Ctrl-C (the registry is stopping): the build is ending.
+            if (last.ok or attempt == attempts or not last.retryable
+                    or getattr(getattr(self.sandbox, "registry", None), "stopping", False)):
                 break
             self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
                              error=last.error)

@@ -224,7 +224,7 @@ class _Rebuild:
         from mb.profile import NullProfiler
         from mb.environment import providers_with_environment
         from mb.sandbox import make_sandbox
-        from mb.scheduler import Scheduler, SchedulerOptions
+        from mb.scheduler import Scheduler, SchedulerOptions, usable_cpus
         from mb.statcache import StatCache
 
         rows, settings, args = self.rows, self.settings, self.args
@@ -253,7 +253,7 @@ class _Rebuild:
             self.state_dir)
         keep_going = args.keep_going if args.keep_going is not None else settings["keep_going"]
         scheduler = Scheduler(executor, SchedulerOptions(
-            jobs=args.jobs or settings["jobs"] or os.cpu_count() or 1, keep_going=keep_going,
+            jobs=args.jobs or settings["jobs"] or usable_cpus(), keep_going=keep_going,
             pools=settings["pools"]), on_outcome=lambda o: report_outcome(events, o),
             profiler=NullProfiler())
         started = utc_timestamp()
@@ -297,10 +297,10 @@ class _Rebuild:
             reporter.stop()
             events.close()
         print_counts(status, counts, events.build_id)
-        if status == "ok":  # with -q too: the outputs are the result (SPEC §8)
-            lines = self._summary(records)
-            if lines:
-                sys.stdout.write("\n".join(lines) + "\n")
+        # Whatever the status, with -q too, as after a full build (SPEC §8).
+        lines = self._summary(records)
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
         if status == "interrupted":
             print("interrupted", file=sys.stderr)
             return ExitCode.INTERRUPTED

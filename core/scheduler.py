@@ -42,6 +42,15 @@ class SchedulerOptions:
     first: frozenset[str] = frozenset()
 
 
+def usable_cpus() -> int:
+    """The default of `-j`: the CPUs this process may run on (`taskset`, a container's
+    cpuset), which `os.cpu_count()` ignores."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 class Pools:
     """Named counting pools; an undeclared pool has one unit."""
 

@@ -212,3 +212,25 @@ cmd = "sleep 300 & echo $$! > {pidfile}; wait"
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert not _in_use_mark(ws) and _sandbox_folders(ws) == folders
+
+
+def test_ctrl_c_does_not_start_the_remaining_retries(mb_workspace, tmp_path):
+    """The retry loop went on after Ctrl-C: a `retrying` line, events and a process per
+    remaining attempt (each killed at once)."""
+    started = tmp_path / "started"
+    ws = mb_workspace({"s/BUILD.toml": f"""
+[flaky]
+rule = "genrule"
+outs = ["f.txt"]
+retries = 3
+cmd = "echo x >> {started}; sleep 30; exit 1"
+"""})
+    proc = ws.popen("build")
+    wait_for(started.exists)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "retrying" not in err
+    assert [e["type"] for e in ws.events()
+            if e["type"] in ("action.started", "action.retry")] == ["action.started"]
+    assert started.read_text() == "x\n"

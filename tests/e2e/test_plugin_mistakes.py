@@ -98,3 +98,14 @@ def test_a_label_attribute_must_name_a_target(mb_workspace):
     ]
     fixed = ws.run("-p", "nested_attrs", "build", "//p:ok", env=_plug_env(ws))
     assert fixed.exit_code == 0, fixed.stderr
+
+
+def test_a_rule_asking_for_more_units_than_the_pool_is_located_at_analysis(mb_workspace):
+    """It was found only once the build ran, without file and line."""
+    ws = mistake_workspace(mb_workspace, {"g": 'mode = "big_pool"'})
+    result = ws.run("-p", "rule_mistakes", "build", env=_plug_env(ws))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "p/BUILD.toml:1:1: rule 'mistake' asks for 2 units of resource 'gpu' for //p:g but the "
+        "pool has 1 (pools not in MB.toml [resources] have 1); raise it in MB.toml: "
+        "[resources] gpu = 2")

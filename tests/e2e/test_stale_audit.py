@@ -216,3 +216,21 @@ def test_a_chmod_of_an_output_does_not_come_back_from_the_cache(mb_workspace):
     result = build(ws)
     assert "1 executed" in result.stdout + result.stderr
     assert os.stat(ws.out("a/out.txt")).st_mode & 0o777 == 0o444
+
+
+def test_a_failed_incremental_build_still_lists_the_targets(mb_workspace):
+    """SPEC §8: every requested target is listed at the end, failed or not, as after a
+    failed full build."""
+    ws = mb_workspace({"a/in.txt": "one\n",
+                       "a/BUILD.toml": '[t]\nrule = "genrule"\nsrcs = ["in.txt"]\n'
+                                       'outs = ["out.txt"]\ncmd = "grep -q one $< && cp $< $@"\n'
+                                       '[u]\nrule = "genrule"\nouts = ["u.txt"]\n'
+                                       'cmd = "echo u > $@"\n'})
+    build(ws)
+    build(ws)
+    (ws.path / "a/in.txt").write_text("two\n")
+    result = ws.run("build", env=NOT_RACY)
+    assert result.exit_code == 1
+    assert "1 failed" in result.stdout + result.stderr, "the incremental path ran"
+    assert "//a:t (failed)" in result.stdout
+    assert "//a:u (cached)\n  mb-out/a/u.txt" in result.stdout

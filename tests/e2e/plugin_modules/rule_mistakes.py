@@ -19,7 +19,8 @@ def mistake(ctx: mb.RuleContext, a: MistakeAttrs) -> None:
     if a.mode == "orphan":
         ctx.output(f"{ctx.name}.extra")  # declared, produced by no action
     limits = {"timeout": {"timeout": -1}, "retries": {"retries": -1},
-              "resources": {"resources": {"gpu": -1}}}.get(a.mode, {})
+              "resources": {"resources": {"gpu": -1}},
+              "big_pool": {"resources": {"gpu": 2}}}.get(a.mode, {})
     inputs = [a.path] if a.path else []
     ctx.run(["cp", *inputs, out] if inputs else ["touch", out], inputs=inputs, outputs=[out],
             **limits)
