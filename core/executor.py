@@ -122,6 +122,8 @@ class Executor:
         self._root_prefix = root + os.sep
         self._output_prefix = self.output_dir + os.sep
         self._tool_digests: dict[str, str] = {}
+        #: Set when the build stops after a failure (no -k): a running action is not retried.
+        self.no_more_attempts = False
         self._roots: set[str] = set()
         #: Workspace-relative output path -> what this build knows of it (`_Generated`).
         self._generated: dict[str, _Generated] = {}
@@ -324,8 +326,9 @@ class Executor:
                 # secret (a server echoing the Authorization header back).
                 last = attrs.evolve(last, error=redact(last.error, secrets),
                                     stderr_tail=redact(last.stderr_tail, secrets))
-            # Not after Ctrl-C (the registry is stopping): the build is ending.
-            if (last.ok or attempt == attempts or not last.retryable
+            # Not after Ctrl-C (the registry is stopping) or a failure elsewhere without
+            # -k: the build is ending, and a new attempt would only be killed or wasted.
+            if (last.ok or attempt == attempts or not last.retryable or self.no_more_attempts
                     or getattr(getattr(self.sandbox, "registry", None), "stopping", False)):
                 break
             self.events.emit("action.retry", target=label, level="warning", attempt=attempt,

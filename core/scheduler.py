@@ -470,6 +470,8 @@ class _Run:
                 self.provisional_paths.update(outcome.outputs)
         elif outcome.status == "failed":
             self.failed = True
+            if not self.options.keep_going:  # the build stops: running actions try no more
+                self.scheduler.executor.no_more_attempts = True
         for dependent in self.dependents[action.index]:
             pending = self.waiting_on[dependent.index]
             pending.discard(action.index)

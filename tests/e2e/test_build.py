@@ -544,3 +544,27 @@ def test_a_named_target_is_analysed_even_when_a_sibling_does_not_convert(mb_work
         "'timeout'?",
         "a/BUILD.toml:9:1: unknown variable '$(FOO)' in cmd; known: $(SRCS) $(OUTS) $< $@ "
         "$(location LABEL) $$"]
+
+
+def test_without_k_a_running_action_is_not_retried_after_another_failed(mb_workspace, tmp_path):
+    """The build stops starting actions after a failure; a running flaky action used
+    to go on starting its retries anyway."""
+    attempts = tmp_path / "attempts"
+    ws = mb_workspace({"p/BUILD.toml": f"""
+[bad]
+rule = "genrule"
+outs = ["bad.txt"]
+cmd = "sleep 0.3; exit 1"
+
+[flaky]
+rule = "genrule"
+outs = ["flaky.txt"]
+retries = 3
+cmd = "echo x >> {attempts}; sleep 1; exit 1"
+"""})
+    result = ws.run("build", "-j", "2")
+    assert result.exit_code == 1
+    assert attempts.read_text() == "x\n", "one attempt: the build had stopped"
+    keep_going = ws.run("build", "-j", "2", "-k")
+    assert keep_going.exit_code == 1
+    assert attempts.read_text() == "x\n" * 5, "with -k all four attempts run"
