@@ -42,8 +42,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-j", "--jobs", type=int, default=None,
                        help="actions run at once (default: MB.toml [build] jobs, else the "
                             "CPUs mb may use)")
-        p.add_argument("-k", "--keep-going", action="store_true", default=None,
-                       help="after a failure, still run every action that does not need it")
+        p.add_argument("-k", "--keep-going", action=argparse.BooleanOptionalAction,
+                       default=None,
+                       help="after a failure, still run every action that does not need it "
+                            "(--no-keep-going overrides MB.toml [build] keep_going)")
         p.add_argument("--sandbox", choices=("dir", "linux", "none"), default=None)
         p.add_argument("--no-cache", action="store_true")
         p.add_argument("--remote-cache", default=None)

@@ -568,3 +568,23 @@ cmd = "echo x >> {attempts}; sleep 1; exit 1"
     keep_going = ws.run("build", "-j", "2", "-k")
     assert keep_going.exit_code == 1
     assert attempts.read_text() == "x\n" * 5, "with -k all four attempts run"
+
+
+def test_no_keep_going_overrides_mb_toml(mb_workspace):
+    ws = mb_workspace({"MB.toml": "[build]\nkeep_going = true\n", "p/BUILD.toml": """
+[bad]
+rule = "genrule"
+outs = ["bad.txt"]
+cmd = "exit 1"
+
+[after]
+rule = "genrule"
+outs = ["after.txt"]
+cmd = "sleep 0.5; echo after > $@"
+"""})
+    stopped = ws.run("build", "-j", "1", "--no-keep-going", "//p:bad", "//p:after")
+    assert stopped.exit_code == 1
+    assert not ws.out("p/after.txt").exists()
+    kept = ws.run("build", "-j", "1", "//p:bad", "//p:after")
+    assert kept.exit_code == 1
+    assert ws.out("p/after.txt").read_text() == "after\n"
