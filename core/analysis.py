@@ -116,6 +116,8 @@ class Analysis:
         #: Every directory holding declared outputs -> the first target that put one there.
         self._output_dirs: dict[str, Label] = {}
         self._package_set: frozenset[str] | None = None
+        #: (package, folder) -> the package of its real folder (`_real_package`).
+        self._real_packages: dict[tuple[str, str], str | None] = {}
         #: The well-formed targets of a package whose BUILD.toml has mistakes, so
         #: `expand` can still analyse them and report their mistakes in the same run.
         self._partial: dict[str, dict[str, Target]] = {}
@@ -628,6 +630,32 @@ class Analysis:
                 raise LabelError(f"{label} is a file of package '{inner}' (it has a "
                                  f"BUILD.toml); write //{inner}:{rest}")
             folder = folder.rpartition("/")[0]
+        owner = self._real_package(label.package, label.name.rpartition("/")[0])
+        if owner is not None and owner != label.package:
+            where = f"package '{owner}'" if owner else "the root package"
+            raise LabelError(f"{label} is a file of {where}, reached through a symlinked "
+                             "folder; name it with a label of that package")
+
+    def _real_package(self, package: str, folder: str) -> str | None:
+        """The package holding the real folder a package's `folder` is (symlinks followed),
+        or None when it is outside the workspace (a link to shared assets is fine).
+        Cached per folder: sources of one folder are many."""
+        key = (package, folder)
+        if key not in self._real_packages:
+            root = os.path.realpath(self.workspace.root)
+            real = os.path.realpath(os.path.join(self.workspace.root, package, folder))
+            owner: str | None = None
+            if real == root or real.startswith(root + os.sep):
+                rel = os.path.relpath(real, root).replace(os.sep, "/")
+                owner = ""
+                parts = [] if rel == "." else rel.split("/")
+                assert self._package_set is not None
+                for depth in range(len(parts), 0, -1):
+                    if "/".join(parts[:depth]) in self._package_set:
+                        owner = "/".join(parts[:depth])
+                        break
+            self._real_packages[key] = owner
+        return self._real_packages[key]
 
     def _observe_folder(self, folder: str) -> None:
         """Remember a folder whose listing decided a label (a file there or not).

@@ -610,3 +610,17 @@ def test_a_build_file_that_is_a_broken_symlink_says_so(mb_workspace):
     assert errors_of(result) == [
         "p/BUILD.toml: a symlink to 'nowhere.toml', which does not exist; fix or remove the link",
         "q/BUILD.toml: cannot be read: Too many levels of symbolic links"]
+
+
+def test_a_file_of_another_package_reached_through_a_symlinked_folder_is_refused(mb_workspace):
+    """`pkg/a.txt` is refused (a file of package pkg); `alias/a.txt` with alias -> ../pkg
+    was accepted. A link to a folder outside the workspace is still fine."""
+    ws = mb_workspace({"pkg/a.txt": "a\n", "pkg/BUILD.toml": '[p]\nrule = "filegroup"\nsrcs = ["a.txt"]\n',
+                       "top/BUILD.toml": '[t]\nrule = "genrule"\nsrcs = ["alias/a.txt"]\n'
+                                         'outs = ["o.txt"]\ncmd = "cat $< > $@"\n'})
+    os.symlink("../pkg", ws.path / "top/alias")
+    result = ws.run("build", "//top:t")
+    assert result.exit_code == 2
+    assert errors_of(result) == [
+        "top/BUILD.toml:1:1: //top:alias/a.txt is a file of package 'pkg', reached through a "
+        "symlinked folder; name it with a label of that package"]
