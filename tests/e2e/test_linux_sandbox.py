@@ -14,6 +14,7 @@ import pytest
 
 from mb.sandbox.linux import namespaces_available
 from processes import pids_running, wait_for
+from test_executable_outputs import TOOL
 
 hides = pytest.mark.skipif(
     not namespaces_available(),
@@ -42,18 +43,7 @@ cmd = "cat $< | tr a-z A-Z | sh -c 'cat; echo done' > $@"
 
 
 def test_a_generated_tool_runs(mb_workspace):
-    ws = mb_workspace({"p/BUILD.toml": """
-[mktool]
-rule = "genrule"
-outs = ["tool.sh"]
-cmd = "printf '#!/bin/sh\\\\necho hi\\\\n' > $@; chmod +x $@"
-
-[use]
-rule = "genrule"
-tools = [":mktool"]
-outs = ["o.txt"]
-cmd = "$(location :mktool) > $@"
-"""})
+    ws = mb_workspace({"p/BUILD.toml": TOOL})
     result = ws.run("build", "--sandbox", "linux")
     assert result.exit_code == 0, result.stderr
     assert ws.out("p/o.txt").read_text() == "hi\n"

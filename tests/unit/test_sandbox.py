@@ -109,6 +109,17 @@ def test_parent_directories_of_outputs_exist_before_the_action(tmp_path: Path) -
     assert (root / "out/deep/er/x.txt").read_text() == "hi\n"
 
 
+def input_origin(kind: str, workspace: Path, cache_dir: Path) -> Path:
+    """Where a staged input comes from: a workspace source, or a read-only cache blob."""
+    if kind == "source":
+        return workspace / "pkg/a.txt"
+    origin = cache_dir / "cas" / "ab12"
+    origin.parent.mkdir(parents=True)
+    origin.write_text("declared a\n")
+    origin.chmod(0o444)
+    return origin
+
+
 @pytest.mark.xfail(strict=True, reason="LIMITATION (docs/decisions/0003): the dir sandbox "
                    "symlinks sources and hard-links blobs, so it cannot stop an in-place write; "
                    "the executor detects it afterwards, fails the action and drops the blob "
@@ -120,13 +131,7 @@ def test_writing_to_an_input_does_not_change_where_it_came_from(
         tmp_path: Path, workspace: Path, kind: str) -> None:
     root = tmp_path / "sandbox"
     cache_dir = tmp_path / "cache"
-    if kind == "source":
-        origin = workspace / "pkg/a.txt"
-    else:
-        origin = cache_dir / "cas" / "ab12"
-        origin.parent.mkdir(parents=True)
-        origin.write_text("declared a\n")
-        origin.chmod(0o444)
+    origin = input_origin(kind, workspace, cache_dir)
     req = SandboxRequest(root=str(root), inputs={"pkg/a.txt": str(origin)}, outputs=(),
                          argv=("sh", "-c", "echo tampered >> pkg/a.txt"), env={}, timeout=30,
                          network=False, cache_dir=str(cache_dir))

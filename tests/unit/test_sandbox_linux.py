@@ -25,6 +25,7 @@ from mb.sandbox.namespace import (
     BIND, LINK, PROC, SETUP_FAILED, SETUP_PREFIX, SYSTEM_DIRS, TMPFS, Mount, Plan, SetupError,
     layout, parse_args,
 )
+from test_sandbox import input_origin
 
 needs_namespaces = pytest.mark.skipif(
     not namespaces_available(),
@@ -237,13 +238,7 @@ def test_writing_to_an_input_does_not_change_where_it_came_from(
     """The counterpart of the `dir` sandbox's xfail in tests/unit/test_sandbox.py: here
     every input is a symlink to a read-only bind, for root too."""
     cache_dir = tmp_path / "cache"
-    if kind == "source":
-        origin = workspace / "pkg/a.txt"
-    else:
-        origin = cache_dir / "cas" / "ab12"
-        origin.parent.mkdir(parents=True)
-        origin.write_text("declared a\n")
-        origin.chmod(0o444)
+    origin = input_origin(kind, workspace, cache_dir)
     result = run(tmp_path / "sandbox",
                  ("sh", "-c", "chmod u+w pkg/a.txt; echo tampered >> pkg/a.txt"),
                  {"pkg/a.txt": str(origin)}, cache_dir=str(cache_dir))
