@@ -614,7 +614,9 @@ class Analysis:
         return data
 
     def _check_inside_package(self, label: Label) -> None:
-        """A file label names a file of its own package, not one of a package below it."""
+        """A file label names a file of its own package: not one of a package below it,
+        nor of another package reached through a symlinked folder, nor one inside
+        mb-out/ or .mb/, which mb writes."""
         if not label.package and label.name.split("/", 1)[0] in (OUTPUT_DIR, STATE_DIR):
             # What mb writes there is no source: reading it directly hides the
             # dependency on the target that makes it, so it would not be rebuilt first.

@@ -42,7 +42,9 @@ from mb.actions import Action
 from mb.cache import ActionResult, Cache
 from mb.context import Tool
 from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_and_stat, split_key_digest
-from mb.environment import ENVIRONMENT_SETTINGS, providers_without_environment
+from mb.environment import (
+    ENVIRONMENT_SETTINGS, environment_url_secrets, providers_without_environment,
+)
 from mb.events import EventLog
 from mb.fsutil import discard, move_into_place, place_file
 from mb.masking import masked_forms, redact, redact_value
@@ -350,8 +352,6 @@ class Executor:
     def _secret_texts(self, action: Action) -> list[str]:
         """Secrets that are not variables of their own: the credentials of a provider
         URL from the environment (`MB_COMFY_URL`), which Python actions receive."""
-        from mb.environment import environment_url_secrets
-
         if action.spec.kind != "call" and getattr(self.sandbox, "name", "") != "none":
             return []
         return environment_url_secrets(os.environ)
