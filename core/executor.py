@@ -131,10 +131,12 @@ class Executor:
         self._generated: dict[str, _Generated] = {}
         #: Digest -> file, for placeholders kept out of the cache (`store_placeholder`).
         self._placeholder_files: dict[str, str] = {}
-        from mb.sandbox.base import adopt_orphans, forget_programs, sandbox_folder
+        from mb.sandbox.base import adopt_orphans, forget_programs, orphans, sandbox_folder
 
         forget_programs()  # a program installed since the last build is found
         adopt_orphans()  # what an action detaches is found when it ends (run_process)
+        #: Children of the main thread from before the build: not the actions' to stop.
+        self._children_before = frozenset(orphans())
         self._sandbox_base = sandbox_folder(os.path.join(state_dir, "sandbox"))
 
     def close(self) -> None:
@@ -151,12 +153,16 @@ class Executor:
         mark, and the next build retires the folder with any orphaned process
         still writing into it (docs/decisions/0007).
         """
-        from mb.sandbox.base import kill_processes_in, prepare_root, release_sandbox_folder
+        from mb.sandbox.base import (kill_processes_in, prepare_root, release_sandbox_folder,
+                                     stop_orphans)
 
         try:
             # What an action started and detached from its process group (`setsid`)
-            # outlives the group's kill; nothing an action started outlives the build.
+            # outlives the group's kill; nothing an action started outlives the build:
+            # neither what is still in a sandbox directory nor what mb adopted
+            # (a detached child that moved out of its directory).
             kill_processes_in([self._sandbox_base])
+            stop_orphans(keep=self._children_before)
             for root in self._roots:
                 prepare_root(root, {}, ())
             for path in self._placeholder_files.values():

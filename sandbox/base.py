@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
@@ -214,17 +214,19 @@ def _retire(parent: str, names: Sequence[str]) -> None:
         kill_processes_in(retired)
 
 
-def kill_processes_in(folders: Sequence[str], among: Sequence[int] | None = None) -> list[int]:
-    """SIGKILL the process group of every process whose cwd is inside `folders` (of the
-    processes `among`, or of all); returns the pids found. Best effort, Linux
-    only (`/proc`), and waits up to RETIRE_WAIT_S for them to exit.
+def kill_processes_in(folders: Sequence[str] | None,
+                      among: Sequence[int] | None = None) -> list[int]:
+    """SIGKILL the process group of every process whose cwd is inside `folders`
+    (anywhere, for None) of the processes `among` (of all, for None); returns
+    the pids found. Best effort, Linux only (`/proc`), and waits up to
+    RETIRE_WAIT_S for them to exit.
 
     Actions run in a session of their own (`start_new_session`), so they have
     no controlling terminal and their group is theirs alone. A process with a
     terminal (someone's shell `cd`-ed into the folder), or in this process's
     own group or session, is left alone.
     """
-    prefixes = tuple(folder + os.sep for folder in folders)
+    prefixes = None if folders is None else tuple(folder + os.sep for folder in folders)
     own_group, own_session = os.getpgrp(), os.getsid(0)
     if among is not None:  # only these (`orphans`): no scan of every process
         pids = [str(pid) for pid in among]
@@ -237,7 +239,8 @@ def kill_processes_in(folders: Sequence[str], among: Sequence[int] | None = None
     groups: set[int] = set()
     for pid in pids:
         try:
-            if not (os.readlink(f"/proc/{pid}/cwd") + os.sep).startswith(prefixes):
+            if prefixes is not None and not (
+                    os.readlink(f"/proc/{pid}/cwd") + os.sep).startswith(prefixes):
                 continue
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rpartition(b")")[2].split()
@@ -306,6 +309,23 @@ def stop_orphans_in(root: str) -> None:
     left = orphans()
     if left:
         for pid in kill_processes_in([root], among=left):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def stop_orphans(keep: Collection[int] = ()) -> None:
+    """Kill (and reap) every process mb adopted and still has, but `keep`: what
+    the build's actions detached and left running, wherever it moved to.
+
+    Called when the actions are over, so none of it belongs to a running
+    action. `keep` holds the main thread's children from before the build (a
+    program embedding mb may have started processes of its own).
+    """
+    left = [pid for pid in orphans() if pid not in keep]
+    if left:
+        for pid in kill_processes_in(None, among=left):
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:

@@ -63,3 +63,31 @@ cmd = "echo good > $@; sleep 2"
     assert result.exit_code == 0, result.stderr
     assert ws.out("b.txt").read_text() == "good\n"
     assert not marker.exists(), "the detached child ran on into //:b"
+
+
+
+def test_a_detached_child_that_left_its_directory_is_stopped_when_the_build_ends(
+        mb_workspace, tmp_path):
+    """Found neither by its action's group nor by its directory: mb adopted it. The
+    action waits for the child to have detached (it writes its pid), so the
+    action's own group kill cannot be what stops it."""
+    pid_file = tmp_path / "wanderer.pid"
+    ws = mb_workspace({"p/BUILD.toml": f"""
+[wanderer]
+rule = "genrule"
+outs = ["w.txt"]
+cmd = "(cd / && setsid sh -c 'echo $$$$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 144.5' > /dev/null 2>&1 &); while [ ! -s {pid_file} ]; do sleep 0.02; done; echo > $@"
+"""})
+    result = ws.run("build")
+    assert result.exit_code == 0, result.stderr
+    pid = int(pid_file.read_text())
+    wait_for(lambda: not _alive(pid), timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

@@ -12,14 +12,15 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import attrs
 import pytest
 
 from mb.sandbox.base import (
-    IN_USE, ProcessRegistry, SandboxRequest, SandboxResult, prepare_root,
-    release_sandbox_folder, sandbox_folder,
+    IN_USE, ProcessRegistry, SandboxRequest, SandboxResult, adopt_orphans, orphans,
+    prepare_root, release_sandbox_folder, sandbox_folder, stop_orphans,
 )
 from mb.sandbox.dir import DirSandbox
 
@@ -631,3 +632,27 @@ def test_a_symlink_the_action_made_is_dropped_not_stashed(tmp_path: Path) -> Non
     assert any(os.readlink(p) == str(workspace / "pkg/a.txt")
                for p in left + [os.path.join(root + ".stash", n)
                                 for n in os.listdir(root + ".stash")] if os.path.islink(p))
+
+
+def test_stop_orphans_stops_what_was_adopted_and_keeps_the_rest(tmp_path: Path) -> None:
+    """A detached grandchild, reparented to this process (a child subreaper), is
+    stopped wherever it runs; a child this process started itself and names in
+    `keep` is left alone."""
+    adopt_orphans()
+    own = subprocess.Popen(["sleep", "145.5"])
+    try:
+        pid_file = tmp_path / "orphan.pid"
+        subprocess.run(["sh", "-c", f"(setsid sh -c 'echo $$ > {pid_file}; exec sleep 146.5' &)"],
+                       check=True)
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text().endswith("\n")
+                   and int(pid_file.read_text()) in orphans()):
+            assert time.monotonic() < deadline, "the orphan was never adopted"
+            time.sleep(0.01)
+        orphan = int(pid_file.read_text())
+        stop_orphans(keep={own.pid})
+        assert not os.path.exists(f"/proc/{orphan}")  # killed and reaped
+        assert own.poll() is None
+    finally:
+        own.kill()
+        own.wait()
