@@ -17,6 +17,7 @@ import _ctypes
 import array
 import ctypes
 import difflib
+import functools
 import os
 import shutil
 import sys
@@ -187,22 +188,59 @@ def _synthesize(lib: ctypes.CDLL, data_dir: Path, text: str, voice: str,
 def _select_voice(lib: ctypes.CDLL, voice: str) -> None:
     """Select `voice` strictly: eSpeak NG itself falls back to a default voice for any
     unknown name (even `klingon`), which would silently speak the wrong language."""
-    status = lib.espeak_SetVoiceByName(resolve_voice(lib, voice).encode("utf-8"))
-    _check(status, f"select the voice {voice!r}")
+    try:
+        resolved = resolve_voice(_catalog_of(lib), voice)
+    except UnknownVoice as exc:  # the rule checks at analysis; a changed install lands here
+        raise mb.ActionError(str(exc), retryable=False) from None
+    _check(lib.espeak_SetVoiceByName(resolved.encode("utf-8")), f"select the voice {voice!r}")
 
 
-def resolve_voice(lib: ctypes.CDLL, voice: str) -> str:
+class UnknownVoice(ValueError):
+    """A voice or variant eSpeak NG does not have; the message names the closest ones."""
+
+
+@attrs.frozen
+class VoiceCatalog:
+    """What `espeak_ListVoices` lists: the voices, and the variants (`+f3`)."""
+
+    voices: tuple[VoiceEntry, ...]
+    variants: tuple[VoiceEntry, ...]
+
+
+def _catalog_of(lib: ctypes.CDLL) -> VoiceCatalog:
+    """The catalog of an initialised library."""
+    return VoiceCatalog(voices=tuple(_list_voices(lib, None)),
+                        variants=tuple(_list_voices(lib, "variant")))
+
+
+@functools.lru_cache(maxsize=4)
+def installed_catalog(library: str, data_dir: str) -> VoiceCatalog:
+    """The catalog of the installed library and data, for checking a target's voice at
+    analysis (~50 ms: load a private copy, initialise, list; once per process)."""
+    lib = _load_private_copy(Path(library))
+    try:
+        if lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, os.fsencode(data_dir),
+                                 _INITIALIZE_DONT_EXIT) <= 0:
+            raise OSError(f"eSpeak NG could not start with its data in {data_dir}")
+        return _catalog_of(lib)
+    finally:
+        lib.espeak_Terminate()
+        _unload(lib)
+
+
+def resolve_voice(catalog: VoiceCatalog, voice: str) -> str:
     """The voice file for `voice`: a language (`en-gb`), a file name (`en-US`, `gmw/en`)
     or a voice name (`English (America)`), optionally `+variant` (`en-us+f3`).
 
     A language spoken by several voices gets the one eSpeak NG ranks first
-    for it (lowest priority number), as `espeak-ng -v en-gb` does.
+    for it (lowest priority number), as `espeak-ng -v en-gb` does. Raises
+    `UnknownVoice` for a voice or variant the catalog does not have.
     """
     base, plus, variant = voice.strip().partition("+")
     wanted = base.strip().lower().replace("_", " ")
     best: tuple[int, str] | None = None
     names: set[str] = set()
-    for entry in _list_voices(lib, None):
+    for entry in catalog.voices:
         keys = {entry.identifier.lower(), entry.identifier.rsplit("/", 1)[-1].lower(),
                 entry.name.lower()}
         names.add(entry.identifier.rsplit("/", 1)[-1].lower())
@@ -213,15 +251,14 @@ def resolve_voice(lib: ctypes.CDLL, voice: str) -> str:
         if wanted in keys:
             best = (-1, entry.identifier)
     if best is None:
-        raise mb.ActionError(_unknown("voice", base, sorted(names)), retryable=False)
+        raise UnknownVoice(_unknown("voice", base, sorted(names)))
     if not plus:
         return best[1]
     variants = {entry.identifier.rsplit("/", 1)[-1]: entry.identifier
-                for entry in _list_voices(lib, "variant")}
+                for entry in catalog.variants}
     by_lower = {name.lower(): name for name in variants}
     if variant.strip().lower() not in by_lower:
-        raise mb.ActionError(_unknown("voice variant", variant, sorted(variants)),
-                             retryable=False)
+        raise UnknownVoice(_unknown("voice variant", variant, sorted(variants)))
     return f"{best[1]}+{by_lower[variant.strip().lower()]}"
 
 

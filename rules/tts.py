@@ -75,7 +75,8 @@ def tts(ctx: mb.RuleContext, a: TtsAttrs) -> None:
     if engine not in ENGINES:
         where = "'engine'" if a.engine else "[providers.tts] engine in MB.toml"
         raise mb.RuleError(
-            f"{where} must be one of {', '.join(repr(e) for e in ENGINES)}, got {engine!r}")
+            f"{where} must be one of {', '.join(repr(e) for e in ENGINES)}, got {engine!r}",
+            attribute="engine" if a.engine else None)
     out = ctx.output(f"{ctx.name}.wav")
     # ctx.path: a target with several outputs is an error, not "speak the first one".
     inputs = [ctx.path(a.text_file)] if a.text_file is not None else []
@@ -95,12 +96,20 @@ def _declare_espeak(ctx: mb.RuleContext, a: TtsAttrs, out: OutputFile,
     low, high = _espeak.RATE_RANGE
     if a.rate is not None and not low <= a.rate <= high:
         raise mb.RuleError(f"'rate' must be between {low} and {high} words per minute for the"
-                           f" espeak engine, got {a.rate!r}")
+                           f" espeak engine, got {a.rate!r}", attribute="rate")
     try:
         files = _library_files()
     except ImportError:
         raise mb.RuleError("the espeak engine needs the Python package espeakng-loader"
                            " (pip install espeakng-loader)") from None
+    if a.voice is not None:  # eSpeak NG would speak an unknown one in its default voice
+        try:
+            _espeak.resolve_voice(_espeak.installed_catalog(files.library, files.data_dir),
+                                  a.voice)
+        except _espeak.UnknownVoice as exc:
+            raise mb.RuleError(str(exc), attribute="voice") from None
+        except OSError as exc:  # a broken install: the action would fail the same way
+            raise mb.RuleError(f"the espeak engine cannot start: {exc}") from None
     tools = [ctx.tool(files.library), *(ctx.tool(path) for path in files.core_data)]
     params.update(voice=a.voice or DEFAULT_ESPEAK_VOICE, rate=a.rate, pitch=a.pitch,
                   espeakng_loader=files.version)
@@ -112,7 +121,7 @@ def _declare_openai(ctx: mb.RuleContext, a: TtsAttrs, settings: Mapping[str, Any
                     out: OutputFile, inputs: list[str], params: dict[str, Any]) -> None:
     if a.pitch is not None:
         raise mb.RuleError("'pitch' is not supported by the openai engine; remove it or use"
-                           " engine = \"espeak\"")
+                           " engine = \"espeak\"", attribute="pitch")
     speed = 1.0
     if a.rate is not None:
         speed = round(a.rate / WPM_AT_SPEED_1, 4)
@@ -121,7 +130,8 @@ def _declare_openai(ctx: mb.RuleContext, a: TtsAttrs, settings: Mapping[str, Any
             raise mb.RuleError(
                 f"'rate' must be between {int(low * WPM_AT_SPEED_1) + 1} and"
                 f" {int(high * WPM_AT_SPEED_1)} words per minute for the openai engine"
-                f" (speed {low}-{high} x {WPM_AT_SPEED_1} wpm), got {a.rate!r}")
+                f" (speed {low}-{high} x {WPM_AT_SPEED_1} wpm), got {a.rate!r}",
+                attribute="rate")
     key_env = settings.get("api_key_env", DEFAULT_KEY_ENV)
     if not isinstance(key_env, str):
         raise mb.RuleError(f"[providers.tts] api_key_env in MB.toml must be the name of an"

@@ -389,6 +389,8 @@ def test_engine_attribute_wins_over_mb_toml():
     ({}, {"engine": "openai", "pitch": 20}, "'pitch' is not supported by the openai engine"),
     ({}, {"engine": "openai", "rate": 30}, "'rate' must be between 44 and 700 words per minute"
                                            " for the openai engine"),
+    ({}, {"voice": "en-uss"}, "eSpeak NG has no voice 'en-uss'; did you mean 'en-us'"),
+    ({}, {"voice": "en-us+f33"}, "eSpeak NG has no voice variant 'f33'; did you mean 'f3'"),
     ({"tts": {"engine": "openai", "api_key_env": 7}}, {},
      "[providers.tts] api_key_env in MB.toml must be the name of an environment variable"),
 ])
@@ -495,6 +497,20 @@ def test_bad_attributes_are_reported_at_the_attribute(mb_workspace):
     assert result.stderr.splitlines()[-1] == (
         "q/BUILD.toml:4:1: 'rate' must be between 80 and 450 words per minute for the espeak"
         " engine, got 1000")
+
+
+def test_an_unknown_espeak_voice_is_a_located_mistake_before_anything_runs(mb_workspace):
+    """eSpeak NG would speak an unknown voice in its default one; mb checks the name at
+    analysis, where the mistake is the user's (exit 2), not at build time."""
+    ws = mb_workspace({"p/BUILD.toml": '[line]\nrule = "genrule"\nouts = ["l.txt"]\n'
+                                       'cmd = "echo > $@"\n\n[speech]\nrule = "tts"\n'
+                                       'text = "hi"\nvoice = "en-uss"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "p/BUILD.toml:9:1: eSpeak NG has no voice 'en-uss'; did you mean 'en-us' or"
+        " 'en-us-nyc' or 'en-shaw'?")
+    assert ws.executed() == []
 
 
 def openai_workspace(mb_workspace: Any, url: str) -> Any:
