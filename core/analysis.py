@@ -757,7 +757,13 @@ class Analysis:
         cycle shows once it is analysed (`check_cycles_through_files`).
         Without this, a missing source next to a target reading the current
         one was reported as a dependency cycle.
+
+        A target that cannot be analysed (its own mistake, or a cycle) might be
+        the one declaring `path`, so its mistake is raised, but only after the
+        others were searched: a sibling's mistake does not hide the target
+        that does make the file.
         """
+        unknown: UserError | None = None
         for target in self.package(package).values():
             if target.label in self._in_progress:
                 continue
@@ -767,9 +773,15 @@ class Analysis:
                 if cycle.labels and cycle.labels[0] != str(target.label) and any(
                         str(label) == cycle.labels[0] for label in self._in_progress):
                     continue
-                raise
+                unknown = unknown or cycle
+                continue
+            except UserError as exc:
+                unknown = unknown or exc
+                continue
             if path in analyzed.outputs:
                 return analyzed
+        if unknown is not None:
+            raise unknown
         return None
 
     def closure(self, labels: Iterable[Label]) -> list[AnalyzedTarget]:

@@ -211,6 +211,23 @@ def test_a_cycle_through_a_file_label_found_while_looking_for_a_missing_source(
     assert info.value.labels == ["//p:a", "//p:b", "//p:a"]
 
 
+def test_a_broken_sibling_does_not_hide_the_target_that_makes_a_missing_file(
+        make) -> None:  # type: ignore[no-untyped-def]
+    analysis = make({"p/BUILD.toml": (genrule("a", ["a.txt"], srcs=["gen.txt"])
+                                      + genrule("b", ["b.txt"], cmd="echo $(FOO) > $@")
+                                      + genrule("c", ["gen.txt"]))})
+    assert analysis.analyze(L("//p:a")).deps == [L("//p:c")]
+
+
+def test_a_broken_sibling_is_reported_when_no_target_makes_the_missing_file(
+        make) -> None:  # type: ignore[no-untyped-def]
+    # It might have been the one making it: its mistake is the one to fix.
+    analysis = make({"p/BUILD.toml": (genrule("a", ["a.txt"], srcs=["gen.txt"])
+                                      + genrule("b", ["b.txt"], cmd="echo $(FOO) > $@"))})
+    with pytest.raises(BuildFileError, match=r"unknown variable '\$\(FOO\)' in cmd"):
+        analysis.analyze(L("//p:a"))
+
+
 # --- outputs ------------------------------------------------------------------------------
 
 
