@@ -150,10 +150,12 @@ class Analysis:
                 raise BuildFileError(f"a symlink to {os.readlink(path)!r}, which does not "
                                      "exist; fix or remove the link",
                                      Location(display)) from None
-            hint = closest(package, self.workspace.packages)
+            hint = self._target_meant(package)
+            if hint is None:
+                near = closest(package, self.workspace.packages)
+                hint = f"//{near}" if near and near != package else None
             raise LabelError(f"no package '{package}': {display} does not exist"
-                             + (f"; did you mean '//{hint}'?" if hint and hint != package
-                                else "")) from None
+                             + (f"; did you mean '{hint}'?" if hint else "")) from None
         except OSError as exc:  # a symlink loop, no permission: say so, not a traceback
             raise BuildFileError(f"cannot be read: {exc.strerror}",
                                  Location(display)) from None
@@ -352,6 +354,17 @@ class Analysis:
         if errors and not collect:
             raise combined(errors)
         return list(labels)
+
+    def _target_meant(self, package: str) -> str | None:
+        """`//pkg:name` when the missing package `pkg/name` is a target of `pkg` (a `/`
+        typed for the `:`), else None."""
+        head, _, name = package.rpartition("/")
+        if not os.path.isfile(self.workspace.build_file(head)):
+            return None  # no package there either (and no search upwards)
+        try:
+            return str(Label(head, name)) if name in self.package(head) else None
+        except UserError:
+            return None
 
     def file_label_target(self, label: Label) -> Label | None:
         """The target a command-line label means: itself, the producer of the output

@@ -515,6 +515,18 @@ def test_unknown_package_and_rule_suggest_the_closest(mb_workspace):
     assert errors_of(rule)[0].startswith("unknown rule 'genrul'; did you mean 'genrule'?")
 
 
+def test_a_slash_typed_for_the_colon_suggests_the_target(mb_workspace):
+    ws = mb_workspace({"abc/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n',
+                       "BUILD.toml": '[top]\nrule = "genrule"\nouts = ["o"]\ncmd = "x"\n'})
+    assert errors_of(ws.run("build", "//abc/t")) == [
+        "no package 'abc/t': abc/t/BUILD.toml does not exist; did you mean '//abc:t'?"]
+    assert errors_of(ws.run("build", "//top")) == [
+        "no package 'top': top/BUILD.toml does not exist; did you mean '//:top'?"]
+    # Neither a target there nor a package near it: no hint, and no search upwards.
+    assert errors_of(ws.run("build", "//abc/zzz/qqq")) == [
+        "no package 'abc/zzz/qqq': abc/zzz/qqq/BUILD.toml does not exist"]
+
+
 def test_dash_c_with_a_file(mb_workspace):
     ws = mb_workspace({"a/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t"]\ncmd = "x"\n'})
     result = ws.run("-C", "a/BUILD.toml", "build")
