@@ -37,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    def add_plugin_flag(p: argparse.ArgumentParser) -> None:
+        """`-p` after the command too (`mb build -p mymod`), as `-v` and `-q` are."""
+        p.add_argument("-p", dest="plugins_sub", action="append", default=[],
+                       help="load a plugin module (repeatable)")
+
     def add_build_flags(p: argparse.ArgumentParser) -> None:
+        add_plugin_flag(p)
         p.add_argument("patterns", nargs="*", default=["//..."])
         p.add_argument("-j", "--jobs", type=int, default=None,
                        help="actions run at once (default: MB.toml [build] jobs, else the "
@@ -62,14 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     add_build_flags(watch)
 
     query = sub.add_parser("query", help="deps(L), rdeps(P, L), kind(RULE, P), or a pattern")
+    add_plugin_flag(query)
     query.add_argument("expression")
     query.add_argument("--output", choices=("label", "json", "long"), default="label")
     graph = sub.add_parser("graph", help="the dependency graph")
+    add_plugin_flag(graph)
     graph.add_argument("pattern", nargs="?", default="//...")
     graph.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot")
     rules = sub.add_parser("rules", help="installed rules")
+    add_plugin_flag(rules)
     rules.add_argument("rule", nargs="?")
-    sub.add_parser("plugins", help="installed plugins")
+    add_plugin_flag(sub.add_parser("plugins", help="installed plugins"))
     clean = sub.add_parser("clean", help="remove mb-out/ (--all: also .mb/)")
     clean.add_argument("--all", action="store_true")
     gc = sub.add_parser("gc", help="trim the cache to [cache] max_size")
@@ -129,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, flag, True)
     if getattr(args, "color_sub", None):
         args.color = args.color_sub
+    args.plugins += getattr(args, "plugins_sub", [])
     previous = _sigterm_interrupts()
     try:
         return int(_dispatch(args))

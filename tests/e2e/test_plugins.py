@@ -193,6 +193,21 @@ def test_plugin_from_workspace_loaded_with_p(mb_workspace):
     assert "unknown rule 'twice'" in missing.stderr
 
 
+def test_p_may_follow_the_command(mb_workspace):
+    """`mb build -p MOD`, as `-v` may follow it; both places add up."""
+    ws = mb_workspace(TWICE_WS)
+    env = _plug_env(ws)
+    listed = ws.run("plugins", "-p", "twice_plugin", env=env)
+    assert any(line.split()[:2] == ["twice_plugin", "0.3.0"] for line in listed.stdout.splitlines())
+    assert ws.run("rules", "-p", "twice_plugin", "twice", env=env).exit_code == 0
+    result = ws.run("-p", "broken_plugin", "build", "-p", "twice_plugin", "//p:double", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert ws.out("p/double.txt").read_text() == "ab\nab\n"
+    assert "plugin 'broken_plugin'" in result.stderr  # the one before the command loaded too
+    assert ws.run("query", "-p", "twice_plugin", "kind(twice, //...)", env=env).stdout == (
+        "//p:double\n")
+
+
 def test_editing_a_plugins_module_reruns_its_actions(mb_workspace):
     """The module's source digest is part of a Python action's key."""
     ws = mb_workspace(TWICE_WS)
