@@ -306,13 +306,7 @@ def orphans() -> list[int]:
 def stop_orphans_in(root: str) -> None:
     """Kill what an ended action detached but left running in its directory `root`
     (and reap it): it would write into the next action's files there."""
-    left = orphans()
-    if left:
-        for pid in kill_processes_in([root], among=left):
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+    _kill_and_reap(orphans(), [root])
 
 
 def stop_orphans(keep: Collection[int] = ()) -> None:
@@ -323,9 +317,14 @@ def stop_orphans(keep: Collection[int] = ()) -> None:
     action. `keep` holds the main thread's children from before the build (a
     program embedding mb may have started processes of its own).
     """
-    left = [pid for pid in orphans() if pid not in keep]
-    if left:
-        for pid in kill_processes_in(None, among=left):
+    _kill_and_reap([pid for pid in orphans() if pid not in keep], None)
+
+
+def _kill_and_reap(adopted: Sequence[int], folders: Sequence[str] | None) -> None:
+    """`kill_processes_in(folders, among=adopted)`, then reap what it killed: adopted
+    processes are this process's children, and would stay zombies."""
+    if adopted:
+        for pid in kill_processes_in(folders, among=adopted):
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
