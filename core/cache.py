@@ -69,6 +69,7 @@ from typing import Any, Final
 
 import attrs
 
+from mb.digest import digest_file
 from mb.fsutil import atomic_write_bytes, discard, move_into_place
 
 #: A pack is written once this many results are pending ...
@@ -97,6 +98,15 @@ _FIELDS: Final = frozenset({"key", "outputs", "metadata", "cost", "duration_s", 
 EXECUTABLE_SUFFIX: Final = ".x"
 _STAMP_DIGITS: Final = 19  # a pack name starts with time.time_ns(), zero-padded
 _NONE: Final[frozenset[str]] = frozenset()
+
+
+def _holds(blob: str, digest: str) -> bool:
+    """Whether the file `blob` still has the bytes of `digest` (hashed: only when its
+    stat says it may not)."""
+    try:
+        return digest_file(blob) == digest
+    except OSError:
+        return False
 
 
 def blob_name(digest: str, executable: bool = False) -> str:
@@ -224,6 +234,7 @@ class Cache:
             return None
         result, stored_stats = decoded
         executable = result.executable
+        restored = False
         for path, digest in result.outputs.items():
             name = digest + EXECUTABLE_SUFFIX if executable and path in executable else digest
             blob = self._cas_prefix + name
@@ -233,13 +244,25 @@ class Cache:
                 return None  # a blob was collected: a miss
             expected = stored_stats.get(name)
             mode = 0o555 if name.endswith(EXECUTABLE_SUFFIX) else 0o444
-            if (expected is not None and [st.st_size, st.st_mtime_ns] != expected
-                    or st.st_mode & 0o777 != mode):
-                # Written to or chmod-ed since it was stored, e.g. through its hard
-                # link in mb-out/: its bytes or its mode no longer match its name
+            if st.st_mode & 0o777 != mode:
+                # Chmod-ed since it was stored, e.g. through its hard link in mb-out/
                 # (a chmod +x would make every later output linked to it executable).
                 discard(blob)
                 return None
+            if expected is not None and [st.st_size, st.st_mtime_ns] != expected:
+                if not _holds(blob, digest):
+                    # Written to since it was stored, e.g. through its hard link in
+                    # mb-out/: its bytes no longer match its name.
+                    discard(blob)
+                    return None
+                # The same bytes stored again since this line was written (after `mb
+                # gc` or a discard, by any workspace sharing the cache): a new inode
+                # and mtime, not a write. Discarding it would make every line
+                # naming it re-run its action and store it again, forever.
+                restored = True
+        if restored:
+            self.put_result(key, result)  # recorded with the blob's stat now
+            return result
         if own is None:
             with self._lock:
                 if key not in self._rerecorded:

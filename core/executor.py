@@ -41,7 +41,9 @@ import attrs
 from mb.actions import Action
 from mb.cache import ActionResult, Cache
 from mb.context import Tool
-from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_and_stat, split_key_digest
+from mb.digest import (
+    EXECUTABLE_BITS, EXECUTABLE_MARK, digest_and_stat, digest_file, split_key_digest,
+)
 from mb.environment import (
     ENVIRONMENT_SETTINGS, environment_url_secrets, providers_without_environment,
 )
@@ -488,25 +490,18 @@ class Executor:
         changed = []
         cache_prefix = self.cache.directory + os.sep
         for rel, source in staged.items():
+            if source in blob_stats and source.startswith(cache_prefix):
+                if _blob_written(source, root + os.sep + rel, blob_stats[source], keyed[rel]):
+                    changed.append(rel)
+                continue
             try:
                 st = os.stat(source)
             except OSError:
-                if source in blob_stats and source.startswith(cache_prefix):
-                    # `mb gc` of another workspace sharing the cache removed the blob
-                    # meanwhile: what the action read is the link staged in its root.
-                    try:
-                        st = os.stat(root + os.sep + rel)
-                    except OSError:
-                        changed.append(rel)
-                        continue
-                else:
-                    changed.append(rel)
-                    continue
-            if source in blob_stats:
+                changed.append(rel)
+                continue
+            if source in blob_stats:  # an output in mb-out/ only
                 if blob_stats[source] != (st.st_size, st.st_mtime_ns):
                     changed.append(rel)
-                    if source.startswith(cache_prefix):
-                        discard(source)  # (gone already if gc removed it)
                 continue
             # The whole signature: a replacement that keeps size and mtime (`mv` of
             # a new file, `cp -p`, `rsync -a`, an edit then `touch -d`) moves the
@@ -643,6 +638,40 @@ def secret_values(names: Sequence[str], texts: Sequence[str] = ()) -> list[str]:
     """The texts to hide for the secrets named `names` (variables of this process) and
     for the secret `texts` themselves (`mb.masking.masked_forms`)."""
     return masked_forms([os.environ.get(name, "") for name in names] + list(texts))
+
+
+def _blob_written(blob: str, staged: str, before: tuple[int, int], keyed: str) -> bool:
+    """Whether the action wrote to the blob it was given as an input (a hard link at
+    `staged`; 0444 does not stop root); a blob written to no longer matches its
+    name, so it is removed from the cache.
+
+    The staged link is what the action saw, whatever the cache holds now. A
+    stat that moved is confirmed by the bytes: another process may have stored
+    the same bytes again (a new inode and mtime) between the stat `before` and
+    the staging, which is no write (discarding that good blob made every
+    workspace sharing the cache run the action again, and again).
+    """
+    try:
+        st = os.stat(staged)
+    except OSError:  # the action removed its link: ask the cache's file
+        try:
+            st = os.stat(blob)
+        except OSError:
+            return False  # collected meanwhile; the action read the link it was given
+        staged = blob
+    if (st.st_size, st.st_mtime_ns) == before:
+        return False
+    try:
+        if digest_file(staged) == split_key_digest(keyed)[0]:
+            return False
+    except OSError:
+        pass
+    try:
+        if _same_file(os.stat(blob), st):
+            discard(blob)
+    except OSError:
+        pass
+    return True
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:

@@ -675,6 +675,43 @@ def test_a_blob_written_to_after_a_flush_is_dropped_by_another_cache(
     assert not blob.exists()
 
 
+def test_a_blob_written_to_with_its_mode_put_back_is_dropped(cache: Cache,
+                                                             tmp_path: Path) -> None:
+    digest = store(cache, tmp_path, b"original")
+    cache.put_result(KEY, ActionResult(outputs={"p/out": digest}))
+    cache.flush()
+    blob = Path(cache.blob_path(digest))
+    blob.chmod(0o644)
+    blob.write_bytes(b"tampered")
+    blob.chmod(0o444)  # only the stat and the bytes tell
+    assert Cache(cache.directory).get_result(KEY) is None
+    assert not blob.exists()
+
+
+def test_a_blob_stored_again_with_the_same_bytes_is_a_hit_and_is_kept(
+        cache: Cache, tmp_path: Path) -> None:
+    """After `mb gc` (or a discard) the same bytes come back as a new inode with a new
+    mtime; another workspace's line still has the old stat. It used to discard the
+    good blob and re-run, and so did the next line naming it: forever."""
+    digest = store(cache, tmp_path, b"shared bytes")
+    cache.put_result(KEY, ActionResult(outputs={"p/out": digest}))
+    cache.flush()
+    blob = Path(cache.blob_path(digest))
+    old = blob.stat()
+    blob.unlink()
+    assert store(cache, tmp_path, b"shared bytes") == digest  # another workspace's action
+    os.utime(blob, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))
+    reader = Cache(cache.directory)
+    assert reader.get_result(KEY) == ActionResult(outputs={"p/out": digest})
+    assert blob.exists()
+    reader.flush()  # the line is written again with the blob's stat now
+    later = Cache(cache.directory)
+    assert later.get_result(KEY) is not None
+    line = [json.loads(line) for pack in sorted(Path(cache.directory, "ac").glob("*.pack"))
+            for line in pack.read_text().splitlines() if json.loads(line)["key"] == KEY][-1]
+    assert line["blobs"][digest] == [blob.stat().st_size, blob.stat().st_mtime_ns]
+
+
 def test_many_lookups_switch_from_searching_packs_to_an_index(cache: Cache,
                                                               tmp_path: Path) -> None:
     """The first lookups search the packs' bytes, later ones use an index: both agree."""
