@@ -116,7 +116,15 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
 
     # Both sources of the mode are validated already (argparse choices, MB.toml).
     sandbox = make_sandbox(options.sandbox or config.build.sandbox, events)
+    events.emit("build.started", patterns=list(options.patterns), targets=len(closure),
+                actions=len(actions))
+    # A target without actions (a filegroup) has no action to find its missing
+    # sources, so they are looked for here (SPEC §7: exit 1, naming the file).
+    missing = {} if options.placeholders else _missing_sources(workspace.root, closure)
+    _report_missing(events, workspace.root, missing)
+
     cache = Cache(workspace.cache_dir)
+    # It holds the cache (mb.locks.CacheUse) from here until `close` below.
     executor = Executor(
         workspace.root, cache, statcache, sandbox, events, config.providers,
         ExecutorOptions(read_cache=not options.no_cache, write_cache=not options.no_cache),
@@ -139,16 +147,9 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
             pools=config.resources, placeholder=placeholder,
             first=session.changed if session is not None else frozenset()),
         on_outcome=lambda outcome: report_outcome(events, outcome), profiler=profiler)
-    events.emit("build.started", patterns=list(options.patterns), targets=len(closure),
-                actions=len(actions))
 
     def on_signal(signum: int, _frame: Any) -> None:
         scheduler.interrupt()
-
-    # A target without actions (a filegroup) has no action to find its missing
-    # sources, so they are looked for here (SPEC §7: exit 1, naming the file).
-    missing = {} if options.placeholders else _missing_sources(workspace.root, closure)
-    _report_missing(events, workspace.root, missing)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

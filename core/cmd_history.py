@@ -136,21 +136,27 @@ def _builds_to_diff(workspace: Workspace, args: argparse.Namespace
 
 
 def cmd_checkout(workspace: Workspace, args: argparse.Namespace) -> int:
+    from mb.locks import CacheUse
+
     manifest = manifest_or_error(workspace, args.build_id)
     cache = Cache(workspace.cache_dir)
     outputs = outputs_of(manifest)
-    blobs = {path: _checkout_blob(cache, path, digest, manifest)
-             for path, digest in outputs.items()}
-    missing = [path for path, blob in blobs.items() if blob is None]
-    if missing:
-        raise OutputsCollectedError(
-            f"cannot check out {manifest['build_id']}: the cache no longer holds "
-            f"{len(missing)} of its outputs ({', '.join(sorted(missing)[:3])}"
-            f"{', ...' if len(missing) > 3 else ''}); they were collected by `mb gc` or "
-            "`mb clean --all`; rebuild instead")
-    for path, blob in sorted(blobs.items()):
-        assert blob is not None
-        place_file(blob, os.path.join(workspace.root, path))
+    # As a build does: `mb gc` does not remove a blob between finding and placing it.
+    with CacheUse(workspace.cache_dir, exclusive=False, on_wait=lambda: print(
+            "mb gc is trimming the cache; waiting for it to finish", file=sys.stderr,
+            flush=True)):
+        blobs = {path: _checkout_blob(cache, path, digest, manifest)
+                 for path, digest in outputs.items()}
+        missing = [path for path, blob in blobs.items() if blob is None]
+        if missing:
+            raise OutputsCollectedError(
+                f"cannot check out {manifest['build_id']}: the cache no longer holds "
+                f"{len(missing)} of its outputs ({', '.join(sorted(missing)[:3])}"
+                f"{', ...' if len(missing) > 3 else ''}); they were collected by `mb gc` "
+                "or `mb clean --all`; rebuild instead")
+        for path, blob in sorted(blobs.items()):
+            assert blob is not None
+            place_file(blob, os.path.join(workspace.root, path))
     print(f"checked out {len(outputs)} outputs of {manifest['build_id']} into mb-out/")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from mb.cache import Cache, parse_size
 from mb.errors import ConfigError
@@ -16,7 +17,7 @@ def run(args: argparse.Namespace, start: str) -> int:
     them or they for it (`mb clean --all` under a build deleted its sandbox,
     its event log and the lock itself)."""
     from mb.cmd_build import waiting
-    from mb.locks import WorkspaceLock
+    from mb.locks import CacheUse, WorkspaceLock
 
     workspace = open_workspace(start)
     if args.command == "clean":
@@ -32,10 +33,16 @@ def run(args: argparse.Namespace, start: str) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     cache = Cache(workspace.cache_dir)
-    with WorkspaceLock(workspace.state_dir, waiting):
+    with WorkspaceLock(workspace.state_dir, waiting), CacheUse(
+            workspace.cache_dir, exclusive=True, on_wait=_waiting_for_builds):
         removed, freed = cache.gc(limit, used_elsewhere=last_build_use(workspace.state_dir))
     print(f"removed {removed} cache files, freed {freed} bytes; cache is {cache.size()} bytes")
     return 0
+
+
+def _waiting_for_builds() -> None:
+    print("builds are using the cache; mb gc waits for them to finish", file=sys.stderr,
+          flush=True)
 
 
 def clean(workspace: Workspace, everything: bool) -> None:

@@ -49,6 +49,7 @@ from mb.environment import (
 )
 from mb.events import EventLog
 from mb.fsutil import discard, move_into_place, place_file
+from mb.locks import CacheUse
 from mb.masking import masked_forms, redact, redact_value
 from mb.statcache import StatCache
 
@@ -140,6 +141,15 @@ class Executor:
         #: Children of the main thread from before the build: not the actions' to stop.
         self._children_before = frozenset(orphans())
         self._sandbox_base = sandbox_folder(os.path.join(state_dir, "sandbox"))
+        #: Held shared until `close` (mb.locks.CacheUse): `mb gc` waits for this build.
+        #: Taken last: whoever made this Executor must `close` it.
+        self._cache_use: CacheUse | None = None
+        if options.read_cache or options.write_cache:
+            self._cache_use = CacheUse(cache.directory, exclusive=False, on_wait=lambda: (
+                events.emit("cache.waiting", level="warning", message=(
+                    f"mb gc is trimming the cache in {cache.directory}; waiting for it to "
+                    "finish"))))
+            self._cache_use.__enter__()
 
     def close(self) -> None:
         """Empty the sandbox directories, but keep them; write the pending action results.
@@ -173,6 +183,9 @@ class Executor:
             try:
                 self.cache.flush()
             finally:
+                if self._cache_use is not None:
+                    self._cache_use.__exit__()
+                    self._cache_use = None
                 release_sandbox_folder(self._sandbox_base)
 
     # --- keys ------------------------------------------------------------------------

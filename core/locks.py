@@ -1,4 +1,4 @@
-"""Exclusive inter-process locks on a file (`flock`), for the workspace and the event log.
+"""Inter-process locks on a file (`flock`), for the workspace, the event log and the cache.
 
 A thin wrapper over `fcntl.flock` rather than the filelock package: this is
 on the path of every no-op build, and importing filelock (logging, inspect,
@@ -16,8 +16,11 @@ from typing import Any
 
 
 class FileLock:
-    def __init__(self, path: str) -> None:
+    """Exclusive, or `shared` with the other shared holders (readers and writer)."""
+
+    def __init__(self, path: str, shared: bool = False) -> None:
         self.path = path
+        self._mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         self._fd: int | None = None
 
     def acquire(self, blocking: bool = True) -> bool:
@@ -32,7 +35,7 @@ class FileLock:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                fcntl.flock(fd, self._mode | (0 if blocking else fcntl.LOCK_NB))
                 if _same_file(fd, self.path):
                     self._fd = fd
                     return True
@@ -71,17 +74,15 @@ def _same_file(fd: int, path: str) -> bool:
 LOCK_FILE = "build.lock"
 
 
-class WorkspaceLock:
-    """One build at a time per workspace; a second one waits, saying so once."""
+class WaitingLock:
+    """A lock whose holder, if it has to wait, says so once (`on_wait`) first."""
 
-    def __init__(self, workspace: Any, on_wait: Callable[[], None]) -> None:
-        """`workspace` is a Workspace or the path of its state directory."""
-        state_dir = getattr(workspace, "state_dir", workspace)
-        os.makedirs(state_dir, exist_ok=True)
-        self._lock = FileLock(os.path.join(state_dir, LOCK_FILE))
+    def __init__(self, path: str, shared: bool, on_wait: Callable[[], None]) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._lock = FileLock(path, shared=shared)
         self._on_wait = on_wait
 
-    def __enter__(self) -> WorkspaceLock:
+    def __enter__(self) -> WaitingLock:
         if not self._lock.acquire(blocking=False):
             self._on_wait()
             self._lock.acquire()
@@ -89,3 +90,32 @@ class WorkspaceLock:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+
+
+class WorkspaceLock(WaitingLock):
+    """One build at a time per workspace; a second one waits, saying so once."""
+
+    def __init__(self, workspace: Any, on_wait: Callable[[], None]) -> None:
+        """`workspace` is a Workspace or the path of its state directory."""
+        state_dir = getattr(workspace, "state_dir", workspace)
+        super().__init__(os.path.join(state_dir, LOCK_FILE), False, on_wait)
+
+
+#: The lock's file in a cache directory (beside cas/ and ac/, which `gc` counts).
+CACHE_LOCK_FILE = "use.lock"
+
+
+class CacheUse(WaitingLock):
+    """Builds using a cache directory hold this shared; `mb gc` holds it exclusively.
+
+    So gc never removes a blob between a build seeing it and linking it (a
+    cache hit, a staged input, an output whose blob another workspace had
+    stored), nor a blob that a result the build has yet to write names: each
+    of those failed builds of other workspaces sharing the cache, or left a
+    result line naming a collected blob. A build waits for a running gc and
+    gc for the running builds, each saying so once (`on_wait`). Builds never
+    wait for each other.
+    """
+
+    def __init__(self, cache_dir: str, exclusive: bool, on_wait: Callable[[], None]) -> None:
+        super().__init__(os.path.join(cache_dir, CACHE_LOCK_FILE), not exclusive, on_wait)

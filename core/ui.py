@@ -77,7 +77,7 @@ class PlainReporter:
             if not self.quiet:
                 self.line(f"placeholder for {data.get('path')} ({data.get('reason')}), "
                           f"needed by {event.target}")
-        elif event.type == "sandbox.fallback":
+        elif event.type in ("sandbox.fallback", "cache.waiting"):
             self.line(f"warning: {data.get('message')}", error=True)
         elif event.type == "cache.write_failed":
             self.line(f"error: {data.get('message')}", error=True)

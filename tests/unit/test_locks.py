@@ -29,3 +29,20 @@ def test_a_waiter_does_not_keep_the_lock_of_a_removed_file(tmp_path: Path) -> No
     waiter.release()
     assert newcomer.acquire(blocking=False)
     newcomer.release()
+
+
+def test_builds_share_the_cache_and_gc_waits_for_them(tmp_path) -> None:
+    from mb.locks import CacheUse, FileLock
+
+    waited: list[str] = []
+    with CacheUse(str(tmp_path), exclusive=False, on_wait=lambda: waited.append("a")), \
+            CacheUse(str(tmp_path), exclusive=False, on_wait=lambda: waited.append("b")):
+        assert waited == [], "builds never wait for each other"
+        gc = FileLock(str(tmp_path / "use.lock"))
+        assert not gc.acquire(blocking=False), "gc waits while builds hold it"
+    assert gc.acquire(blocking=False)
+    try:
+        build = FileLock(str(tmp_path / "use.lock"), shared=True)
+        assert not build.acquire(blocking=False), "a build waits while gc holds it"
+    finally:
+        gc.release()
