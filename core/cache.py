@@ -70,7 +70,7 @@ from typing import Any, Final
 import attrs
 
 from mb.digest import digest_file
-from mb.fsutil import atomic_write_bytes, discard, move_into_place
+from mb.fsutil import TEMPORARY_PREFIX, atomic_write_bytes, discard, move_into_place
 
 #: A pack is written once this many results are pending ...
 PACK_MAX_RESULTS: Final = 512
@@ -81,7 +81,7 @@ MAX_PACKS: Final = 64
 
 _PACK_SUFFIX: Final = ".pack"
 _LOCK_NAME: Final = ".compact.lock"
-_TMP_PREFIX: Final = ".tmp-"  # mb.fsutil.atomic_write_bytes' temporary files
+_TMP_PREFIX: Final = TEMPORARY_PREFIX  # mb.fsutil.atomic_write_bytes' temporary files
 #: A listing of ac/ taken this soon after its last change may have missed a second
 #: change within the same file-system clock tick: the next miss lists it again.
 _RACY_NS: Final = 100_000_000

@@ -61,8 +61,12 @@ def _text(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
+#: The folder of `.mb/` holding the snapshots.
+FASTPATH_DIR = "fastpath"
+
+
 def snapshot_path(state_dir: str, key: str) -> str:
-    return os.path.join(state_dir, "fastpath", key[:32] + ".bin")
+    return os.path.join(state_dir, FASTPATH_DIR, key[:32] + ".bin")
 
 
 def file_sig(path: str) -> FileSig | None:

@@ -11,12 +11,39 @@ import threading
 from typing import Final
 
 
+#: The name prefix of a file prepared beside its target before the rename into place.
+TEMPORARY_PREFIX: Final = ".tmp-"
+
+
 def _temporary_path(path: str) -> str:
     """Where to prepare `path` before renaming it into place: beside it (same file
     system), named per process and thread. `mb gc` spares a young `.tmp-` file
     (`cache._TMP_PREFIX`)."""
-    return os.path.join(os.path.dirname(path) or ".",
-                        f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(path)}")
+    return os.path.join(os.path.dirname(path) or ".", f"{TEMPORARY_PREFIX}{os.getpid()}-"
+                        f"{threading.get_ident()}-{os.path.basename(path)}")
+
+
+def remove_temporaries(directory: str, names: list[str] | None = None) -> None:
+    """Remove the temporary files (`TEMPORARY_PREFIX`) a killed process left in
+    `directory` (not below it; `names`: its listing, if the caller has it).
+
+    Only for a directory no other process writes into meanwhile: the
+    workspace's own, under the workspace lock (never a shared cache's).
+    """
+    if names is None:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return
+    for name in names:
+        if name.startswith(TEMPORARY_PREFIX):
+            discard(os.path.join(directory, name))
+
+
+def remove_temporaries_below(directory: str) -> None:
+    """`remove_temporaries` in `directory` and every folder below it."""
+    for folder, _dirs, names in os.walk(directory):
+        remove_temporaries(folder, names)
 
 
 def atomic_write_bytes(path: str, data: bytes, mode: int = 0o644) -> None:

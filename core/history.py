@@ -20,7 +20,7 @@ from typing import Any
 from typing import NamedTuple
 
 from mb.digest import canonical_json
-from mb.fsutil import atomic_write_bytes, discard
+from mb.fsutil import atomic_write_bytes, discard, remove_temporaries
 
 #: How many manifests `.mb/builds/` keeps; older ones are removed after each build.
 KEEP_BUILDS = 200
@@ -95,8 +95,21 @@ _ACTIONS_FROM = re.compile(r'"actions_from":"(b-[^"]+)"')
 
 def prune(directory: str, keep: str | None = None) -> None:
     """Remove all but the newest KEEP_BUILDS manifests, and never `keep`: the build the
-    newest one repeats the action records of (`mb explain`, `mb gc` read them)."""
-    names = sorted(n for n in os.listdir(directory) if n.startswith("b-") and n.endswith(".json"))
+    newest one repeats the action records of (`mb explain`, `mb gc` read them).
+
+    Also the temporary files a build killed while writing left here, and in
+    `.mb/` and `.mb/fastpath/` (the workspace lock is held, and this build's
+    own writes there are done or yet to start): each kill at the wrong
+    instant left one more, forever.
+    """
+    from mb.fastpath import FASTPATH_DIR
+
+    listed = os.listdir(directory)
+    remove_temporaries(directory, listed)
+    state_dir = os.path.dirname(directory)
+    remove_temporaries(state_dir)
+    remove_temporaries(os.path.join(state_dir, FASTPATH_DIR))
+    names = sorted(n for n in listed if n.startswith("b-") and n.endswith(".json"))
     for name in names[:-KEEP_BUILDS]:
         if name != f"{keep}.json":
             discard(os.path.join(directory, name))
@@ -156,7 +169,7 @@ def list_builds(state_dir: str) -> list[dict[str, Any]]:
     """Every readable manifest, oldest first."""
     directory = builds_dir(state_dir)
     try:
-        names = [n for n in os.listdir(directory) if n.endswith(".json")]
+        names = [n for n in os.listdir(directory) if n.startswith("b-") and n.endswith(".json")]
     except FileNotFoundError:
         return []
     manifests = []

@@ -234,3 +234,29 @@ cmd = "echo x >> {started}; sleep 30; exit 1"
     assert [e["type"] for e in ws.events()
             if e["type"] in ("action.started", "action.retry")] == ["action.started"]
     assert started.read_text() == "x\n"
+
+
+def test_temporary_files_of_a_killed_build_are_removed(mb_workspace):
+    """A build killed between making a temporary file and renaming it into place left it
+    for good: a read-only link in mb-out/ (`place_file` replacing an output), or a
+    manifest, stat cache or snapshot in .mb/ (and `mb log` listed the manifest's
+    temporary copy as a build that `mb show` could not find). The next build removes
+    them (mb-out/'s after a build that died, which the sandbox mark tells)."""
+    ws = mb_workspace({"p/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t.txt"]\n'
+                                       'cmd = "echo t > $@"\n'})
+    assert ws.run("build").exit_code == 0
+    manifest = next((ws.path / ".mb" / "builds").glob("b-*.json"))
+    ghost = json.loads(manifest.read_text()) | {"build_id": "b-20991231-000000-dead"}
+    strays = [ws.path / ".mb" / "builds" / ".tmp-99999-1-b-20991231-000000-dead.json",
+              ws.path / ".mb" / ".tmp-99999-1-statcache.bin",
+              ws.path / ".mb" / "fastpath" / ".tmp-99999-1-0123.bin",
+              ws.out("p/.tmp-99999-1-t.txt")]
+    for stray in strays:
+        stray.write_text(json.dumps(ghost))
+    assert "b-20991231-000000-dead" not in ws.run("log").stdout  # only b-*.json are builds
+    (ws.path / ".mb" / "sandbox" / "in-use").write_text("99999\n")  # a build that died
+    ws.write({"p/BUILD.toml": '[t]\nrule = "genrule"\nouts = ["t.txt"]\ncmd = "echo u > $@"\n'})
+    result = ws.run("build")
+    assert result.exit_code == 0, result.stderr
+    assert [stray for stray in strays if stray.exists()] == []
+    assert ws.out("p/t.txt").read_text() == "u\n"
