@@ -156,7 +156,7 @@ class Executor:
                 events.emit("cache.waiting", level="warning", message=(
                     f"mb gc is trimming the cache in {cache.directory}; waiting for it to "
                     "finish"))))
-            self._cache_use.__enter__()
+            self._cache_use.acquire()
 
     def close(self) -> None:
         """Empty the sandbox directories, but keep them; write the pending action results.
@@ -191,7 +191,7 @@ class Executor:
                 self.cache.flush()
             finally:
                 if self._cache_use is not None:
-                    self._cache_use.__exit__()
+                    self._cache_use.release()
                     self._cache_use = None
                 release_sandbox_folder(self._sandbox_base)
 

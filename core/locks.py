@@ -82,14 +82,20 @@ class WaitingLock:
         self._lock = FileLock(path, shared=shared)
         self._on_wait = on_wait
 
-    def __enter__(self) -> WaitingLock:
+    def acquire(self) -> None:
         if not self._lock.acquire(blocking=False):
             self._on_wait()
             self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> WaitingLock:
+        self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        self.release()
 
 
 class WorkspaceLock(WaitingLock):
