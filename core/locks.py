@@ -107,8 +107,9 @@ class WorkspaceLock(WaitingLock):
         super().__init__(os.path.join(state_dir, LOCK_FILE), False, on_wait)
 
 
-#: The lock's file in a cache directory (beside cas/ and ac/, which `gc` counts).
+#: The locks' files in a cache directory (beside cas/ and ac/, which `gc` counts).
 CACHE_LOCK_FILE = "use.lock"
+CACHE_GATE_FILE = "gate.lock"
 
 
 class CacheUse(WaitingLock):
@@ -121,7 +122,32 @@ class CacheUse(WaitingLock):
     result line naming a collected blob. A build waits for a running gc and
     gc for the running builds, each saying so once (`on_wait`). Builds never
     wait for each other.
+
+    `flock` does not make a new shared holder queue behind a waiting exclusive
+    one, so on a busy shared cache overlapping builds kept gc out for as long
+    as they came. gc therefore first closes a gate (`CACHE_GATE_FILE`,
+    exclusively) and then waits for the builds inside; a build passes the
+    gate (shared, for an instant) before it takes `CACHE_LOCK_FILE`, so one
+    that comes while gc waits queues behind it.
     """
 
     def __init__(self, cache_dir: str, exclusive: bool, on_wait: Callable[[], None]) -> None:
         super().__init__(os.path.join(cache_dir, CACHE_LOCK_FILE), not exclusive, on_wait)
+        self._gate = FileLock(os.path.join(cache_dir, CACHE_GATE_FILE), shared=not exclusive)
+        self._exclusive = exclusive
+
+    def acquire(self) -> None:
+        waited = False
+        for lock in (self._gate, self._lock):
+            if not lock.acquire(blocking=False):
+                if not waited:
+                    self._on_wait()
+                    waited = True
+                lock.acquire()
+        if not self._exclusive:
+            self._gate.release()  # through: the gate only orders builds behind a gc
+
+    def release(self) -> None:
+        self._lock.release()
+        if self._exclusive:
+            self._gate.release()

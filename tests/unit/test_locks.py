@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
-from mb.locks import FileLock
+from mb.locks import CACHE_GATE_FILE, CacheUse, FileLock
 
 
 def test_a_waiter_does_not_keep_the_lock_of_a_removed_file(tmp_path: Path) -> None:
@@ -32,8 +33,6 @@ def test_a_waiter_does_not_keep_the_lock_of_a_removed_file(tmp_path: Path) -> No
 
 
 def test_builds_share_the_cache_and_gc_waits_for_them(tmp_path) -> None:
-    from mb.locks import CacheUse, FileLock
-
     waited: list[str] = []
     with CacheUse(str(tmp_path), exclusive=False, on_wait=lambda: waited.append("a")), \
             CacheUse(str(tmp_path), exclusive=False, on_wait=lambda: waited.append("b")):
@@ -46,3 +45,36 @@ def test_builds_share_the_cache_and_gc_waits_for_them(tmp_path) -> None:
         assert not build.acquire(blocking=False), "a build waits while gc holds it"
     finally:
         gc.release()
+
+
+def test_a_build_coming_while_gc_waits_queues_behind_it(tmp_path) -> None:
+    """flock lets a new shared holder past a waiting exclusive one: overlapping builds
+    kept gc out for as long as they came. gc closes a gate first."""
+    running = CacheUse(str(tmp_path), exclusive=False, on_wait=lambda: None)
+    running.acquire()
+    gc = CacheUse(str(tmp_path), exclusive=True, on_wait=lambda: None)
+    gc_in = threading.Event()
+    waiter = threading.Thread(target=lambda: (gc.acquire(), gc_in.set()))
+    waiter.start()
+    try:
+        gate = FileLock(str(tmp_path / CACHE_GATE_FILE), shared=True)
+        deadline = time.monotonic() + 10
+        while gate.acquire(blocking=False):  # until gc has closed the gate
+            gate.release()
+            assert time.monotonic() < deadline
+        newcomer_waited: list[bool] = []
+        newcomer = CacheUse(str(tmp_path), exclusive=False,
+                            on_wait=lambda: newcomer_waited.append(True))
+        late = threading.Thread(target=newcomer.acquire)
+        late.start()
+        late.join(timeout=0.5)
+        assert late.is_alive() and newcomer_waited, "the new build waits behind gc"
+        assert not gc_in.is_set(), "gc waits for the running build"
+        running.release()
+        assert gc_in.wait(timeout=10)
+        gc.release()
+        late.join(timeout=10)
+        assert not late.is_alive()
+        newcomer.release()
+    finally:
+        waiter.join(timeout=10)
