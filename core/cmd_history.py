@@ -157,6 +157,7 @@ def cmd_checkout(workspace: Workspace, args: argparse.Namespace) -> int:
         for path, blob in sorted(blobs.items()):
             assert blob is not None
             place_file(blob, os.path.join(workspace.root, path))
+        cache.flush()  # the results it found count as used now (`mb gc`'s order)
     print(f"checked out {len(outputs)} outputs of {manifest['build_id']} into mb-out/")
     return 0
 

@@ -234,9 +234,13 @@ def test_checkout_leaves_only_the_outputs_and_keeps_exec_bits(mb_workspace):
     import shutil
 
     shutil.rmtree(ws.path / "mb-out")
+    packs = set((ws.path / ".mb/cache/ac").glob("*.pack"))
     assert ws.run("checkout", build_id).exit_code == 0
     assert os.access(ws.path / "mb-out/p/tool.sh", os.X_OK)
     assert not os.access(ws.path / "mb-out/p/up.txt", os.X_OK)
+    # The results it used are recorded as used now, for `mb gc`'s least-recently-used order.
+    (recorded,) = set((ws.path / ".mb/cache/ac").glob("*.pack")) - packs
+    assert recorded.read_text().count('"key"') == 2  # both actions', read for their modes
 
 
 def test_explain_names_an_exec_bit_change(mb_workspace):
