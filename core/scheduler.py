@@ -493,7 +493,29 @@ class _Run:
 
 def describe_os_error(exc: OSError) -> str:
     """One line for a file system error around an action (mb's own writes: the cache,
-    mb-out/, the sandbox), naming the file and what to do."""
-    where = f": {exc.filename}" if exc.filename else ""
+    mb-out/, the sandbox), naming the file and what to do.
+
+    A temporary file (`.tmp-<pid>-<thread>-NAME`, made beside NAME before the
+    rename into place) is named as the NAME it stands for: that is the path the
+    user can do something about.
+    """
+    import errno
+
+    from mb.fsutil import TEMPORARY_PREFIX
+
+    path = str(exc.filename) if exc.filename else ""
+    folder, name = os.path.split(path)
+    if name.startswith(TEMPORARY_PREFIX):
+        name = name[len(TEMPORARY_PREFIX):].split("-", 2)[-1]
+        path = os.path.join(folder, name)
+    where = f": {path}" if path else ""
+    if exc.errno in (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST):
+        advice = "something else is in the way there; remove it (or run `mb clean`)"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free space"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "fix the permissions"
+    else:
+        advice = "free space or fix the permissions"
     return (f"{exc.strerror or exc}{where} (mb could not write its files for this action); "
-            "free space or fix the permissions, then build again")
+            f"{advice}, then build again")

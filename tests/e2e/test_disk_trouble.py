@@ -30,12 +30,26 @@ def test_a_file_where_an_output_folder_should_be_fails_that_action_in_one_line(m
     assert result.exit_code == 1
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("FAILED")]
     assert line.startswith("FAILED //p:t: ") and line.endswith(
-        "(mb could not write its files for this action); free space or fix the permissions, "
-        "then build again")
+        "(mb could not write its files for this action); something else is in the way "
+        "there; remove it (or run `mb clean`), then build again")
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     (ws.path / "mb-out" / "p").unlink()
     assert ws.run("build").exit_code == 0
     assert ws.out("p/t.txt").read_text() == "t\n"
+
+
+def test_a_folder_where_an_output_should_be_names_the_output(mb_workspace):
+    """The rename into place failed on a temporary name (`.tmp-<pid>-<thread>-t.txt`),
+    which the message showed, with advice about space and permissions."""
+    ws = mb_workspace(ONE)
+    (ws.path / "mb-out" / "p" / "t.txt" / "x").mkdir(parents=True)
+    result = ws.run("build")
+    assert result.exit_code == 1
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("FAILED")]
+    assert line == (
+        f"FAILED //p:t: Is a directory: {ws.path / 'mb-out' / 'p' / 't.txt'} (mb could not "
+        "write its files for this action); something else is in the way there; remove it "
+        "(or run `mb clean`), then build again")
 
 
 def test_gc_of_another_workspace_during_a_build_does_not_fail_it(mb_workspace, tmp_path):
