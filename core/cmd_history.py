@@ -285,9 +285,18 @@ def _explain_actions(workspace: Workspace, builds: list[dict[str, Any]],
             print(f"{heading}: failed")
             if action.get("error"):
                 print(f"  {action['error']}")
+        elif action["status"] == "cached" and action.get("provisional"):
+            print(f"{heading}: provisional, reused")
+            print(f"  key {action['key'][:16]}: built from a placeholder earlier in this "
+                  "`mb watch` session and kept in its memory (provisional results never go "
+                  "into the cache)")
         elif action["status"] == "cached":
             print(f"{heading}: cached")
             print(f"  key {action['key'][:16]} was in the cache")
+        elif action.get("provisional"):
+            print(f"{heading}: executed, provisional")
+            print("  an input was a placeholder, so the result was not cached: it runs "
+                  "again until every input is real")
         else:
             print(f"{heading}: executed")
             for line in explain_change(workspace, _previous_record(earlier, action), action):

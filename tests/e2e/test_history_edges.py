@@ -145,3 +145,17 @@ def test_explain_of_a_filegroup_names_its_missing_file(mb_workspace):
     assert "nothing runs for it" in result.stdout
     assert f"the last build that included it ({current(ws)}) failed: missing source file " \
            "f/gone.txt" in result.stdout
+
+
+def test_explain_of_a_provisional_action_says_it_was_not_cached(mb_workspace):
+    """It said "its key is unchanged; the cache had no result for it (cleaned, ...)":
+    provisional results are never cached, which is the reason."""
+    ws = mb_workspace(NOT_RUN)
+    for _ in range(2):
+        assert ws.run("build", "--placeholders", "//m:needs").exit_code == 0
+    result = ws.run("explain", "//m:needs")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "//m:needs: genrule -> n.txt: executed, provisional\n"
+        "  an input was a placeholder, so the result was not cached: it runs again until "
+        "every input is real\n")
