@@ -95,7 +95,10 @@ def expand_command(cmd: str, srcs: list[str], outs: list[str], locate: object) -
 
 @mb.rule("genrule", attrs=GenruleAttrs, version="1")
 def genrule(ctx: mb.RuleContext, a: GenruleAttrs) -> None:
-    """Run a bash command that reads `srcs` and writes `outs`."""
+    """Run a shell command that reads `srcs` and writes `outs`.
+
+    In bash, or, when it is one simple command, as that program with mb opening its
+    redirections (docs/rules.md)."""
     if not a.outs:
         raise mb.RuleError("'outs' must name at least one output file", attribute="outs")
     for name in a.env:

@@ -144,7 +144,8 @@ def substitute(text: str, values: Mapping[str, str], source: str) -> tuple[str, 
         where = ", ".join(f"{{{{{name}}}}} (line {line})" for name, line in missing.items())
         given = ", ".join(sorted(values)) or "none"
         raise mb.ActionError(
-            f"{source}: no value for {where}; add it to 'vars' (given: {given})", retryable=False)
+            f"{source}: no value for {where}; add {'them' if len(missing) > 1 else 'it'} to "
+            f"'vars' (given: {given})", retryable=False)
     used = {m.group(1) for m in VARIABLE.finditer(text)}
     return result, sorted(set(values) - used)
 

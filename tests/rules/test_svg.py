@@ -97,7 +97,7 @@ def test_missing_vars_are_one_error_naming_each_with_its_line(tmp_path: Path) ->
         render(tmp_path, template, vars={"other": "x"})
     assert str(info.value) == (
         "cards/src.svg: no value for {{title}} (line 2), {{subtitle}} (line 3); "
-        "add it to 'vars' (given: other)")
+        "add them to 'vars' (given: other)")
     assert info.value.retryable is False
 
 

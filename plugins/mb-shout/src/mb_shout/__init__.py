@@ -15,7 +15,6 @@ mb through the `mb` entry point in this package's pyproject.toml.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Final
 
 import attrs
@@ -65,5 +64,5 @@ def shout_sort(ctx: mb.RuleContext, a: ShoutSortAttrs) -> None:
 
 
 @mb.hookimpl
-def mb_rules() -> Sequence[mb.ruledef.RuleDef]:
+def mb_rules() -> list[object]:  # what `mb.rule` made (its type is not public API)
     return [shout, shout_sort]
