@@ -56,6 +56,8 @@ SETTLE_S: Final = 0.05
 SETTLE_MAX_S: Final = 2.0
 #: Touched in `.mb/` until the watcher reports it, so no change before the first build is lost.
 PROBE: Final = "watch.probe"
+#: The folder of `.mb/` the deep watcher watches for its own probe (`ChangeFeed`).
+DEEP_PROBE_DIR: Final = "watch-probe"
 
 
 class MbFilter(BaseFilter):
@@ -82,6 +84,9 @@ class MbFilter(BaseFilter):
         self.open = True
         self.probe = os.path.join(root, STATE_DIR, PROBE)
         self.probed = threading.Event()
+        #: The deep watcher's probe (`ChangeFeed`): a file in a folder of its own.
+        self.deep_probe = os.path.join(root, STATE_DIR, DEEP_PROBE_DIR, PROBE)
+        self.deep_probed = threading.Event()
 
     def update(self, watched: frozenset[str], cache_dir: str, errored: bool) -> None:
         """Take the files the last build read; `errored`: it stopped at an analysis error."""
@@ -100,6 +105,9 @@ class MbFilter(BaseFilter):
     def __call__(self, change: Change, path: str) -> bool:
         if path == self.probe:
             self.probed.set()
+            return False
+        if path == self.deep_probe:
+            self.deep_probed.set()
             return False
         if _under(path, self.ignored):
             return False
@@ -152,8 +160,38 @@ def _under(path: str, folders: tuple[str, ...]) -> bool:
     return any(path == f or path.startswith(f + os.sep) for f in folders)
 
 
+def with_link_targets(root: str, watched: frozenset[str]) -> frozenset[str]:
+    """`watched`, plus the file each symlinked one points to when that file is in the
+    workspace: its edits come from the watcher under the target's path, not the
+    link's. (A link to a file outside the workspace is followed by the next build,
+    not watched.)"""
+    prefix = root + os.sep
+    targets = set()
+    for rel in watched:
+        path = prefix + rel
+        if os.path.islink(path):
+            real = os.path.realpath(path)
+            if real.startswith(prefix):
+                targets.add(real[len(prefix):].replace(os.sep, "/"))
+    return watched | targets if targets else watched
+
+
 class ChangeFeed:
-    """watchfiles in a daemon thread; batches of changed paths wait in a queue."""
+    """Two watchfiles watchers in daemon threads; batches of changed paths wait in a queue.
+
+    Why two. A recursive watch of the workspace root also walks `.mb/`, and
+    the watcher follows symlinks to folders: the `none` sandbox keeps a
+    forest of them there, pointing at the workspace's own folders. inotify
+    has one watch per folder, so the real folder's changes then came back
+    under the forest's path (dropped, as mb's own), and emptying the forest
+    removed the real folder's watch: edits were lost. So the root and `.mb/`
+    are watched on their own, not recursively (MB.toml, a root BUILD.toml, a
+    folder appearing at the top, the probe), and every other top-level
+    folder recursively by a second watcher, restarted with the new list
+    when a folder appears or goes at the top. What a new folder held before
+    its watch began is reported once the watch runs (`_added`): the filter
+    finds a package in it, or the files the last build read.
+    """
 
     def __init__(self, root: str, mb_filter: MbFilter) -> None:
         try:
@@ -166,27 +204,78 @@ class ChangeFeed:
         self.filter = mb_filter
         self.stop = threading.Event()
         self._batches: queue.Queue[set[str] | BaseException] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="mb-watch", daemon=True)
+        self._restart = threading.Event()
+        self._tops: frozenset[str] = frozenset()
+        self._added: set[str] = set()  # top-level folders the deep watcher is to report
+        self._threads = [threading.Thread(target=self._run_shallow, name="mb-watch",
+                                          daemon=True),
+                         threading.Thread(target=self._run_deep, name="mb-watch-deep",
+                                          daemon=True)]
 
     def start(self, ready_timeout: float = 10.0) -> None:
-        """Start watching and return once the watcher has seen a probe file change."""
-        self._thread.start()
-        probe = self.filter.probe
-        os.makedirs(os.path.dirname(probe), exist_ok=True)
+        """Start watching and return once both watchers have seen a probe file change."""
+        os.makedirs(os.path.dirname(self.filter.deep_probe), exist_ok=True)
+        for thread in self._threads:
+            thread.start()
         deadline = time.monotonic() + ready_timeout
-        while not self.filter.probed.is_set() and time.monotonic() < deadline:
-            with open(probe, "w", encoding="utf-8") as f:
-                f.write(f"{time.time()}\n")
-            self.filter.probed.wait(0.02)
-        discard(probe)
+        for probe, seen in ((self.filter.probe, self.filter.probed),
+                            (self.filter.deep_probe, self.filter.deep_probed)):
+            while not seen.is_set() and time.monotonic() < deadline:
+                with open(probe, "w", encoding="utf-8") as f:
+                    f.write(f"{time.time()}\n")
+                seen.wait(0.02)
+            discard(probe)
 
-    def _run(self) -> None:
+    def _run_shallow(self) -> None:
         try:
-            for changes in watch(self.root, watch_filter=self.filter, stop_event=self.stop,
+            for changes in watch(self.root, os.path.dirname(self.filter.probe),
+                                 watch_filter=None, stop_event=self.stop, recursive=False,
                                  debounce=DEBOUNCE_MS, step=STEP_MS, raise_interrupt=False):
-                self._batches.put({path for _change, path in changes})
+                for _change, path in changes:
+                    if (os.path.dirname(path) == self.root
+                            and not _under(path, self.filter.ignored)
+                            and (path in self._tops or os.path.isdir(path))):
+                        self._restart.set()  # a folder appeared or went at the top
+                self._put(changes)
         except Exception as exc:  # noqa: BLE001  (e.g. out of inotify watches: end, not hang)
             self._batches.put(UserError(_watcher_failure(exc)))
+
+    def _run_deep(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self._restart.clear()
+                before, self._tops = self._tops, self._top_folders()
+                self._added |= self._tops - before if before else set()
+                paths = [os.path.dirname(self.filter.deep_probe), *sorted(self._tops)]
+                try:
+                    for changes in watch(*paths, watch_filter=None,
+                                         stop_event=_Either(self.stop, self._restart),
+                                         debounce=DEBOUNCE_MS, step=STEP_MS,
+                                         rust_timeout=STEP_MS, yield_on_timeout=True,
+                                         raise_interrupt=False):
+                        if self._added:  # the new watch runs: report what came before it
+                            self._batches.put(set(self._added))
+                            self._added.clear()
+                        self._put(changes)
+                except FileNotFoundError:  # a top folder went before its watch began
+                    continue
+        except Exception as exc:  # noqa: BLE001
+            self._batches.put(UserError(_watcher_failure(exc)))
+
+    def _top_folders(self) -> frozenset[str]:
+        """The folders at the top of the workspace, but mb's own (`.mb`, `mb-out`, a cache
+        dir there)."""
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:
+            return frozenset()
+        return frozenset(e.path for e in entries
+                         if e.is_dir() and not _under(e.path, self.filter.ignored))
+
+    def _put(self, changes: set[tuple[Change, str]]) -> None:
+        kept = {path for change, path in changes if self.filter(change, path)}
+        if kept:
+            self._batches.put(kept)
 
     def wait(self) -> set[str]:
         """Block until a wanted change arrives; return every wanted path waiting by then."""
@@ -235,7 +324,18 @@ class ChangeFeed:
 
     def close(self) -> None:
         self.stop.set()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+class _Either:
+    """A stop event for watchfiles that is set when either of two events is."""
+
+    def __init__(self, first: threading.Event, second: threading.Event) -> None:
+        self._events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self._events)
 
 
 class CycleLog:
@@ -326,7 +426,8 @@ class Watcher:
             self.filter.update(self.filter.watched, workspace.cache_dir, errored=True)
             self.show_error(exc, events)
             return None
-        self.filter.update(result.watched_files, workspace.cache_dir, errored=False)
+        self.filter.update(with_link_targets(self.root, result.watched_files),
+                           workspace.cache_dir, errored=False)
         print_counts(result.status, result.counts, result.build_id)  # `report` lists targets
         if not self.args.quiet:
             report(result, log)

@@ -437,7 +437,7 @@ def test_change_feed_reports_wanted_changes_and_stops_through_its_event(tmp_path
         assert feed.wait() == {"a/in.txt"}
     finally:
         feed.close()
-    assert not feed._thread.is_alive()
+    assert not any(thread.is_alive() for thread in feed._threads)
 
 
 def test_a_burst_of_writes_to_one_file_is_one_rebuild(mb_workspace):
@@ -540,3 +540,52 @@ def test_a_workspace_whose_path_is_not_utf8_is_refused_by_watch_only(tmp_path):
     assert watched.stderr.strip().splitlines() == [
         f"mb watch cannot watch {str(tmp_path)}/bad\\xffname: its path is not valid UTF-8; "
         "rename the folder (mb build works there)"]
+
+
+def test_the_none_sandbox_forest_does_not_take_other_packages_edits(mb_workspace):
+    """The `none` sandbox keeps symlinks to workspace folders under .mb/; a recursive
+    watch of the root followed them, and inotify then reported the real folder's
+    changes under .mb/ (ignored) or lost its watch: no edit of q/ was ever seen."""
+    ws = mb_workspace({
+        "q/BUILD.toml": "",
+        "q/q.txt": "q1\n",
+        "p/in.txt": "one\n",
+        "p/BUILD.toml": '[up]\nrule = "genrule"\nsrcs = ["in.txt", "//q:q.txt"]\n'
+                        'outs = ["up.txt"]\ncmd = "cat $(SRCS) > $@"\n'})
+    with watching(ws, "--sandbox", "none", "//...") as watch:
+        watch.wait_builds(1)
+        save(ws.path / "q" / "q.txt", "q2\n")
+        watch.wait_builds(2)
+        save(ws.path / "q" / "q.txt", "q3\n")
+        watch.wait_builds(3)
+    assert ws.out("p/up.txt").read_text() == "one\nq3\n"
+
+
+def test_a_new_top_level_package_is_watched_from_the_moment_it_appears(mb_workspace):
+    """Top-level folders have a watch each, started again when one appears: an edit in
+    a folder made after the watch began is still seen, and so is what it held before
+    its watch ran."""
+    ws = mb_workspace(TWO_TARGETS)
+    with watching(ws, "//...") as watch:
+        watch.wait_builds(1)
+        (ws.path / "n").mkdir()
+        (ws.path / "n" / "in.txt").write_text("first\n")
+        (ws.path / "n" / "BUILD.toml").write_text(
+            '[copy]\nrule = "genrule"\nsrcs = ["in.txt"]\nouts = ["out.txt"]\n'
+            'cmd = "cp $< $@"\n')
+        wait_for(lambda: ws.out("n/out.txt").exists()
+                 and ws.out("n/out.txt").read_text() == "first\n", watch)
+        save(ws.path / "n" / "in.txt", "second\n")
+        wait_for(lambda: ws.out("n/out.txt").read_text() == "second\n", watch)
+
+
+def test_an_edit_of_the_file_a_symlinked_source_points_to_is_seen(mb_workspace):
+    ws = mb_workspace({
+        "shared/in.txt": "one\n",
+        "p/BUILD.toml": '[up]\nrule = "genrule"\nsrcs = ["in.txt"]\nouts = ["up.txt"]\n'
+                        'cmd = "tr a-z A-Z < $< > $@"\n'})
+    (ws.path / "p" / "in.txt").symlink_to("../shared/in.txt")
+    with watching(ws, "//...") as watch:
+        watch.wait_builds(1)
+        save(ws.path / "shared" / "in.txt", "two\n")
+        wait_for(lambda: ws.out("p/up.txt").read_text() == "TWO\n", watch)
