@@ -80,6 +80,8 @@ class MbFilter(BaseFilter):
                                          os.path.join(root, STATE_DIR))
         self.watched: frozenset[str] = frozenset()
         self.folders: frozenset[str] = frozenset()
+        #: Files outside the workspace that watched symlinks point to -> those links.
+        self.outside: dict[str, frozenset[str]] = {}
         self.any_build_file = True
         self.open = True
         self.probe = os.path.join(root, STATE_DIR, PROBE)
@@ -88,8 +90,13 @@ class MbFilter(BaseFilter):
         self.deep_probe = os.path.join(root, STATE_DIR, DEEP_PROBE_DIR, PROBE)
         self.deep_probed = threading.Event()
 
-    def update(self, watched: frozenset[str], cache_dir: str, errored: bool) -> None:
-        """Take the files the last build read; `errored`: it stopped at an analysis error."""
+    def update(self, watched: frozenset[str], cache_dir: str, errored: bool,
+               outside: dict[str, frozenset[str]] | None = None) -> None:
+        """Take the files the last build read; `errored`: it stopped at an analysis error;
+        `outside`: the files outside the workspace watched symlinks point to (kept as
+        they were when None)."""
+        if outside is not None:
+            self.outside = outside
         folders = set()
         for path in watched:
             parent = os.path.dirname(path)
@@ -109,6 +116,8 @@ class MbFilter(BaseFilter):
         if path == self.deep_probe:
             self.deep_probed.set()
             return False
+        if path in self.outside:
+            return True
         if _under(path, self.ignored):
             return False
         return self.open or self.wanted(os.path.relpath(path, self.root).replace(os.sep, "/"))
@@ -160,20 +169,23 @@ def _under(path: str, folders: tuple[str, ...]) -> bool:
     return any(path == f or path.startswith(f + os.sep) for f in folders)
 
 
-def with_link_targets(root: str, watched: frozenset[str]) -> frozenset[str]:
-    """`watched`, plus the file each symlinked one points to when that file is in the
-    workspace: its edits come from the watcher under the target's path, not the
-    link's. (A link to a file outside the workspace is followed by the next build,
-    not watched.)"""
+def link_targets(root: str, watched: frozenset[str]
+                 ) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """`watched` plus the file each symlinked one points to in the workspace, and the
+    files outside the workspace they point to (-> the links): the watcher reports an
+    edit under the target's path, not the link's."""
     prefix = root + os.sep
-    targets = set()
+    inside: set[str] = set()
+    outside: dict[str, set[str]] = {}
     for rel in watched:
         path = prefix + rel
         if os.path.islink(path):
             real = os.path.realpath(path)
             if real.startswith(prefix):
-                targets.add(real[len(prefix):].replace(os.sep, "/"))
-    return watched | targets if targets else watched
+                inside.add(real[len(prefix):].replace(os.sep, "/"))
+            else:
+                outside.setdefault(real, set()).add(rel)
+    return watched | inside, {real: frozenset(rels) for real, rels in outside.items()}
 
 
 class ChangeFeed:
@@ -205,6 +217,8 @@ class ChangeFeed:
         self.stop = threading.Event()
         self._batches: queue.Queue[set[str] | BaseException] = queue.Queue()
         self._restart = threading.Event()
+        self._restart_shallow = threading.Event()
+        self._outside: frozenset[str] = frozenset()
         self._tops: frozenset[str] = frozenset()
         self._added: set[str] = set()  # top-level folders the deep watcher is to report
         self._threads = [threading.Thread(target=self._run_shallow, name="mb-watch",
@@ -218,25 +232,35 @@ class ChangeFeed:
         for thread in self._threads:
             thread.start()
         deadline = time.monotonic() + ready_timeout
-        for probe, seen in ((self.filter.probe, self.filter.probed),
-                            (self.filter.deep_probe, self.filter.deep_probed)):
-            while not seen.is_set() and time.monotonic() < deadline:
-                with open(probe, "w", encoding="utf-8") as f:
-                    f.write(f"{time.time()}\n")
-                seen.wait(0.02)
-            discard(probe)
+        _probe(self.filter.probe, self.filter.probed, deadline)
+        _probe(self.filter.deep_probe, self.filter.deep_probed, deadline)
+
+    def watch_outside(self, folders: frozenset[str]) -> None:
+        """Watch these folders outside the workspace too (of symlinked sources' targets),
+        from the shallow watcher, started again when they change."""
+        if folders != self._outside:
+            self._outside = folders
+            self.filter.probed.clear()
+            self._restart_shallow.set()
+            # Running again before the next build is announced: no edit in between is lost.
+            _probe(self.filter.probe, self.filter.probed, time.monotonic() + 10.0)
 
     def _run_shallow(self) -> None:
         try:
-            for changes in watch(self.root, os.path.dirname(self.filter.probe),
-                                 watch_filter=None, stop_event=self.stop, recursive=False,
-                                 debounce=DEBOUNCE_MS, step=STEP_MS, raise_interrupt=False):
-                for _change, path in changes:
-                    if (os.path.dirname(path) == self.root
-                            and not _under(path, self.filter.ignored)
-                            and (path in self._tops or os.path.isdir(path))):
-                        self._restart.set()  # a folder appeared or went at the top
-                self._put(changes)
+            while not self.stop.is_set():
+                self._restart_shallow.clear()
+                paths = [self.root, os.path.dirname(self.filter.probe),
+                         *sorted(f for f in self._outside if os.path.isdir(f))]
+                for changes in watch(*paths, watch_filter=None,
+                                     stop_event=_Either(self.stop, self._restart_shallow),
+                                     recursive=False, debounce=DEBOUNCE_MS, step=STEP_MS,
+                                     raise_interrupt=False):
+                    for _change, path in changes:
+                        if (os.path.dirname(path) == self.root
+                                and not _under(path, self.filter.ignored)
+                                and (path in self._tops or os.path.isdir(path))):
+                            self._restart.set()  # a folder appeared or went at the top
+                    self._put(changes)
         except Exception as exc:  # noqa: BLE001  (e.g. out of inotify watches: end, not hang)
             self._batches.put(UserError(_watcher_failure(exc)))
 
@@ -319,13 +343,30 @@ class ChangeFeed:
     def _wanted(self, batch: set[str] | BaseException) -> set[str]:
         if isinstance(batch, BaseException):
             raise batch
-        rels = (os.path.relpath(p, self.root).replace(os.sep, "/") for p in batch)
-        return {rel for rel in rels if self.filter.wanted(rel)}
+        wanted: set[str] = set()
+        for path in batch:
+            links = self.filter.outside.get(path)
+            if links is not None:  # a symlinked source's target outside the workspace
+                wanted |= links
+                continue
+            rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+            if self.filter.wanted(rel):
+                wanted.add(rel)
+        return wanted
 
     def close(self) -> None:
         self.stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+def _probe(probe: str, seen: threading.Event, deadline: float) -> None:
+    """Touch `probe` until a watcher reports it (`seen`), or until `deadline`."""
+    while not seen.is_set() and time.monotonic() < deadline:
+        with open(probe, "w", encoding="utf-8") as f:
+            f.write(f"{time.time()}\n")
+        seen.wait(0.02)
+    discard(probe)
 
 
 class _Either:
@@ -426,8 +467,9 @@ class Watcher:
             self.filter.update(self.filter.watched, workspace.cache_dir, errored=True)
             self.show_error(exc, events)
             return None
-        self.filter.update(with_link_targets(self.root, result.watched_files),
-                           workspace.cache_dir, errored=False)
+        watched, outside = link_targets(self.root, result.watched_files)
+        self.filter.update(watched, workspace.cache_dir, errored=False, outside=outside)
+        self.feed.watch_outside(frozenset(os.path.dirname(real) for real in outside))
         print_counts(result.status, result.counts, result.build_id)  # `report` lists targets
         if not self.args.quiet:
             report(result, log)

@@ -589,3 +589,21 @@ def test_an_edit_of_the_file_a_symlinked_source_points_to_is_seen(mb_workspace):
         watch.wait_builds(1)
         save(ws.path / "shared" / "in.txt", "two\n")
         wait_for(lambda: ws.out("p/up.txt").read_text() == "TWO\n", watch)
+
+
+def test_an_edit_of_a_file_outside_the_workspace_a_source_links_to_is_seen(
+        mb_workspace, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.txt").write_text("one\n")
+    ws = mb_workspace({
+        "p/BUILD.toml": '[up]\nrule = "genrule"\nsrcs = ["x.txt"]\nouts = ["up.txt"]\n'
+                        'cmd = "tr a-z A-Z < $< > $@"\n'})
+    (ws.path / "p" / "x.txt").symlink_to(elsewhere / "x.txt")
+    with watching(ws, "//...") as watch:
+        watch.wait_builds(1)
+        wait_for(lambda: "Ctrl-C to stop" in watch.stdout, watch)  # watching its folder
+        save(elsewhere / "x.txt", "two\n")
+        watch.wait_builds(2)
+        assert ws.out("p/up.txt").read_text() == "TWO\n"
+        assert watch.changes() == [["p/x.txt"]]
