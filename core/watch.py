@@ -218,6 +218,7 @@ class ChangeFeed:
         self._batches: queue.Queue[set[str] | BaseException] = queue.Queue()
         self._restart = threading.Event()
         self._restart_shallow = threading.Event()
+        self._shallow_live = threading.Event()
         self._outside: frozenset[str] = frozenset()
         self._tops: frozenset[str] = frozenset()
         self._added: set[str] = set()  # top-level folders the deep watcher is to report
@@ -240,10 +241,10 @@ class ChangeFeed:
         from the shallow watcher, started again when they change."""
         if folders != self._outside:
             self._outside = folders
-            self.filter.probed.clear()
+            self._shallow_live.clear()
             self._restart_shallow.set()
             # Running again before the next build is announced: no edit in between is lost.
-            _probe(self.filter.probe, self.filter.probed, time.monotonic() + 10.0)
+            self._shallow_live.wait(10.0)
 
     def _run_shallow(self) -> None:
         try:
@@ -254,7 +255,9 @@ class ChangeFeed:
                 for changes in watch(*paths, watch_filter=None,
                                      stop_event=_Either(self.stop, self._restart_shallow),
                                      recursive=False, debounce=DEBOUNCE_MS, step=STEP_MS,
+                                     rust_timeout=STEP_MS, yield_on_timeout=True,
                                      raise_interrupt=False):
+                    self._shallow_live.set()  # its watches are in place once it yields
                     for _change, path in changes:
                         if (os.path.dirname(path) == self.root
                                 and not _under(path, self.filter.ignored)
