@@ -27,8 +27,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE_ERROR, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+def _version() -> str:
+    """mb's version, as `mb plugins` shows it for the built-in rules."""
+    from mb import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mb", description="build generative-media pipelines")
+    parser.add_argument("--version", action="version", version=f"mb {_version()}")
     parser.add_argument("-C", dest="directory", default=None, help="start in DIR")
     parser.add_argument("-p", dest="plugins", action="append", default=[],
                         help="load a plugin module (repeatable)")

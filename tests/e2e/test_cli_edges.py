@@ -322,3 +322,11 @@ def test_usage_errors_are_one_line(mb_workspace):
     assert "approve" in helped.stdout and "reject" in helped.stdout
     bare = ws.run()
     assert bare.exit_code == 2 and bare.stdout.startswith("usage: mb ")
+
+
+def test_version_is_mbs_own(mb_workspace):
+    import mb
+
+    result = mb_workspace({}).run("--version")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"mb {mb.__version__}\n"
