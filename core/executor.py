@@ -134,20 +134,17 @@ class Executor:
         self._generated: dict[str, _Generated] = {}
         #: Digest -> file, for placeholders kept out of the cache (`store_placeholder`).
         self._placeholder_files: dict[str, str] = {}
-        from mb.sandbox.base import (
-            IN_USE, adopt_orphans, forget_programs, orphans, sandbox_folder,
-        )
+        from mb.sandbox.base import adopt_orphans, forget_programs, orphans, sandbox_folder
 
         forget_programs()  # a program installed since the last build is found
         adopt_orphans()  # what an action detaches is found when it ends (run_process)
         #: Children of the main thread from before the build: not the actions' to stop.
         self._children_before = frozenset(orphans())
-        sandbox_parent = os.path.join(state_dir, "sandbox")
-        if os.path.exists(os.path.join(sandbox_parent, IN_USE)):
-            # The last build died while placing outputs: a temporary link it made to
-            # replace one (`place_file`) would stay in mb-out/ for good.
-            remove_temporaries_below(self.output_dir)
-        self._sandbox_base = sandbox_folder(sandbox_parent)
+        # A build that died while placing outputs left a temporary link made to replace
+        # one (`place_file`), which would stay in mb-out/ for good.
+        self._sandbox_base = sandbox_folder(
+            os.path.join(state_dir, "sandbox"),
+            after_death=lambda: remove_temporaries_below(self.output_dir))
         #: Held shared until `close` (mb.locks.CacheUse): `mb gc` waits for this build.
         #: Taken last: whoever made this Executor must `close` it.
         self._cache_use: CacheUse | None = None

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import attrs
 
@@ -112,7 +112,7 @@ RETIRED_PREFIX = "retired-"
 RETIRE_WAIT_S = 2.0
 
 
-def sandbox_folder(parent: str) -> str:
+def sandbox_folder(parent: str, after_death: Callable[[], None] | None = None) -> str:
     """The folder holding the sandbox directories: `parent/<random name>`, made once.
 
     On ext4 without a journal (this project's build machines), allocating an
@@ -136,7 +136,8 @@ def sandbox_folder(parent: str) -> str:
     died (SIGKILL, a crash), whose actions may still run and write into the
     sandbox directories (decisions/0007): those folders are not reused but
     retired (`_retire`) and a new one is made. Each call costs one listing
-    and one small file; nothing is added per action.
+    and one small file; nothing is added per action. `after_death` is called
+    then too, for what else a dead build may have left (mb-out/'s temporary files).
     """
     try:
         names = os.listdir(parent)
@@ -145,6 +146,8 @@ def sandbox_folder(parent: str) -> str:
     if IN_USE in names:  # the last build using these folders did not end: it died
         _retire(parent, [name for name in names if name.startswith("s-")])
         names = os.listdir(parent)
+        if after_death is not None:
+            after_death()
     current = sorted(name for name in names if name.startswith("s-"))
     chosen = current[0] if current else ""
     for name in names:  # retired folders, the sandboxes of earlier versions
