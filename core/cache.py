@@ -81,7 +81,6 @@ MAX_PACKS: Final = 64
 
 _PACK_SUFFIX: Final = ".pack"
 _LOCK_NAME: Final = ".compact.lock"
-_TMP_PREFIX: Final = TEMPORARY_PREFIX  # mb.fsutil.atomic_write_bytes' temporary files
 #: A listing of ac/ taken this soon after its last change may have missed a second
 #: change within the same file-system clock tick: the next miss lists it again.
 _RACY_NS: Final = 100_000_000
@@ -591,7 +590,7 @@ class Cache:
                         packs.append(file)
                     elif top and name == _LOCK_NAME:
                         continue
-                    elif name.startswith(_TMP_PREFIX) and now - st.st_mtime_ns < _TMP_GRACE_NS:
+                    elif name.startswith(TEMPORARY_PREFIX) and now - st.st_mtime_ns < _TMP_GRACE_NS:
                         continue
                     else:  # an old temporary file, a file of an older layout
                         strays.append(file)

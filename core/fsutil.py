@@ -18,7 +18,7 @@ TEMPORARY_PREFIX: Final = ".tmp-"
 def _temporary_path(path: str) -> str:
     """Where to prepare `path` before renaming it into place: beside it (same file
     system), named per process and thread. `mb gc` spares a young `.tmp-` file
-    (`cache._TMP_PREFIX`)."""
+    (`TEMPORARY_PREFIX`)."""
     return os.path.join(os.path.dirname(path) or ".", f"{TEMPORARY_PREFIX}{os.getpid()}-"
                         f"{threading.get_ident()}-{os.path.basename(path)}")
 

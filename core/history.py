@@ -87,6 +87,18 @@ def publish_manifest(state_dir: str, build_id: str, text: str) -> None:
     atomic_write_bytes(os.path.join(directory, "current"), (build_id + "\n").encode())
     repeated = _ACTIONS_FROM.search(text)
     prune(directory, keep=repeated.group(1) if repeated else None)
+    remove_state_temporaries(state_dir)
+
+
+def remove_state_temporaries(state_dir: str) -> None:
+    """Remove the temporary files a build killed while writing left in `.mb/`,
+    `.mb/builds/` and `.mb/fastpath/`: each kill at the wrong instant left one
+    more, forever. Called once a manifest is published, under the workspace
+    lock: this build's own writes there are done or yet to start."""
+    from mb.fastpath import FASTPATH_DIR
+
+    for folder in (state_dir, builds_dir(state_dir), os.path.join(state_dir, FASTPATH_DIR)):
+        remove_temporaries(folder)
 
 
 #: A no-op or incremental manifest names the full build whose action records it repeats.
@@ -95,21 +107,8 @@ _ACTIONS_FROM = re.compile(r'"actions_from":"(b-[^"]+)"')
 
 def prune(directory: str, keep: str | None = None) -> None:
     """Remove all but the newest KEEP_BUILDS manifests, and never `keep`: the build the
-    newest one repeats the action records of (`mb explain`, `mb gc` read them).
-
-    Also the temporary files a build killed while writing left here, and in
-    `.mb/` and `.mb/fastpath/` (the workspace lock is held, and this build's
-    own writes there are done or yet to start): each kill at the wrong
-    instant left one more, forever.
-    """
-    from mb.fastpath import FASTPATH_DIR
-
-    listed = os.listdir(directory)
-    remove_temporaries(directory, listed)
-    state_dir = os.path.dirname(directory)
-    remove_temporaries(state_dir)
-    remove_temporaries(os.path.join(state_dir, FASTPATH_DIR))
-    names = sorted(n for n in listed if n.startswith("b-") and n.endswith(".json"))
+    newest one repeats the action records of (`mb explain`, `mb gc` read them)."""
+    names = sorted(n for n in os.listdir(directory) if n.startswith("b-") and n.endswith(".json"))
     for name in names[:-KEEP_BUILDS]:
         if name != f"{keep}.json":
             discard(os.path.join(directory, name))

@@ -9,6 +9,7 @@ and a small read) and run only the misses.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -499,8 +500,6 @@ def describe_os_error(exc: OSError) -> str:
     rename into place) is named as the NAME it stands for: that is the path the
     user can do something about.
     """
-    import errno
-
     from mb.fsutil import TEMPORARY_PREFIX
 
     path = str(exc.filename) if exc.filename else ""
