@@ -19,15 +19,18 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
+from blake3 import blake3
 
 from mb.context import ActionSpec, Tool
-from mb.digest import digest_value
+from mb.digest import canonical_json, digest_value
 from mb.labels import Label
+from mb.pickling import pickled_by_position
 
 #: Bump when the key encoding changes, so old cache entries stop matching.
 KEY_SCHEMA: Final = 1
 
 
+@pickled_by_position
 @attrs.frozen
 class Action:
     """One unit of work: an `ActionSpec` plus who declared it."""
@@ -82,8 +85,24 @@ def static_components(action: Action) -> dict[str, Any]:
     }
 
 
+def static_encoding(action: Action) -> bytes:
+    """The canonical encoding of `static_components`: what the static digest digests."""
+    return canonical_json(static_components(action))
+
+
 def with_static_digest(action: Action) -> Action:
-    return attrs.evolve(action, static_digest=digest_value(static_components(action)))
+    return with_static_encoding(action)[0]
+
+
+def with_static_encoding(action: Action) -> tuple[Action, bytes]:
+    """The action with its static digest, and the encoding it digests.
+
+    The encoding is returned so the build can store it for `mb explain`
+    (`history.write_manifest`) without encoding every action a second time
+    (20 ms for 1,000 actions, on one core, at the end of a clean build).
+    """
+    encoding = static_encoding(action)
+    return attrs.evolve(action, static_digest=blake3(encoding).hexdigest()), encoding
 
 
 def action_key(action: Action, input_digests: Mapping[str, str],

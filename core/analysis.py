@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from cattrs.errors import ClassValidationError
 
-from mb.actions import Action, with_static_digest
+from mb.actions import Action, with_static_encoding
 from mb.attrs_convert import AttributeInvalid, closest, describe_path, errors_of, structure
 from mb.buildfile import RawTarget, SourceFile, decode_utf8, parse_build_file
 from mb.config import POOL_NAME
@@ -101,6 +101,9 @@ class Analysis:
         self.packages: dict[str, dict[str, Target]] = {}
         self.analyzed: dict[Label, AnalyzedTarget] = {}
         self.actions: list[Action] = []
+        #: Each action's static digest -> the encoding it digests, kept for the
+        #: manifest (`history.write_manifest` stores new ones for `mb explain`).
+        self.static_encodings: dict[str, bytes] = {}
         self.producers: dict[str, Action] = {}
         #: (size, mtime, inode, ctime) of each BUILD.toml when it was read.
         self.build_file_signatures: dict[str, tuple[int, int, int, int] | None] = {}
@@ -495,7 +498,7 @@ class Analysis:
         if spec.function is not None and spec.function.source_path:
             function_digest, function_modules = self._function_digest(spec.function.module)
         try:
-            action = with_static_digest(Action(
+            action, encoding = with_static_encoding(Action(
                 index=len(self.actions), owner=target.label, spec=spec, rule=target.rule.name,
                 rule_version=target.rule.version, plugin=target.rule.plugin,
                 plugin_version=target.rule.plugin_version, tags=target.options.tags,
@@ -520,6 +523,7 @@ class Analysis:
                 self._output_dirs[parent] = target.label
                 parent = parent.rpartition("/")[0]
         self.actions.append(action)
+        self.static_encodings[action.static_digest] = encoding
         return action
 
     def _check_output_path(self, target: Target, path: str) -> None:

@@ -199,7 +199,7 @@ def run_build(workspace: Workspace, plugins: Plugins, options: BuildOptions,
     manifest = write_manifest(
         workspace.state_dir, events.build_id, started, utc_timestamp(), status, counts,
         {str(label): TargetRecord.from_result(t) for label, t in targets.items()},
-        [action_record(o) for o in outcomes.values()])
+        [action_record(o, analysis.static_encodings) for o in outcomes.values()])
     if (options.fastpath_key and status == "ok" and not options.no_cache
             and sandbox.caches_results  # `none`: results the key does not describe
             and not config.cache.remote  # every build warns it is not used (cmd_build)
@@ -268,9 +268,6 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
     for label, record in manifest["targets"].items():
         has_actions = record["status"] in ("built", "cached") and label in with_actions
         noop_targets[label] = incremental.noop_record(record, has_actions)
-    noop_result = attrs.evolve(result, targets={
-        label: attrs.evolve(t, status=noop_targets[str(label)]["status"])
-        for label, t in result.targets.items()})
     path = fastpath.snapshot_path(workspace.state_dir, key)
     config = workspace.config
     settings = {"sandbox": config.build.sandbox, "jobs": config.build.jobs,
@@ -288,7 +285,9 @@ def _record_fastpath(workspace: Workspace, analysis: Analysis, statcache: StatCa
          "events": [(json.dumps(str(a.owner)), incremental.finished_event_json(
              outcomes[a.index].outputs, a.description)) for a in actions],
          "counts": {"executed": 0, "cached": len(actions), "failed": 0, "skipped": 0},
-         "summary": summary_lines(noop_result)}, digests, generation)
+         "summary": summary_lines(result, {label: record["status"]
+                                           for label, record in noop_targets.items()})},
+        digests, generation)
 
 
 def _missing_sources(root: str, closure: list[AnalyzedTarget],

@@ -17,6 +17,8 @@ from mb.errors import ExitCode, UserError
 from mb.locks import WorkspaceLock
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mb.build import BuildOptions, BuildResult
 
 
@@ -269,15 +271,20 @@ def run_full(args: argparse.Namespace, start: str, fastpath_key: str | None) -> 
     return code
 
 
-def summary_lines(result: BuildResult) -> list[str]:
-    """Each requested target with its status and outputs (SPEC §8: listed at the end)."""
+def summary_lines(result: BuildResult, statuses: Mapping[str, str] | None = None) -> list[str]:
+    """Each requested target with its status and outputs (SPEC §8: listed at the end).
+
+    `statuses` (by label text) replaces the targets' own: the no-op fast path
+    records the summary a later unchanged build prints, with every target cached.
+    """
     out = []
     for label in result.requested:
         target = result.targets.get(label)
         if target is None:
             continue
         mark = " [provisional]" if target.provisional else ""
-        out.append(f"{label} ({target.status}){mark}")
+        status = statuses[str(label)] if statuses is not None else target.status
+        out.append(f"{label} ({status}){mark}")
         for path in target.outputs:
             out.append(f"  {path}")
     return out

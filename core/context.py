@@ -19,8 +19,10 @@ import attrs
 from mb.attributes import File, Files
 from mb.errors import BuildFileError, LabelError
 from mb.labels import Label, check_file_name
+from mb.pickling import pickled_by_position
 
 
+@pickled_by_position
 @attrs.frozen
 class OutputFile:
     """A file this target declared with `ctx.output`; `path` is workspace-relative."""
@@ -28,6 +30,7 @@ class OutputFile:
     path: str
 
 
+@pickled_by_position
 @attrs.frozen
 class Tool:
     """An executable outside the workspace whose digest belongs in the action key.
@@ -41,6 +44,7 @@ class Tool:
     path: str
 
 
+@pickled_by_position
 @attrs.frozen
 class FunctionRef:
     """A module-level function named by import path, plus its module's source path."""
@@ -56,6 +60,7 @@ Pathish = Union[File, OutputFile, str]
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+@pickled_by_position
 @attrs.frozen
 class ActionSpec:
     """One action a rule declared. Paths are workspace-relative strings."""

@@ -19,7 +19,6 @@ from typing import Any
 
 from typing import NamedTuple
 
-from mb.digest import canonical_json
 from mb.fsutil import atomic_write_bytes, discard, remove_temporaries
 
 #: How many manifests `.mb/builds/` keeps; older ones are removed after each build.
@@ -134,12 +133,11 @@ def _load_keys(state_dir: str) -> dict[str, bytes]:
 def _store_components(state_dir: str, statics: Mapping[str, Any]) -> None:
     """Store each key's static components once, under their digest (the static digest).
 
-    The values are callables producing the components, so only new ones are
-    encoded; the file is rewritten (atomically) only when something is new.
+    The values are callables producing the encoded components, so only new ones
+    are encoded; the file is rewritten (atomically) only when something is new.
     """
     stored = _load_keys(state_dir)
-    new = {digest: canonical_json(make()) for digest, make in statics.items()
-           if digest not in stored}
+    new = {digest: encode() for digest, encode in statics.items() if digest not in stored}
     if not new:
         return
     stored.update(new)
@@ -187,15 +185,21 @@ def load_components(state_dir: str, static_digest: str) -> dict[str, Any] | None
         return None
 
 
-def action_record(outcome: Any) -> dict[str, Any]:
+def action_record(outcome: Any, encodings: Mapping[str, bytes] | None = None
+                  ) -> dict[str, Any]:
     """An executor Outcome as a manifest's action record; the static key parts are
-    encoded only if `write_manifest` finds them new."""
+    encoded only if `write_manifest` finds them new, and not even then when
+    `encodings` (the analysis's, by static digest) holds them."""
     action = outcome.action
-    from mb.actions import static_components
+    from mb.actions import static_encoding
+
+    def encode() -> bytes:
+        known = encodings.get(action.static_digest) if encodings is not None else None
+        return known if known is not None else static_encoding(action)
 
     return {"target": str(action.owner), "index": action.index, "status": outcome.status,
             "key": outcome.key, "description": action.description,
-            "static": (action.static_digest, lambda: static_components(action)),
+            "static": (action.static_digest, encode),
             "inputs": dict(outcome.input_digests),
             "tools": dict(outcome.tool_digests), "outputs": dict(outcome.outputs),
             "provisional": outcome.provisional, "error": outcome.error}

@@ -14,6 +14,7 @@ from typing import Final
 import attrs
 
 from mb.errors import LabelError
+from mb.pickling import pickled_by_position
 
 _PACKAGE_RE: Final = re.compile(r"[A-Za-z0-9_\-.+/]*")  # fullmatch: `$` lets a final newline in
 
@@ -69,6 +70,7 @@ def check_target_name(name: str) -> None:
                          "digits, '_-.+'")
 
 
+@pickled_by_position
 @attrs.frozen(order=True)
 class Label:
     """A target or file of a package: `//package:name`."""

@@ -18,7 +18,6 @@ import attrs
 
 import mb
 from mb.context import OutputFile
-from mb.rules import _wav
 
 if TYPE_CHECKING:
     from mb.rules import _espeak
@@ -176,7 +175,7 @@ def speak_espeak(io: mb.ActionIO) -> None:
     `io.tools` is the library, then its core data files, whose folder is the
     data directory eSpeak NG is started with.
     """
-    from mb.rules import _espeak
+    from mb.rules import _espeak, _wav
 
     library, data_dir = io.tools[0], io.tools[1].parent
     text = _text_of(io)
@@ -197,6 +196,7 @@ def speak_openai(io: mb.ActionIO) -> None:
     rather than a file with a lying extension.
     """
     from mb.providers import ProviderClient, provider_settings
+    from mb.rules import _wav
 
     base_url = _base_url(io.provider("tts"))
     settings = provider_settings(io, "tts", timeout=60.0, retries=3)

@@ -13,7 +13,9 @@ from typing import Any
 import attrs
 import pytest
 
-from mb.actions import KEY_SCHEMA, Action, action_key, static_components, with_static_digest
+from mb.actions import (
+    KEY_SCHEMA, Action, action_key, static_components, with_static_digest, with_static_encoding,
+)
 from mb.context import ActionSpec, FunctionRef, Tool
 from mb.digest import canonical_json, digest_bytes
 from mb.labels import Label
@@ -91,6 +93,12 @@ def test_golden_call_action_encoding() -> None:
     assert action.static_digest == digest_bytes(CALL_CANONICAL)
     assert action.static_digest == (
         "017d74620cef140717f309d913a027e0c3d4b0d58193d6b65433d3a58e45061f")
+
+
+def test_the_encoding_kept_for_the_manifest_is_the_one_digested() -> None:
+    action, encoding = with_static_encoding(run_action())
+    assert encoding == RUN_CANONICAL
+    assert action.static_digest == RUN_STATIC == with_static_digest(run_action()).static_digest
 
 
 def test_absolute_paths_are_not_in_the_encoding() -> None:
