@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Sequence
-from importlib import metadata
 from types import ModuleType
 
 import attrs
@@ -18,6 +17,7 @@ import pluggy
 
 from mb import hookspecs
 from mb.errors import PluginError
+from mb.plugin_index import mb_entry_points
 from mb.ruledef import RuleDef
 
 
@@ -64,11 +64,11 @@ class Plugins:
         self._returned: dict[str, list[RuleDef]] | None = None
 
     def load_entry_points(self) -> None:
-        for entry_point in sorted(metadata.entry_points(group="mb"), key=lambda e: e.name):
-            dist = entry_point.dist
-            dist_name = dist.metadata["Name"] if dist is not None else ""
-            version = dist.version if dist is not None else ""
-            self._register(entry_point.name, entry_point.value, dist_name, version)
+        """The installed plugins, in name order, listed from mb's entry-point index
+        (`mb.plugin_index`: importlib.metadata only when the environment changed)."""
+        for entry_point in mb_entry_points():
+            self._register(entry_point.name, entry_point.value, entry_point.distribution,
+                           entry_point.version)
 
     def load_modules(self, modules: Sequence[str]) -> None:
         """`-p module`: the same registration path as an entry point."""

@@ -83,14 +83,18 @@ class Workspace:
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A small, predictable environment: no colour, no user config leaking in."""
+    """A small, predictable environment: no colour, no user config leaking in.
+
+    XDG_CACHE_HOME is passed on, like HOME: where mb keeps its entry-point index
+    (`mb.plugin_index`); a test session may point it at a folder of its own.
+    """
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
         "LANG": "C.UTF-8",
         "NO_COLOR": "1",
     }
-    for key in ("PYTHONPATH", "VIRTUAL_ENV", "TMPDIR"):
+    for key in ("PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "XDG_CACHE_HOME"):
         if key in os.environ:
             env[key] = os.environ[key]
     env.update(extra or {})

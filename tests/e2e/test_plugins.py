@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -593,3 +594,54 @@ def test_mb_rules_with_an_empty_rule_name_is_an_error(mb_workspace):
     assert result.exit_code == 2
     assert result.stderr.startswith("unknown rule ''") and len(result.stderr.splitlines()) == 1
     assert result.stdout == ""
+
+
+# --- the entry-point index (mb.plugin_index) ----------------------------------------
+
+GENRULE_WS = {
+    "p/in.txt": "hi\n",
+    "p/BUILD.toml": '[g]\nrule = "genrule"\nsrcs = ["in.txt"]\nouts = ["o.txt"]\ncmd = "cp $< $@"\n',
+}
+
+
+def _index_env(tmp_path: Path) -> dict[str, str]:
+    # No racy window: the venv (or mb-shout, installed by another test) may be seconds old.
+    return {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "MB_RACY_SECONDS": "0"}
+
+
+def test_mb_plugins_says_the_same_from_the_index(mb_workspace, tmp_path):
+    ws = mb_workspace({})
+    computed = ws.run("plugins", env=_index_env(tmp_path))
+    assert computed.exit_code == 0, computed.stderr
+    assert list((tmp_path / "xdg" / "mb" / "entry-points").glob("*.json"))
+    indexed = ws.run("plugins", env=_index_env(tmp_path))
+    assert (indexed.exit_code, indexed.stdout, indexed.stderr) == (0, computed.stdout, "")
+    assert any(line.startswith("genrule ") for line in indexed.stdout.splitlines())
+
+
+def _imported(stderr: str) -> set[str]:
+    """The modules `python -X importtime` reported (PYTHONPROFILEIMPORTTIME)."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_a_clean_build_with_the_index_in_place_imports_no_importlib_metadata(
+        mb_workspace, tmp_path):
+    """The cost it saves: importlib.metadata pulls in email, zipfile and csv, and
+    nothing else on a full build's path imports it."""
+    ws = mb_workspace(GENRULE_WS)
+    first = ws.run("build", env=_index_env(tmp_path))  # computed, and the index written
+    assert first.exit_code == 0, first.stderr
+    # Another test's `pip install` (mb-shout, once per session) may change the
+    # environment between two runs: then the next one computes them again.
+    for _ in range(3):
+        for state in (".mb", "mb-out"):  # a clean build: analysis, plugins and all
+            shutil.rmtree(ws.path / state)
+        result = ws.run("build", env={**_index_env(tmp_path), "PYTHONPROFILEIMPORTTIME": "1"})
+        assert result.exit_code == 0, result.stderr
+        imported = _imported(result.stderr)
+        assert "mb.plugins" in imported and "mb.plugin_index" in imported, "the full path"
+        if "importlib.metadata" not in imported:
+            break
+    assert "importlib.metadata" not in imported
+    assert ws.out("p/o.txt").read_text() == "hi\n"
