@@ -297,15 +297,16 @@ class Executor:
             blob = self.cache.blob_path(digest, executable)
             target = self._output_prefix + path
             try:
-                placed = os.stat(target)
-            except OSError:
-                pass  # not there (a clean build): no need to look at the blob
-            else:
+                os.link(blob, target)  # nothing there yet (a clean build): placed
+                continue
+            except FileExistsError:
                 try:
-                    if _same_file(placed, os.stat(blob)):
+                    if _same_file(os.stat(target), os.stat(blob)):
                         continue
                 except OSError:
                     pass
+            except OSError:
+                pass  # no folder yet, another file system: place_file sees to it
             place_file(blob, target)
 
     def store_placeholder(self, data: bytes) -> str:

@@ -629,7 +629,8 @@ def run_process(request: SandboxRequest, cwd: str, env: Mapping[str, str],
         kill_group(proc)
         stop_orphans_in(request.root)
         size = os.fstat(stderr).st_size
-        end = os.pread(stderr, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
+        end = (os.pread(stderr, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
+               if size else b"")  # most actions write nothing there: no system call
         if request.secret:
             os.ftruncate(stderr, 0)
     finally:
