@@ -27,6 +27,7 @@ from mb.errors import (
     BuildFileError, CycleError, LabelError, Location, MultipleErrors, PluginError, UserError,
 )
 from mb.labels import Label, Pattern, check_package_name
+from mb.listings import FolderListings
 from mb.plugins import Plugins
 from mb.statcache import trusted_signature
 from mb.ruledef import COMMON_ATTRIBUTES, RuleDef
@@ -115,6 +116,9 @@ class Analysis:
         self._unresolved: list[UnresolvedFile] = []
         #: folder -> (mtime_ns, inode) when a label was resolved against its listing.
         self.observed_folders: dict[str, tuple[int, int]] = {}
+        #: Whether a source exists, or a file is where an output goes: from each
+        #: folder's listing (observed first), not a stat per file.
+        self._listings = FolderListings(self._observe_folder)
         self._current: list[AnalyzedTarget] = []
         #: Every directory holding declared outputs -> the first target that put one there.
         self._output_dirs: dict[str, Label] = {}
@@ -548,7 +552,7 @@ class Analysis:
                 raise conflict(f"output {path} of {target.label} would be inside {parent}, "
                                f"an output file of {other.owner}; give one of them another name")
             parent = parent.rpartition("/")[0]
-        if os.path.lexists(os.path.join(self.workspace.root, path)):
+        if self._listings.lexists(os.path.join(self.workspace.root, path)):
             raise conflict(f"output {path} of {target.label} has the same path as a file of "
                            "the source tree; rename the output (or the file)")
 
@@ -593,7 +597,7 @@ class Analysis:
         if "/" in label.name:
             self._check_inside_package(label)
         self._observe_folder(os.path.dirname(os.path.join(self.workspace.root, path)))
-        if os.path.exists(os.path.join(self.workspace.root, path)):
+        if self._listings.exists(os.path.join(self.workspace.root, path)):
             if current is not None and path not in current.sources:
                 current.sources.append(path)
             return (path,)
