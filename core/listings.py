@@ -40,19 +40,20 @@ class FolderListings:
         except KeyError:
             pass
         self._observe(folder)
-        entries: dict[str, bool] | None = {}
+        entries: dict[str, bool] = {}
         try:
             with os.scandir(folder) as listing:
                 for entry in listing:
-                    is_link = entry.is_symlink()
                     entries[entry.name] = (
-                        _EXISTS if not is_link and (entry.is_file(follow_symlinks=False)
-                                                    or entry.is_dir(follow_symlinks=False))
+                        _EXISTS if not entry.is_symlink()
+                        and (entry.is_file(follow_symlinks=False)
+                             or entry.is_dir(follow_symlinks=False))
                         else _LOOK)
         except (FileNotFoundError, NotADirectoryError):
-            pass  # nothing can be in it: every name is missing
-        except OSError:
-            entries = None  # cannot be listed: ask the file system name by name
+            entries = {}  # nothing can be in it: every name is missing
+        except OSError:  # cannot be listed: ask the file system name by name
+            self._folders[folder] = None
+            return None
         self._folders[folder] = entries
         return entries
 
