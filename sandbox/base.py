@@ -319,8 +319,19 @@ def stop_orphans(keep: Collection[int] = ()) -> None:
     Called when the actions are over, so none of it belongs to a running
     action. `keep` holds the main thread's children from before the build (a
     program embedding mb may have started processes of its own).
+
+    A process's children are adopted when it exits, not when it is killed: a
+    detached grandchild whose parent was still dying from its group's kill
+    at the first look is found by the next one. So the look is repeated until
+    it finds no process it has not stopped already.
     """
-    _kill_and_reap([pid for pid in orphans() if pid not in keep], None)
+    stopped: set[int] = set(keep)
+    while True:
+        found = [pid for pid in orphans() if pid not in stopped]
+        if not found:
+            return
+        stopped.update(found)
+        _kill_and_reap(found, None)
 
 
 def _kill_and_reap(adopted: Sequence[int], folders: Sequence[str] | None) -> None:

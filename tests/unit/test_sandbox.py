@@ -656,3 +656,17 @@ def test_stop_orphans_stops_what_was_adopted_and_keeps_the_rest(tmp_path: Path) 
     finally:
         own.kill()
         own.wait()
+
+
+def test_stop_orphans_looks_again_for_what_a_stopped_orphan_leaves(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dying orphan's own children are adopted only once it has exited: the pids
+    found after stopping it are stopped too, and nothing is stopped twice."""
+    from mb.sandbox import base
+
+    adopted = [[101, 7], [7, 202], [7, 202]]  # 101's child 202 shows up after 101 is gone
+    stopped: list[list[int]] = []
+    monkeypatch.setattr(base, "orphans", lambda: adopted.pop(0) if adopted else [7])
+    monkeypatch.setattr(base, "_kill_and_reap", lambda pids, folders: stopped.append(list(pids)))
+    stop_orphans(keep={7})
+    assert stopped == [[101], [202]]
