@@ -8,10 +8,13 @@ same digest on every machine.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import stat
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from blake3 import blake3
@@ -42,7 +45,8 @@ def digest_file(path: str) -> str:
     return digest_and_stat(path)[0]
 
 
-def digest_and_stat(path: str) -> tuple[str, os.stat_result]:
+def digest_and_stat(path: str, step_aside: Callable[[], AbstractContextManager[None]] | None = None
+                    ) -> tuple[str, os.stat_result]:
     """The blake3 hex digest of a file's bytes, and the file's stat while it was read.
 
     A large file is mapped, not read (no copy out of the page cache), and a
@@ -52,6 +56,9 @@ def digest_and_stat(path: str) -> tuple[str, os.stat_result]:
     on a scheduler worker, where each system call gives the GIL away
     (docs/performance.md). The stat is that fstat, so a caller that needs
     the file's mode (is an output executable?) gets it without another call.
+
+    A large file is hashed inside `step_aside()`: a worker thread lets the
+    others have their turn meanwhile (`mb.sandbox.base.WorkerTurns`).
     """
     # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, forever.
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -67,7 +74,8 @@ def digest_and_stat(path: str) -> tuple[str, os.stat_result]:
     finally:
         os.close(fd)
     hasher = blake3(max_threads=blake3.AUTO if size >= _THREADED_FILE else 1)
-    hasher.update_mmap(path)
+    with step_aside() if step_aside is not None else contextlib.nullcontext():
+        hasher.update_mmap(path)
     return hasher.hexdigest(), st
 
 

@@ -134,8 +134,14 @@ class Executor:
         self._generated: dict[str, _Generated] = {}
         #: Digest -> file, for placeholders kept out of the cache (`store_placeholder`).
         self._placeholder_files: dict[str, str] = {}
-        from mb.sandbox.base import adopt_orphans, forget_programs, orphans, sandbox_folder
+        from mb.sandbox.base import (
+            WorkerTurns, adopt_orphans, forget_programs, orphans, sandbox_folder,
+        )
 
+        #: Whose turn it is to do an action's Python work: the registry's, whose
+        #: `run_process` steps aside while a process runs (a stand-in's own otherwise).
+        registry = getattr(sandbox, "registry", None)
+        self._turns: WorkerTurns = getattr(registry, "turns", None) or WorkerTurns()
         forget_programs()  # a program installed since the last build is found
         adopt_orphans()  # what an action detaches is found when it ends (run_process)
         #: Children of the main thread from before the build: not the actions' to stop.
@@ -340,30 +346,32 @@ class Executor:
 
         The outcome carries the tool digests and the time of all attempts.
         """
-        label = str(action.owner)
-        attempts = 1 + max(0, action.spec.retries)
-        start = time.monotonic()
-        last: Outcome | None = None
-        secrets = secret_values(self._secret_names(action), self._secret_texts(action))
-        for attempt in range(1, attempts + 1):
-            self.events.emit("action.started", target=label, description=action.description,
-                             attempt=attempt, key=key)
-            last = self._attempt(action, key, inputs, provisional, secrets)
-            if secrets and not last.ok:
-                # The message and stderr come from plugin code, which may echo a
-                # secret (a server echoing the Authorization header back).
-                last = attrs.evolve(last, error=redact(last.error, secrets),
-                                    stderr_tail=redact(last.stderr_tail, secrets))
-            # Not after Ctrl-C (the registry is stopping) or a failure elsewhere without
-            # -k: the build is ending, and a new attempt would only be killed or wasted.
-            if (last.ok or attempt == attempts or not last.retryable or self.no_more_attempts
-                    or getattr(getattr(self.sandbox, "registry", None), "stopping", False)):
-                break
-            self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
-                             error=last.error)
-        assert last is not None
-        return attrs.evolve(last, duration_s=time.monotonic() - start,
-                            tool_digests=self.tool_digests(action))
+        # One worker at a time, but for the process and large hashes (WorkerTurns).
+        with self._turns:
+            label = str(action.owner)
+            attempts = 1 + max(0, action.spec.retries)
+            start = time.monotonic()
+            last: Outcome | None = None
+            secrets = secret_values(self._secret_names(action), self._secret_texts(action))
+            for attempt in range(1, attempts + 1):
+                self.events.emit("action.started", target=label, description=action.description,
+                                 attempt=attempt, key=key)
+                last = self._attempt(action, key, inputs, provisional, secrets)
+                if secrets and not last.ok:
+                    # The message and stderr come from plugin code, which may echo a
+                    # secret (a server echoing the Authorization header back).
+                    last = attrs.evolve(last, error=redact(last.error, secrets),
+                                        stderr_tail=redact(last.stderr_tail, secrets))
+                # Not after Ctrl-C (the registry is stopping) or a failure elsewhere without
+                # -k: the build is ending, and a new attempt would only be killed or wasted.
+                if (last.ok or attempt == attempts or not last.retryable or self.no_more_attempts
+                        or getattr(getattr(self.sandbox, "registry", None), "stopping", False)):
+                    break
+                self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
+                                 error=last.error)
+            assert last is not None
+            return attrs.evolve(last, duration_s=time.monotonic() - start,
+                                tool_digests=self.tool_digests(action))
 
     def _secret_names(self, action: Action) -> tuple[str, ...]:
         """The variables whose values this action's messages must not show: its own
@@ -563,7 +571,7 @@ class Executor:
         executable: list[str] = []
         for path in outputs:
             produced = root + os.sep + path
-            digest, st = digest_and_stat(produced)
+            digest, st = digest_and_stat(produced, self._turns.stepped_aside)
             is_executable = bool(st.st_mode & EXECUTABLE_BITS)
             placed: tuple[int, int] | None = None
             if stores:
