@@ -40,9 +40,10 @@ EXECUTABLE_BITS: Final = 0o111
 EXECUTABLE_MARK: Final = "x:"
 
 
-def digest_file(path: str) -> str:
+def digest_file(path: str, step_aside: Callable[[], AbstractContextManager[None]] | None = None
+                ) -> str:
     """The blake3 hex digest of a file's bytes (see `digest_and_stat`)."""
-    return digest_and_stat(path)[0]
+    return digest_and_stat(path, step_aside)[0]
 
 
 def digest_and_stat(path: str, step_aside: Callable[[], AbstractContextManager[None]] | None = None

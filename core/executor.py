@@ -141,7 +141,7 @@ class Executor:
         #: Whose turn it is to do an action's Python work: the registry's, whose
         #: `run_process` steps aside while a process runs (a stand-in's own otherwise).
         registry = getattr(sandbox, "registry", None)
-        self._turns: WorkerTurns = getattr(registry, "turns", None) or WorkerTurns()
+        self.turns: WorkerTurns = getattr(registry, "turns", None) or WorkerTurns()
         forget_programs()  # a program installed since the last build is found
         adopt_orphans()  # what an action detaches is found when it ends (run_process)
         #: Children of the main thread from before the build: not the actions' to stop.
@@ -216,8 +216,9 @@ class Executor:
                 digests[path] = self._generated_key(path, known)
                 continue
             try:
-                digests[path] = self.statcache.key_digest(self._root_prefix + path,
-                                                          before_hashing=before_hashing)
+                digests[path] = self.statcache.key_digest(
+                    self._root_prefix + path, before_hashing=before_hashing,
+                    step_aside=self.turns.stepped_aside)
             except OSError:  # absent, a folder, a FIFO, a symlink loop: named by the scheduler
                 missing.append(path)
         if missing:
@@ -347,7 +348,7 @@ class Executor:
         The outcome carries the tool digests and the time of all attempts.
         """
         # One worker at a time, but for the process and large hashes (WorkerTurns).
-        with self._turns:
+        with self.turns:
             label = str(action.owner)
             attempts = 1 + max(0, action.spec.retries)
             start = time.monotonic()
@@ -571,7 +572,7 @@ class Executor:
         executable: list[str] = []
         for path in outputs:
             produced = root + os.sep + path
-            digest, st = digest_and_stat(produced, self._turns.stepped_aside)
+            digest, st = digest_and_stat(produced, self.turns.stepped_aside)
             is_executable = bool(st.st_mode & EXECUTABLE_BITS)
             placed: tuple[int, int] | None = None
             if stores:

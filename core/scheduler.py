@@ -9,6 +9,7 @@ and a small read) and run only the misses.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -16,7 +17,8 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from contextlib import AbstractContextManager
+from typing import Any, Final
 
 import attrs
 
@@ -274,6 +276,9 @@ class _Run:
         self.actions = actions
         self.producers = producers
         self.pools = pools
+        #: The executor's turns (`WorkerTurns`): keying is taken in turn, as running is.
+        self.turns: AbstractContextManager[Any] = (
+            getattr(scheduler.executor, "turns", None) or contextlib.nullcontext())
         self.workers = max(1, min(self.options.jobs, len(actions)))
         self.cond = threading.Condition()
         wanted = {a.index for a in actions}
@@ -444,7 +449,10 @@ class _Run:
 
         self.cond.release()
         try:
-            with self.scheduler.profiler.span(f"cache lookup {action.owner}", "cache"):
+            # In the worker's turn, as running an action is (WorkerTurns): `slow` takes
+            # the lock after the turn, which nothing waits for while holding the lock.
+            with self.turns, self.scheduler.profiler.span(f"cache lookup {action.owner}",
+                                                          "cache"):
                 return self.scheduler._prepare(action, self.produced, self.provisional_paths,
                                                self.producers, slow)
         finally:

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Final
 
 from mb.digest import EXECUTABLE_BITS, EXECUTABLE_MARK, digest_file
@@ -55,11 +56,13 @@ class StatCache:
             pass  # a lost or corrupt stat cache only costs re-hashing
 
     def digest(self, path: str, st: os.stat_result | None = None,
-               before_hashing: Callable[[], None] | None = None) -> str:
+               before_hashing: Callable[[], None] | None = None,
+               step_aside: Callable[[], AbstractContextManager[None]] | None = None) -> str:
         """The digest of the file at `path` (absolute); raises FileNotFoundError.
 
         `before_hashing` is called when the file must be read, not just stat'ed
-        (the scheduler lets another worker take work meanwhile).
+        (the scheduler lets another worker take work meanwhile); `step_aside`
+        is `mb.digest.digest_and_stat`'s, for a large file.
         """
         if st is None:
             st = os.stat(path)
@@ -69,18 +72,19 @@ class StatCache:
             return entry[4]
         if before_hashing is not None:
             before_hashing()
-        value = digest_file(path)
+        value = digest_file(path, step_aside)
         self.remember(path, st, value)
         return value
 
-    def key_digest(self, path: str, before_hashing: Callable[[], None] | None = None) -> str:
+    def key_digest(self, path: str, before_hashing: Callable[[], None] | None = None,
+                   step_aside: Callable[[], AbstractContextManager[None]] | None = None) -> str:
         """The file at `path` (absolute) as an action key sees it: `digest`, marked `x:`
         when the file is executable (`mb.digest.key_digest`); raises FileNotFoundError.
 
         The exec bit comes from the same stat the digest is checked against.
         """
         st = os.stat(path)
-        value = self.digest(path, st, before_hashing)
+        value = self.digest(path, st, before_hashing, step_aside)
         if st.st_mode & EXECUTABLE_BITS:
             self._executable.add(path)
             return EXECUTABLE_MARK + value

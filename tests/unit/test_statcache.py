@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -47,9 +48,9 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = statcache.digest_file
 
-    def counting(path: str) -> str:
+    def counting(path: str, step_aside: Any = None) -> str:
         seen.append(path)
-        return real(path)
+        return real(path, step_aside)
 
     monkeypatch.setattr(statcache, "digest_file", counting)
     return seen
