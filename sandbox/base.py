@@ -69,13 +69,14 @@ class WorkerTurns:
     GIL away, the other thread takes it, and the first one waits to get it
     back, so they hand it over at every call, each time a futex wake-up and a
     context switch (a fifth of the workers' CPU in a profile of a clean
-    wide1k build). The executor takes the turn for a whole action
-    (`with turns:`) and steps aside while the action's process runs
-    (`run_process`) or a large file is hashed, work that holds no GIL; the
-    turn then passes once an action and phase instead of once a system call:
-    wide1k clean 7-8% faster, media unchanged (docs/performance.md, eleventh
-    session). Stepping aside is a no-op for a thread that does not hold the
-    turn (a sandbox used on its own, in tests and tools).
+    wide1k build). The scheduler takes the turn to key an action and the
+    executor to run one (`with turns:`); each steps aside while the action's
+    process runs (`run_process`) or a large file is hashed, work that holds
+    no GIL. The turn then passes once a phase instead of once a system call:
+    wide1k clean 4-8% faster, and 5-6.5% more with keying in turn; chain
+    8-10%; media unchanged (docs/performance.md, eleventh session,
+    decisions/0011). Stepping aside is a no-op for a thread that does not
+    hold the turn (a sandbox used on its own, in tests and tools).
     """
 
     def __init__(self) -> None:
