@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -52,6 +52,9 @@ from mb.fsutil import discard, move_into_place, place_file, remove_temporaries_b
 from mb.locks import CacheUse
 from mb.masking import masked_forms, redact, redact_value
 from mb.statcache import StatCache
+
+if TYPE_CHECKING:  # imported where used: a no-op build never loads the sandboxes
+    from mb.sandbox.base import Sandbox, WorkerTurns
 
 EXIT_PERMANENT = 3  # mb.sandbox.worker: a failure that a retry cannot fix
 #: The levels of the event log (SPEC §9); a plugin's event with another is logged as info.
@@ -101,7 +104,7 @@ class ExecutorOptions:
 
 
 class Executor:
-    def __init__(self, root: str, cache: Cache, statcache: StatCache, sandbox: Any,
+    def __init__(self, root: str, cache: Cache, statcache: StatCache, sandbox: Sandbox,
                  events: EventLog, providers: Mapping[str, Any], options: ExecutorOptions,
                  state_dir: str) -> None:
         self.root = root
@@ -113,7 +116,7 @@ class Executor:
         # A sandbox that lets undeclared files and the host's environment in
         # (`none`) makes results the key does not describe: never cached, exactly
         # like `--no-cache` (no lookups, nothing written to the cache directory).
-        if not getattr(sandbox, "caches_results", True):
+        if not sandbox.caches_results:
             options = attrs.evolve(options, read_cache=False, write_cache=False)
         self.options = options
         #: key -> result of provisional actions, kept for one `mb watch` session only
@@ -135,13 +138,12 @@ class Executor:
         #: Digest -> file, for placeholders kept out of the cache (`store_placeholder`).
         self._placeholder_files: dict[str, str] = {}
         from mb.sandbox.base import (
-            WorkerTurns, adopt_orphans, forget_programs, orphans, sandbox_folder,
+            adopt_orphans, forget_programs, orphans, sandbox_folder,
         )
 
         #: Whose turn it is to do an action's Python work: the registry's, whose
-        #: `run_process` steps aside while a process runs (a stand-in's own otherwise).
-        registry = getattr(sandbox, "registry", None)
-        self.turns: WorkerTurns = getattr(registry, "turns", None) or WorkerTurns()
+        #: `run_process` steps aside while a process runs.
+        self.turns: WorkerTurns = sandbox.registry.turns
         forget_programs()  # a program installed since the last build is found
         adopt_orphans()  # what an action detaches is found when it ends (run_process)
         #: Children of the main thread from before the build: not the actions' to stop.
@@ -366,7 +368,7 @@ class Executor:
                 # Not after Ctrl-C (the registry is stopping) or a failure elsewhere without
                 # -k: the build is ending, and a new attempt would only be killed or wasted.
                 if (last.ok or attempt == attempts or not last.retryable or self.no_more_attempts
-                        or getattr(getattr(self.sandbox, "registry", None), "stopping", False)):
+                        or self.sandbox.registry.stopping):
                     break
                 self.events.emit("action.retry", target=label, level="warning", attempt=attempt,
                                  error=last.error)
@@ -379,7 +381,7 @@ class Executor:
         `secret_env`, and under the `none` sandbox, which hands every action the
         host's whole environment, every provider's `api_key_env` too."""
         names = tuple(action.spec.secret_env)
-        if getattr(self.sandbox, "name", "") == "none":
+        if self.sandbox.name == "none":
             names += tuple(str(settings["api_key_env"]) for settings in self.providers.values()
                            if isinstance(settings, Mapping) and settings.get("api_key_env"))
         return names
@@ -387,7 +389,7 @@ class Executor:
     def _secret_texts(self, action: Action) -> list[str]:
         """Secrets that are not variables of their own: the credentials of a provider
         URL from the environment (`MB_COMFY_URL`), which Python actions receive."""
-        if action.spec.kind != "call" and getattr(self.sandbox, "name", "") != "none":
+        if action.spec.kind != "call" and self.sandbox.name != "none":
             return []
         return environment_url_secrets(os.environ)
 

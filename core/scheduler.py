@@ -9,7 +9,6 @@ and a small read) and run only the misses.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -17,8 +16,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
@@ -277,8 +275,7 @@ class _Run:
         self.producers = producers
         self.pools = pools
         #: The executor's turns (`WorkerTurns`): keying is taken in turn, as running is.
-        self.turns: AbstractContextManager[Any] = (
-            getattr(scheduler.executor, "turns", None) or contextlib.nullcontext())
+        self.turns = scheduler.executor.turns
         self.workers = max(1, min(self.options.jobs, len(actions)))
         self.cond = threading.Condition()
         wanted = {a.index for a in actions}

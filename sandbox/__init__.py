@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mb.sandbox.base import Sandbox
 
 
-def make_sandbox(mode: str, events: Any) -> Any:
+def make_sandbox(mode: str, events: Any) -> Sandbox:
     """The sandbox for `mode` (validated already); `linux` falls back to `dir`, saying so."""
     from mb.sandbox.base import ProcessRegistry
 

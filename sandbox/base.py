@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import ClassVar, Protocol
 
 import attrs
 
@@ -59,6 +60,27 @@ class SandboxResult:
     stderr_tail: str
     duration_s: float
     missing_outputs: tuple[str, ...]
+
+
+class Sandbox(Protocol):
+    """What the executor needs of a sandbox (`dir`, `none`, `linux`; `make_sandbox`).
+
+    A Protocol, not a base class: the three share helpers (`prepare_root`,
+    `run_process`), not behaviour, and `linux` extends `dir` by inheritance.
+    """
+
+    #: The `--sandbox` mode it implements; `none` hands actions the host's whole
+    #: environment, so the executor masks every provider's key in its messages.
+    name: ClassVar[str]
+    #: Whether results depend only on what the action key covers (SPEC §4), so the
+    #: executor may look them up and store them (`none`: no).
+    caches_results: ClassVar[bool]
+    #: The running processes (stopped on Ctrl-C) and the workers' turns.
+    registry: ProcessRegistry
+
+    def run(self, request: SandboxRequest) -> SandboxResult:
+        """Stage the request's inputs in its root, run its argv there, and report."""
+        ...
 
 
 class WorkerTurns:

@@ -24,6 +24,7 @@ from mb.digest import digest_bytes
 from mb.errors import ConfigError
 from mb.executor import MissingInputs, Outcome
 from mb.labels import Label
+from mb.sandbox.base import WorkerTurns
 from mb.scheduler import Pools, Scheduler, SchedulerOptions, check_pools
 
 WAIT = 10.0  # seconds; only reached when a test is about to fail
@@ -64,6 +65,7 @@ class FakeExecutor:
         self.cached = set(cached)
         self.kills = 0
         self.sandbox = SimpleNamespace(registry=SimpleNamespace(kill_all=self._kill_all))
+        self.turns = WorkerTurns()  # as the Executor's: the scheduler keys in turn
         self.cond = threading.Condition()
         self.started: list[str] = []
         self.finished: list[str] = []
@@ -276,8 +278,9 @@ def test_threads_switch_often_while_actions_run_and_as_before_after() -> None:
 
 
 def test_keying_an_action_does_not_hold_back_the_other_workers() -> None:
-    """Keying hashes inputs (slow for big files) without the scheduler's lock: while
-    `slow` is keyed, the other worker runs `b`, records it and runs `c` after it."""
+    """Keying hashes inputs (slow for big files) without the scheduler's lock, and a
+    large file without the worker's turn (`mb.digest.digest_and_stat`): while `slow`
+    is keyed, the other worker runs `b`, records it and runs `c` after it."""
     slow, b = make_action(0, "slow"), make_action(1, "b")
     c = make_action(2, "c", inputs=["p/b.out"])
     c_started = threading.Event()
@@ -287,8 +290,9 @@ def test_keying_an_action_does_not_hold_back_the_other_workers() -> None:
                           before_hashing: Callable[[], None] | None = None) -> dict[str, str]:
             if action.owner.name == "slow":
                 assert before_hashing is not None
-                before_hashing()  # a file the stat cache does not know: hashed
-                assert c_started.wait(WAIT), "keying held the other worker back"
+                before_hashing()  # a file the stat cache does not know: hashed,
+                with self.turns.stepped_aside():  # a large one outside the turn
+                    assert c_started.wait(WAIT), "keying held the other worker back"
             return super().input_digests(action, produced)
 
         def execute(self, action: Action, key: str, inputs: Mapping[str, str],
