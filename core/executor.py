@@ -252,7 +252,8 @@ class Executor:
         for tool in action.spec.tools:
             if tool.path not in self._tool_digests:
                 self._tool_digests[tool.path] = self.statcache.key_digest(
-                    tool.path, before_hashing=before_hashing)
+                    tool.path, before_hashing=before_hashing,
+                    step_aside=self.turns.stepped_aside)
             found[tool.name] = self._tool_digests[tool.path]
         return found
 
